@@ -1,0 +1,154 @@
+"""Typed, frozen configuration, read from ``TRIBUTARY_*`` environment variables and
+validated at start-up. Every problem is listed at once; secrets are never printed."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A setting is wrong. The message lists every problem found."""
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("TRIBUTARY_DATA_DIR", Path.home() / ".local/share/tributary"))
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TRIBUTARY_CACHE_DIR", Path.home() / ".cache/tributary"))
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    """Where the local platform lives and which loopback ports it uses."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    stripe_port: int = 12111
+    clickhouse_query_port: int = 18123
+    kafka_version: str = "3.9.1"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return os.environ.get("TRIBUTARY_KAFKA_BOOTSTRAP", f"127.0.0.1:{self.kafka_port}")
+
+    @property
+    def stripe_api_base(self) -> str:
+        return os.environ.get("TRIBUTARY_STRIPE_API_BASE", f"http://127.0.0.1:{self.stripe_port}")
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        return os.environ.get("CLICKHOUSE_URL", f"chdb://{self.data_dir / 'clickhouse'}")
+
+    @property
+    def clickhouse_query_url(self) -> str:
+        return f"http://127.0.0.1:{self.clickhouse_query_port}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def validate(self) -> None:
+        problems: list[str] = []
+        ports = {
+            "kafka_port": self.kafka_port,
+            "kafka_controller_port": self.kafka_controller_port,
+            "stripe_port": self.stripe_port,
+            "clickhouse_query_port": self.clickhouse_query_port,
+        }
+        for name, port in ports.items():
+            if not 1024 <= port <= 65535:
+                problems.append(f"{name}={port}: must be within 1024..65535")
+        if len(set(ports.values())) != len(ports):
+            problems.append(f"ports must all differ, got {ports}")
+        if problems:
+            raise ConfigError("invalid platform settings:\n  - " + "\n  - ".join(problems))
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Settings shared by the pipeline stages."""
+
+    # payouts: a holder is paid once their unpaid balance reaches this many micros
+    payout_threshold_micros: int = 1_000_000
+    # attribution micro-batching
+    batch_max_size: int = 64
+    batch_max_wait_ms: int = 200
+    similarity_threshold: float = 0.62
+    top_k: int = 5
+    # the DLQ rate limit: stop ingest if more than this fraction of the last
+    # ``dlq_window`` events were dead-lettered (a bad deploy, not bad events)
+    dlq_max_fraction: float = 0.5
+    dlq_window: int = 1000
+    max_output_chars: int = 100_000
+    stripe_api_key: str = field(default="sk_test_tributary_local", repr=False)
+
+    def validate(self) -> None:
+        problems: list[str] = []
+        if self.payout_threshold_micros < 10_000:
+            problems.append("payout_threshold_micros must be >= 10000 (one cent)")
+        if not 1 <= self.batch_max_size <= 4096:
+            problems.append("batch_max_size must be within 1..4096")
+        if not 0 <= self.batch_max_wait_ms <= 60_000:
+            problems.append("batch_max_wait_ms must be within 0..60000")
+        if not 0.0 < self.similarity_threshold < 1.0:
+            problems.append("similarity_threshold must be within (0, 1)")
+        if not 1 <= self.top_k <= 100:
+            problems.append("top_k must be within 1..100")
+        if not 0.0 < self.dlq_max_fraction <= 1.0:
+            problems.append("dlq_max_fraction must be within (0, 1]")
+        if problems:
+            raise ConfigError("invalid pipeline settings:\n  - " + "\n  - ".join(problems))
+
+
+def _coerce(kind: str, raw: object) -> object:
+    if kind == "int":
+        return int(raw)  # type: ignore[call-overload]
+    if kind == "float":
+        return float(raw)  # type: ignore[arg-type]
+    if kind == "Path":
+        return Path(str(raw)).expanduser().resolve()
+    return str(raw)
+
+
+def _collect(cls: type, prefix: str, overrides: dict[str, object]) -> dict[str, object]:
+    """Settings from ``<prefix><NAME>`` environment variables, then ``overrides``."""
+    values: dict[str, object] = {}
+    problems: list[str] = []
+    for f in fields(cls):
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "str")
+        env_name = f"{prefix}{f.name.upper()}"
+        for source, raw in ((env_name, os.environ.get(env_name)), (f.name, overrides.get(f.name))):
+            if raw is None:
+                continue
+            try:
+                values[f.name] = _coerce(kind, raw)
+            except (TypeError, ValueError):
+                problems.append(f"{source}={raw!r}: expected {kind}")
+    if problems:
+        raise ConfigError("invalid settings:\n  - " + "\n  - ".join(problems))
+    return values
+
+
+def load_platform(**overrides: object) -> PlatformConfig:
+    values = _collect(PlatformConfig, "TRIBUTARY_", overrides)
+    cfg = PlatformConfig(**values)  # type: ignore[arg-type]
+    cfg.validate()
+    return cfg
+
+
+def load_pipeline(**overrides: object) -> PipelineConfig:
+    if "STRIPE_API_KEY" in os.environ and "stripe_api_key" not in overrides:
+        overrides["stripe_api_key"] = os.environ["STRIPE_API_KEY"]
+    values = _collect(PipelineConfig, "TRIBUTARY_", overrides)
+    cfg = PipelineConfig(**values)  # type: ignore[arg-type]
+    cfg.validate()
+    return cfg

@@ -1,0 +1,17 @@
+"""The one place topic names live. Topics are the contract between stages."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Topic(StrEnum):
+    INFERENCE_EVENTS = "inference-events"
+    INFERENCE_EVENTS_DLQ = "inference-events.dlq"
+    ATTRIBUTION_REQUESTS = "attribution-requests"
+    ATTRIBUTIONS = "attributions"
+    ROYALTY_LEDGER = "royalty-ledger"
+    PAYOUT_REQUESTS = "payout-requests"
+    PAYOUT_RESULTS = "payout-results"
+    CATALOG_UPDATES = "catalog-updates"
+    CATALOG_CHUNKS = "catalog-chunks"
