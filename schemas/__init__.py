@@ -74,8 +74,20 @@ def first_problem(name: str, payload: Any) -> SchemaProblem | None:
     if not errors:
         return None
     err = errors[0]
-    path = "/".join(str(p) for p in err.absolute_path) or "(root)"
+    parts = [str(p) for p in err.absolute_path]
     message = err.message
+    if err.validator == "required" and isinstance(err.instance, dict):
+        missing = [k for k in err.validator_value if k not in err.instance]
+        if missing:
+            parts.append(missing[0])
+            message = "is required but missing"
+    elif err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = set(err.schema.get("properties", {}))
+        extra = sorted(k for k in err.instance if k not in allowed)
+        if extra:
+            parts.append(extra[0])
+            message = "is not a known field of this schema version"
+    path = "/".join(parts) or "(root)"
     if len(message) > 300:
         message = message[:300] + "..."
     return SchemaProblem(field=path, reason=message)

@@ -1,0 +1,181 @@
+"""Ingest: raw bytes -> a validated, priced attribution request, or a rejection.
+
+Pure functions; the Faust agent in :mod:`streams.app` only moves bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from schemas import first_problem
+from streams.contracts import Contract, ContractBook, parse_time
+from tributary.money import royalty_pool
+
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+EMBEDDING_DIM = 384
+MAX_EVENT_BYTES = 1_000_000
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why an input cannot be processed: a stable code, the field, a human reason."""
+
+    code: str
+    field: str | None
+    reason: str
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    topic: str
+    partition: int
+    offset: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+
+def parse_event(raw: bytes, book: ContractBook) -> dict[str, Any] | Rejection:
+    """Decode and validate one inference event (schema + semantics)."""
+    if len(raw) > MAX_EVENT_BYTES:
+        return Rejection("too_large", None, f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
+    try:
+        event = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Rejection("malformed_json", None, f"not valid JSON: {exc}")
+    if not isinstance(event, dict):
+        return Rejection("malformed_json", None, f"expected a JSON object, got {type(event).__name__}")
+    event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+    version = event.get("schema_version")
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        return Rejection(
+            "unsupported_schema_version", "schema_version",
+            f"schema_version {version!r} is not supported (supported: {list(SUPPORTED_SCHEMA_VERSIONS)})",
+            event_id,
+        )
+    problem = first_problem("inference-event.v1", event)
+    if problem is not None:
+        return Rejection("schema_violation", problem.field, problem.reason, event_id)
+    try:
+        occurred_at = parse_time(event["occurred_at"])
+    except ValueError as exc:
+        return Rejection("bad_timestamp", "occurred_at", f"not an RFC 3339 time with zone: {exc}", event_id)
+    billing = event["billing"]
+    if "revenue_micros" not in billing and "output_tokens" not in billing:
+        return Rejection("bad_billing", "billing", "needs revenue_micros or output_tokens", event_id)
+    output = event["output"]
+    if "embeddings" in output:
+        if output["embedding_model"] != EMBEDDING_MODEL:
+            return Rejection(
+                "wrong_embedding_model", "output/embedding_model",
+                f"embeddings must be made with {EMBEDDING_MODEL}, got {output['embedding_model']!r}", event_id,
+            )
+        for i, vector in enumerate(output["embeddings"]):
+            if len(vector) != EMBEDDING_DIM:
+                return Rejection(
+                    "wrong_embedding_dimension", f"output/embeddings/{i}",
+                    f"has {len(vector)} dimensions; {EMBEDDING_MODEL} gives {EMBEDDING_DIM}", event_id,
+                )
+    elif not output["text"].strip():
+        return Rejection("empty_output", "output/text", "output text is empty", event_id)
+    if not book.known(event["contract_id"]):
+        return Rejection(
+            "unknown_contract", "contract_id",
+            f"contract {event['contract_id']!r} is not registered; register it or fix the producer", event_id,
+        )
+    if book.find(event["contract_id"], occurred_at) is None:
+        return Rejection(
+            "contract_not_in_force", "occurred_at",
+            f"contract {event['contract_id']!r} has no version in force at {event['occurred_at']}", event_id,
+        )
+    return event
+
+
+def revenue_micros(billing: dict[str, int], contract: Contract) -> int:
+    if "revenue_micros" in billing:
+        return billing["revenue_micros"]
+    return (
+        billing.get("input_tokens", 0) * contract.price_per_1k_input_tokens_micros
+        + billing.get("output_tokens", 0) * contract.price_per_1k_output_tokens_micros
+    ) // 1000
+
+
+def price_event(event: dict[str, Any], book: ContractBook, source: Source) -> dict[str, Any]:
+    """A validated event -> the attribution request the GPU workers consume."""
+    occurred_at: datetime = parse_time(event["occurred_at"])
+    contract = book.find(event["contract_id"], occurred_at)
+    assert contract is not None, "parse_event checked the contract"
+    revenue = revenue_micros(event["billing"], contract)
+    return {
+        "schema_version": 1,
+        "event_id": event["event_id"],
+        "occurred_at": event["occurred_at"],
+        "provider": event["provider"],
+        "model": event["model"],
+        "contract": {
+            "contract_id": contract.contract_id,
+            "version": contract.version,
+            "royalty_rate_bps": contract.royalty_rate_bps,
+            "currency": contract.currency,
+        },
+        "revenue_micros": revenue,
+        "pool_micros": royalty_pool(revenue, contract.royalty_rate_bps),
+        "output": event["output"],
+        "metadata": event.get("metadata") or {},
+        "source": source.as_dict(),
+    }
+
+
+def dead_letter(raw: bytes, rejection: Rejection, source: Source) -> dict[str, Any]:
+    payload = raw[:4096].decode("utf-8", errors="replace")
+    return {
+        "schema_version": 1,
+        "error_code": rejection.code,
+        "field": rejection.field,
+        "reason": rejection.reason,
+        "event_id": rejection.event_id,
+        "source": source.as_dict(),
+        "payload": payload,
+    }
+
+
+def dead_letter_headers(rejection: Rejection, source: Source) -> list[tuple[str, bytes]]:
+    return [
+        ("error_code", rejection.code.encode()),
+        ("field", (rejection.field or "").encode()),
+        ("reason", rejection.reason.encode()[:1000]),
+        ("source_topic", source.topic.encode()),
+        ("source_partition", str(source.partition).encode()),
+        ("source_offset", str(source.offset).encode()),
+    ]
+
+
+class DeadLetterLimit:
+    """Halts ingest when too large a fraction of recent events is dead-lettered.
+
+    A few bad events are data; most events failing means a bad deploy upstream, and
+    dead-lettering everything would hide it.
+    """
+
+    def __init__(self, window: int, max_fraction: float, min_events: int = 50):
+        self.window = window
+        self.max_fraction = max_fraction
+        self.min_events = min_events
+        self._outcomes: list[bool] = []
+
+    def record(self, rejected: bool) -> None:
+        self._outcomes.append(rejected)
+        if len(self._outcomes) > self.window:
+            del self._outcomes[: len(self._outcomes) - self.window]
+
+    @property
+    def fraction(self) -> float:
+        return sum(self._outcomes) / len(self._outcomes) if self._outcomes else 0.0
+
+    def exceeded(self) -> bool:
+        return len(self._outcomes) >= self.min_events and self.fraction > self.max_fraction
