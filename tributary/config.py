@@ -89,7 +89,7 @@ class PipelineConfig:
     dlq_max_fraction: float = 0.5
     dlq_window: int = 1000
     max_output_chars: int = 100_000
-    stripe_api_key: str = field(default="sk_test_tributary_local", repr=False)
+    stripe_api_key: str = field(default="sk_test_tributarylocal", repr=False)
 
     def validate(self) -> None:
         problems: list[str] = []

@@ -1,0 +1,50 @@
+"""Each attribution worker's view of the catalog, materialised from the compacted
+``catalog-chunks`` topic (like a global table) and kept current before every batch."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from confluent_kafka import Message
+
+from gpu_workers.index import ChunkRecord, VectorIndex
+from tributary.kafka import TopicReader
+from tributary.topics import Topic
+
+log = logging.getLogger("tributary.catalog")
+
+
+class CatalogView:
+    def __init__(self, bootstrap: str, index: VectorIndex, topic: str = Topic.CATALOG_CHUNKS.value):
+        self.index = index
+        self.version = 0
+        self.chunks = 0
+        self._reader = TopicReader(bootstrap, topic)
+
+    def sync(self, timeout: float = 10.0) -> int:
+        """Apply everything up to the topic's current end; returns how many records."""
+        upserts: list[ChunkRecord] = []
+        deletes: list[str] = []
+
+        def collect(msg: Message) -> None:
+            if msg.value() is None:
+                deletes.append(msg.key().decode())
+                return
+            rec = json.loads(msg.value())
+            upserts.append(ChunkRecord(rec["chunk_id"], rec["work_id"], rec["holder_id"],
+                                       int(rec["chunk_index"]), int(rec["catalog_version"]), rec["vector"]))
+            self.version = max(self.version, int(rec["catalog_version"]))
+
+        applied = self._reader.read_to_end(collect, timeout)
+        if upserts:
+            self.index.upsert(upserts)
+        if deletes:
+            self.index.delete(deletes)
+        if applied:
+            self.chunks = self.index.count()
+            log.info("catalog view applied=%d chunks=%d catalog_version=%d", applied, self.chunks, self.version)
+        return applied
+
+    def close(self) -> None:
+        self._reader.close()

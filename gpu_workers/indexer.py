@@ -1,0 +1,77 @@
+"""The catalog indexer: ``catalog-updates`` -> chunk + embed each work once ->
+``catalog-chunks`` (compacted; key chunk_id, tombstones for withdrawn works)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+from gpu_workers.chunking import chunk_text
+from gpu_workers.embedder import Embedder
+from tributary import kafka
+from tributary.ids import chunk_id
+from tributary.topics import Topic
+
+log = logging.getLogger("tributary.indexer")
+GROUP_ID = "tributary-indexer"
+
+
+def chunk_records(update: dict[str, Any], catalog_version: int, embedder: Embedder) -> list[dict[str, Any]]:
+    chunks = chunk_text(update["text"])
+    vectors = embedder.encode(chunks)
+    return [
+        {
+            "schema_version": 1,
+            "chunk_id": chunk_id(update["work_id"], catalog_version, i),
+            "work_id": update["work_id"],
+            "holder_id": update["holder_id"],
+            "chunk_index": i,
+            "catalog_version": catalog_version,
+            "model": embedder.name,
+            "text": text,
+            "vector": [round(float(x), 7) for x in vectors[i]],
+        }
+        for i, text in enumerate(chunks)
+    ]
+
+
+def run(bootstrap: str, embedder: Embedder, stop: threading.Event) -> None:
+    consumer = kafka.consumer(bootstrap, GROUP_ID)
+    producer = kafka.producer(bootstrap)
+    consumer.subscribe([Topic.CATALOG_UPDATES.value])
+    # work_id -> chunk ids currently published, to tombstone them on withdrawal/re-registration
+    published: dict[str, list[str]] = {}
+    log.info("indexer ready model=%s revision=%s", embedder.name, embedder.revision)
+    try:
+        while not stop.is_set():
+            messages = kafka.good_messages(consumer.consume(num_messages=32, timeout=0.5))
+            for msg in messages:
+                if msg.value() is None:
+                    continue
+                update = json.loads(msg.value())
+                kind = update.get("kind")
+                work_id = update.get("work_id")
+                if kind not in ("work", "work_removed"):
+                    continue
+                for old in published.pop(work_id, []):
+                    producer.produce(Topic.CATALOG_CHUNKS.value, key=old.encode(), value=None)
+                if kind == "work_removed":
+                    log.info("work withdrawn work_id=%s", work_id)
+                    continue
+                version = msg.offset() + 1  # catalog-updates has one partition: offsets order versions
+                records = chunk_records(update, version, embedder)
+                for rec in records:
+                    producer.produce(Topic.CATALOG_CHUNKS.value, key=rec["chunk_id"].encode(),
+                                     value=kafka.dumps(rec))
+                published[work_id] = [r["chunk_id"] for r in records]
+                log.info("indexed work_id=%s holder=%s chunks=%d catalog_version=%d",
+                         work_id, update["holder_id"], len(records), version)
+            if messages:
+                if producer.flush(30):
+                    raise RuntimeError("catalog-chunks not acknowledged within 30s")
+                consumer.commit(offsets=kafka.next_offsets(messages), asynchronous=False)
+    finally:
+        producer.flush(10)
+        consumer.close()

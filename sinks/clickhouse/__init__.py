@@ -1,0 +1,1 @@
+"""ClickHouse sink: every pipeline topic -> tables + analyst views."""

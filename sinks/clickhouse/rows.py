@@ -1,0 +1,128 @@
+"""Kafka records -> ClickHouse rows. Pure: (topic, partition, offset, value) in, rows out."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from tributary.topics import Topic
+
+Row = dict[str, Any]
+
+
+def _time(value: str | None) -> datetime:
+    if not value:
+        return datetime.now(UTC)
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _s(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def priced_event(v: dict[str, Any]) -> Row:
+    return {
+        "event_id": v["event_id"], "occurred_at": _time(v["occurred_at"]), "provider": v["provider"],
+        "model_name": v["model"]["name"], "model_revision": v["model"]["revision"],
+        "contract_id": v["contract"]["contract_id"], "contract_version": v["contract"]["version"],
+        "currency": v["contract"]["currency"], "revenue_micros": v["revenue_micros"],
+        "pool_micros": v["pool_micros"], "source_partition": v["source"]["partition"],
+        "source_offset": v["source"]["offset"], "metadata": json.dumps(v.get("metadata") or {}),
+    }
+
+
+def attribution(v: dict[str, Any]) -> Row:
+    ev = v["evidence"]
+    return {
+        "attribution_id": v["attribution_id"], "event_id": v["event_id"],
+        "occurred_at": _time(v.get("occurred_at")), "provider": v.get("provider", ""),
+        "model_name": v.get("model", {}).get("name", ""), "pool_micros": v["pool_micros"],
+        "attributed_ppm": 1_000_000 - v["unattributed_ppm"], "unattributed_ppm": v["unattributed_ppm"],
+        "works": sorted({s["work_id"] for s in v["shares_ppm"]}),
+        "catalog_version": ev["catalog_version"], "embed_model": ev["model_name"],
+        "embed_revision": ev["model_revision"], "threshold": float(ev["threshold"]),
+        "shares": json.dumps(v["shares_ppm"]), "evidence": json.dumps(ev),
+    }
+
+
+def ledger_entry(v: dict[str, Any]) -> Row:
+    return {
+        "entry_id": v["entry_id"], "entry_type": v["entry_type"], "debit_account": v["debit_account"],
+        "credit_account": v["credit_account"], "amount_micros": v["amount_micros"],
+        "currency": v["currency"], "holder_id": v["holder_id"], "work_id": _s(v.get("work_id")),
+        "event_id": _s(v.get("event_id")), "source_id": v["source_id"],
+        "contract_id": _s(v.get("contract_id")), "contract_version": v.get("contract_version") or 0,
+        "attribution_id": _s(v.get("attribution_id")), "payout_id": _s(v.get("payout_id")),
+        "transfer_id": _s(v.get("transfer_id")), "created_at": _time(v.get("created_at")),
+    }
+
+
+def payout_request(v: dict[str, Any]) -> Row:
+    return {
+        "payout_id": v["payout_id"], "holder_id": v["holder_id"], "amount_micros": v["amount_micros"],
+        "currency": v["currency"], "sequence": v["sequence"], "requested_at": _time(v.get("requested_at")),
+    }
+
+
+def payout_result(v: dict[str, Any]) -> Row:
+    return {
+        "payout_id": v["payout_id"], "holder_id": v["holder_id"], "status": v["status"],
+        "amount_micros": v["amount_micros"], "transfer_id": _s(v.get("transfer_id")),
+        "destination": _s(v.get("destination")), "error": _s(v.get("error")),
+        "completed_at": _time(v.get("completed_at")),
+    }
+
+
+def dead_letter(v: dict[str, Any], partition: int, offset: int) -> Row:
+    src = v.get("source", {})
+    return {
+        "dlq_key": f"{partition}:{offset}", "error_code": v.get("error_code", ""),
+        "field": _s(v.get("field")), "reason": v.get("reason", ""), "event_id": _s(v.get("event_id")),
+        "source_topic": _s(src.get("topic")), "source_partition": int(src.get("partition", -1)),
+        "source_offset": int(src.get("offset", -1)), "payload": v.get("payload", ""),
+    }
+
+
+def catalog_update(v: dict[str, Any], offset: int) -> tuple[str, Row] | None:
+    kind = v.get("kind")
+    if kind in ("work", "work_removed"):
+        return "works", {
+            "work_id": v["work_id"], "holder_id": _s(v.get("holder_id")), "title": _s(v.get("title")),
+            "license": _s(v.get("license")), "removed": int(kind == "work_removed"), "catalog_offset": offset,
+        }
+    if kind == "holder":
+        return "holders", {
+            "holder_id": v["holder_id"], "name": _s(v.get("name")),
+            "stripe_account": _s(v.get("stripe_account")), "catalog_offset": offset,
+        }
+    return None
+
+
+def to_row(topic: str, partition: int, offset: int, value: bytes | None) -> tuple[str, Row] | None:
+    """The (table, row) a record becomes, or None for records the sink does not store."""
+    if value is None:
+        return None
+    v = json.loads(value)
+    match topic:
+        case Topic.ATTRIBUTION_REQUESTS:
+            return "priced_events", priced_event(v)
+        case Topic.ATTRIBUTIONS:
+            return "attributions", attribution(v)
+        case Topic.ROYALTY_LEDGER:
+            return "ledger_entries", ledger_entry(v)
+        case Topic.PAYOUT_REQUESTS:
+            return "payout_requests", payout_request(v)
+        case Topic.PAYOUT_RESULTS:
+            return "payout_results", payout_result(v)
+        case Topic.INFERENCE_EVENTS_DLQ:
+            return "dead_letters", dead_letter(v, partition, offset)
+        case Topic.CATALOG_UPDATES:
+            return catalog_update(v, offset)
+    return None
+
+
+SOURCE_TOPICS = [
+    Topic.ATTRIBUTION_REQUESTS, Topic.ATTRIBUTIONS, Topic.ROYALTY_LEDGER, Topic.PAYOUT_REQUESTS,
+    Topic.PAYOUT_RESULTS, Topic.INFERENCE_EVENTS_DLQ, Topic.CATALOG_UPDATES,
+]

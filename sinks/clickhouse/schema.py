@@ -1,0 +1,110 @@
+"""Versioned schema migrations, applied in order at start-up.
+
+Deduplication: every table is a ReplacingMergeTree ordered by the record's
+deterministic id, and every money query reads through ``FINAL`` (directly or via
+the views below). A re-delivered batch therefore never shows up twice to a query,
+whether or not ClickHouse has merged the parts yet. No materialized views: an MV is
+fed by inserts, so a retried insert would add money twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+V = "ingested_at DateTime64(6, 'UTC') DEFAULT now64(6)"
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (1, "core tables", [
+        f"""CREATE TABLE IF NOT EXISTS priced_events (
+            event_id String, occurred_at DateTime64(3, 'UTC'), provider LowCardinality(String),
+            model_name LowCardinality(String), model_revision String, contract_id LowCardinality(String),
+            contract_version UInt32, currency LowCardinality(String), revenue_micros Int64,
+            pool_micros Int64, source_partition Int32, source_offset Int64, metadata String, {V}
+        ) ENGINE = ReplacingMergeTree(ingested_at) ORDER BY event_id""",
+        f"""CREATE TABLE IF NOT EXISTS attributions (
+            attribution_id String, event_id String, occurred_at DateTime64(3, 'UTC'),
+            provider LowCardinality(String), model_name LowCardinality(String), pool_micros Int64,
+            attributed_ppm UInt32, unattributed_ppm UInt32, works Array(String),
+            catalog_version UInt64, embed_model String, embed_revision String, threshold Float64,
+            shares String, evidence String, {V}
+        ) ENGINE = ReplacingMergeTree(ingested_at) ORDER BY attribution_id""",
+        f"""CREATE TABLE IF NOT EXISTS ledger_entries (
+            entry_id String, entry_type LowCardinality(String), debit_account String,
+            credit_account String, amount_micros Int64, currency LowCardinality(String),
+            holder_id String, work_id String, event_id String, source_id String,
+            contract_id String, contract_version UInt32, attribution_id String, payout_id String,
+            transfer_id String, created_at DateTime64(3, 'UTC'), {V}
+        ) ENGINE = ReplacingMergeTree(ingested_at) ORDER BY entry_id""",
+        f"""CREATE TABLE IF NOT EXISTS payout_requests (
+            payout_id String, holder_id String, amount_micros Int64, currency LowCardinality(String),
+            sequence UInt64, requested_at DateTime64(3, 'UTC'), {V}
+        ) ENGINE = ReplacingMergeTree(ingested_at) ORDER BY payout_id""",
+        f"""CREATE TABLE IF NOT EXISTS payout_results (
+            payout_id String, holder_id String, status LowCardinality(String), amount_micros Int64,
+            transfer_id String, destination String, error String, completed_at DateTime64(3, 'UTC'), {V}
+        ) ENGINE = ReplacingMergeTree(ingested_at) ORDER BY payout_id""",
+        f"""CREATE TABLE IF NOT EXISTS dead_letters (
+            dlq_key String, error_code LowCardinality(String), field String, reason String,
+            event_id String, source_topic String, source_partition Int32, source_offset Int64,
+            payload String, {V}
+        ) ENGINE = ReplacingMergeTree(ingested_at) ORDER BY dlq_key""",
+        f"""CREATE TABLE IF NOT EXISTS works (
+            work_id String, holder_id String, title String, license String, removed UInt8,
+            catalog_offset Int64, {V}
+        ) ENGINE = ReplacingMergeTree(catalog_offset) ORDER BY work_id""",
+        f"""CREATE TABLE IF NOT EXISTS holders (
+            holder_id String, name String, stripe_account String, catalog_offset Int64, {V}
+        ) ENGINE = ReplacingMergeTree(catalog_offset) ORDER BY holder_id""",
+    ]),
+    (2, "analyst views (all read through FINAL)", [
+        """CREATE OR REPLACE VIEW holder_earnings_daily AS
+           SELECT toDate(p.occurred_at) AS day, l.holder_id AS holder_id, l.work_id AS work_id,
+                  p.provider AS provider, p.model_name AS model_name, l.currency AS currency,
+                  sum(l.amount_micros) AS earned_micros, count() AS entries
+           FROM (SELECT * FROM ledger_entries FINAL WHERE entry_type = 'accrual'
+                 AND credit_account LIKE 'holder:%') AS l
+           INNER JOIN (SELECT event_id, occurred_at, provider, model_name FROM priced_events FINAL) AS p
+             ON l.event_id = p.event_id
+           GROUP BY day, holder_id, work_id, provider, model_name, currency""",
+        """CREATE OR REPLACE VIEW unattributed_escrow AS
+           SELECT toDate(p.occurred_at) AS day, p.provider AS provider, p.model_name AS model_name,
+                  sum(l.amount_micros) AS escrow_micros, count() AS events
+           FROM (SELECT * FROM ledger_entries FINAL WHERE credit_account = 'escrow:unattributed') AS l
+           INNER JOIN (SELECT event_id, occurred_at, provider, model_name FROM priced_events FINAL) AS p
+             ON l.event_id = p.event_id
+           GROUP BY day, provider, model_name""",
+        """CREATE OR REPLACE VIEW attribution_coverage AS
+           SELECT toDate(occurred_at) AS day, model_name, count() AS events,
+                  sum(pool_micros) AS pool_micros,
+                  countIf(attributed_ppm > 0) AS events_attributed,
+                  avg(attributed_ppm) / 1e6 AS mean_attributed_fraction
+           FROM attributions FINAL GROUP BY day, model_name""",
+        """CREATE OR REPLACE VIEW holder_balances AS
+           SELECT holder_id,
+                  sumIf(amount_micros, entry_type = 'accrual') AS accrued_micros,
+                  sumIf(amount_micros, entry_type = 'payout') AS paid_micros,
+                  accrued_micros - paid_micros AS unpaid_micros,
+                  countIf(entry_type = 'payout') AS payouts
+           FROM ledger_entries FINAL WHERE holder_id NOT LIKE 'escrow:%' GROUP BY holder_id""",
+    ]),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+def migrate(client: Any) -> list[int]:
+    """Apply every migration newer than the recorded version; returns those applied."""
+    client.command(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, description String, "
+        "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version"
+    )
+    current = int(client.query("SELECT max(version) FROM schema_migrations").result_rows[0][0] or 0)
+    applied = []
+    for version, description, statements in MIGRATIONS:
+        if version <= current:
+            continue
+        for statement in statements:
+            client.command(statement)
+        client.insert("schema_migrations", [[version, description]], column_names=["version", "description"])
+        applied.append(version)
+    return applied

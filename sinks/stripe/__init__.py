@@ -1,0 +1,1 @@
+"""Stripe Connect payout sink: payout-requests -> transfers -> payout-results + ledger."""

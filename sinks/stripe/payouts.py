@@ -1,0 +1,113 @@
+"""Executing one payout as a Connect transfer, exactly once in outcome.
+
+Recovery points (in order):
+  1. the payout already has a result (read from ``payout-results`` at start) -> skip;
+  2. Stripe already has a transfer for it (``transfer_group`` = payout id) -> use it;
+     Stripe prunes idempotency keys after 24 h, so this lookup, not the key, is what
+     makes a late retry safe;
+  3. create the transfer with idempotency key = payout id.
+Errors are sorted into retryable (rate limit, connection, 5xx: retry the same
+payout with backoff, nothing committed) and permanent (invalid or restricted
+account, insufficient platform balance: the payout fails and its amount returns
+to the holder's balance through a ledger reversal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import stripe
+
+from tributary.money import MICROS_PER_CENT
+
+
+class RetryableStripeError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # "paid" | "failed"
+    transfer_id: str | None
+    destination: str | None
+    error: str | None = None
+
+
+class TransferApi(Protocol):
+    def find(self, payout_id: str) -> str | None: ...
+    def create(self, payout: dict[str, Any], destination: str) -> str: ...
+
+
+class StripeTransfers:
+    """The real Stripe API (or stripe-mock) through the official client."""
+
+    def __init__(self, api_key: str, api_base: str | None = None):
+        self.client = stripe.StripeClient(api_key, base_addresses={"api": api_base} if api_base else None,
+                                          max_network_retries=0)
+
+    def find(self, payout_id: str) -> str | None:
+        listing = self.client.v1.transfers.list(params={"transfer_group": payout_id, "limit": 10})
+        for transfer in listing.data:
+            if transfer.transfer_group == payout_id:
+                return str(transfer.id)
+        return None
+
+    def create(self, payout: dict[str, Any], destination: str) -> str:
+        transfer = self.client.v1.transfers.create(
+            params={
+                "amount": payout["amount_micros"] // MICROS_PER_CENT,
+                "currency": payout["currency"].lower(),
+                "destination": destination,
+                "transfer_group": payout["payout_id"],
+                "metadata": {"payout_id": payout["payout_id"], "holder_id": payout["holder_id"],
+                             "sequence": str(payout["sequence"])},
+            },
+            options={"idempotency_key": payout["payout_id"]},
+        )
+        return str(transfer.id)
+
+
+def is_retryable(exc: Exception) -> bool:
+    if isinstance(exc, stripe.RateLimitError | stripe.APIConnectionError):
+        return True
+    if isinstance(exc, stripe.StripeError):
+        status = getattr(exc, "http_status", None)
+        return status is None or status >= 500 or status == 409
+    return False
+
+
+def execute(payout: dict[str, Any], destination: str | None, api: TransferApi) -> Outcome:
+    """Pay ``payout`` once. Raises RetryableStripeError for transient failures."""
+    if payout["amount_micros"] % MICROS_PER_CENT:
+        return Outcome("failed", None, destination, "amount is not a whole number of cents")
+    if not destination:
+        return Outcome("failed", None, None,
+                       f"holder {payout['holder_id']} has no Connect account: onboard it with "
+                       "`tributary holders add`")
+    try:
+        existing = api.find(payout["payout_id"])
+        if existing:
+            return Outcome("paid", existing, destination)
+        return Outcome("paid", api.create(payout, destination), destination)
+    except Exception as exc:
+        if is_retryable(exc):
+            raise RetryableStripeError(str(exc)) from exc
+        if isinstance(exc, stripe.StripeError):
+            return Outcome("failed", None, destination, f"{type(exc).__name__}: {exc.user_message or exc}")
+        raise
+
+
+def result_record(payout: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "payout_id": payout["payout_id"],
+        "holder_id": payout["holder_id"],
+        "status": outcome.status,
+        "amount_micros": payout["amount_micros"],
+        "transfer_id": outcome.transfer_id,
+        "destination": outcome.destination,
+        "error": outcome.error,
+        "completed_at": datetime.now(UTC).isoformat(),
+    }

@@ -1,0 +1,224 @@
+"""The ``tributary`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tributary.config import ConfigError, PlatformConfig, load_pipeline, load_platform
+from tributary.platform.procs import PlatformError
+
+DESCRIPTION = """\
+tributary: continuous royalty tracking and payment for AI inference.
+
+Inference events flow through Kafka to stream processors that price them, embedding
+workers that attribute each output to registered works, an exact integer ledger in
+ClickHouse, and Stripe Connect payouts. Every stage is its own process.
+
+quick start:
+  tributary demo          everything end to end on this machine, then a summary
+  tributary up            start Kafka + stripe-mock (state under --data-dir)
+  tributary run streams   run one stage in the foreground (see `run --help`)
+  tributary sql "SELECT * FROM holder_balances"
+"""
+
+STAGE_HELP = """\
+stages:
+  streams          Faust worker: ingest (validate, dedupe, price), accrue, balances
+  indexer          embeds registered works once -> catalog-chunks
+  attribution      embeds outputs in micro-batches, searches Qdrant -> attributions
+  sink-clickhouse  every topic -> ClickHouse tables; serves read-only SQL
+  sink-stripe      payout-requests -> Stripe Connect transfers -> payout-results
+"""
+
+
+def _platform_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("platform (also TRIBUTARY_* environment variables)")
+    g.add_argument("--data-dir", type=Path, help="state directory (default ~/.local/share/tributary)")
+    g.add_argument("--kafka-port", type=int, help="broker port on 127.0.0.1 (default 19092)")
+    g.add_argument("--kafka-controller-port", type=int, help="KRaft controller port (default 19093)")
+    g.add_argument("--stripe-port", type=int, help="stripe-mock port (default 12111)")
+    g.add_argument("--clickhouse-query-port", type=int,
+                   help="port of the ClickHouse sink's query server (default 18123)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tributary", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _platform_args(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("up", help="start the local platform: Kafka (KRaft) and stripe-mock",
+                       description="Start a real Kafka broker (jars from Maven Central, cached) and "
+                                   "stripe-mock on loopback, and create the topics from schemas/topics.")
+    p = sub.add_parser("down", help="stop every process tributary started",
+                       description="Stop the stages, stripe-mock and Kafka (no orphan JVMs).")
+    p.add_argument("--wipe", action="store_true", help="also delete Kafka and ClickHouse data")
+    sub.add_parser("status", help="what is running, where, and its log file")
+    p = sub.add_parser("doctor", help="check this machine and the platform; each failure says how to fix it")
+    p.add_argument("--skip-model", action="store_true", help="do not load the embedding model")
+
+    p = sub.add_parser("run", help="run one pipeline stage in the foreground", description=STAGE_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stage", choices=["streams", "indexer", "attribution", "sink-clickhouse", "sink-stripe"])
+    p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus /metrics here (0: off)")
+    p.add_argument("--web-port", type=int, default=6066, help="streams: Faust web port (/metrics too)")
+    p.add_argument("--worker-id", default="0",
+                   help="attribution: unique per worker (its Kafka transactional id); default 0")
+
+    p = sub.add_parser("catalog", help="register works")
+    csub = p.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
+    c = csub.add_parser("add", help="register works from a JSON lines file "
+                                    "(one {work_id, holder_id, title, license, text} per line)")
+    c.add_argument("path", type=Path)
+    p = sub.add_parser("holders", help="onboard rights holders")
+    hsub = p.add_subparsers(dest="holders_command", metavar="ACTION", required=True)
+    h = hsub.add_parser("add", help="create the holder's Stripe Connect account and register it")
+    h.add_argument("--id", required=True, dest="holder_id")
+    h.add_argument("--name", required=True)
+    h.add_argument("--email", required=True)
+
+    p = sub.add_parser("sql", help="run a read-only SQL query against ClickHouse",
+                       description="Runs while the pipeline runs (through the sink's query server) "
+                                   "or offline (opens the embedded engine read-only).")
+    p.add_argument("query")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+
+    p = sub.add_parser("demo", help="run the whole pipeline end to end on sample data and print a summary")
+    p.add_argument("--events", type=int, default=1000, help="inference events to publish (default 1000)")
+    p.add_argument("--keep-running", action="store_true", help="leave the platform and stages running")
+    p.add_argument("--timeout", type=float, default=1200, help="seconds to wait for each phase")
+    return parser
+
+
+def _platform(args: argparse.Namespace) -> PlatformConfig:
+    return load_platform(
+        data_dir=args.data_dir, kafka_port=args.kafka_port, kafka_controller_port=args.kafka_controller_port,
+        stripe_port=args.stripe_port, clickhouse_query_port=args.clickhouse_query_port,
+    )
+
+
+def _print_table(columns: list[str], rows: list[list[object]]) -> None:
+    cells = [[str(c) for c in columns]] + [[str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    for n, row in enumerate(cells):
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    print(f"({len(rows)} rows)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from tributary.query import QueryError
+
+    try:
+        return _dispatch(args)
+    except (ConfigError, PlatformError, QueryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per command
+    cfg = _platform(args)
+    if args.command == "up":
+        from tributary.platform import local
+
+        local.up(cfg)
+        return 0
+    if args.command == "down":
+        from tributary.platform import local
+
+        local.down(cfg, wipe=args.wipe)
+        return 0
+    if args.command == "status":
+        from tributary.platform import local
+
+        for name, state, detail in local.status(cfg):
+            print(f"{name:<16} {state:<9} {detail}")
+        return 0
+    if args.command == "doctor":
+        from tributary.doctor import report, run_checks
+
+        return 0 if report(run_checks(cfg, with_model=not args.skip_model)) else 1
+    if args.command == "run":
+        return _run_stage(args, cfg)
+    if args.command == "sql":
+        from tributary.query import QueryError, query
+
+        try:
+            columns, rows = query(cfg, args.query)
+        except QueryError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if args.format == "json":
+            print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=1))
+        else:
+            _print_table(columns, rows)
+        return 0
+    if args.command == "catalog":
+        from tributary import catalog
+
+        records = []
+        for n, line in enumerate(args.path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(catalog.work_record(json.loads(line)))
+                except (json.JSONDecodeError, catalog.CatalogError) as exc:
+                    print(f"error: {args.path}:{n}: {exc}", file=sys.stderr)
+                    return 1
+        catalog.publish(cfg.bootstrap_servers, records)
+        print(f"registered {len(records)} works")
+        return 0
+    if args.command == "holders":
+        from tributary import catalog
+
+        holder = {"holder_id": args.holder_id, "name": args.name, "email": args.email}
+        account = catalog.onboard_holder(holder, load_pipeline().stripe_api_key, cfg.stripe_api_base)
+        catalog.publish(cfg.bootstrap_servers, [catalog.holder_record(holder, account)])
+        print(f"onboarded {args.holder_id} as Connect account {account}")
+        return 0
+    if args.command == "demo":
+        from tributary import demo
+
+        if args.events < 1:
+            print("error: --events must be >= 1", file=sys.stderr)
+            return 2
+        return demo.run(cfg, load_pipeline(), args.events, args.keep_running, args.timeout)
+    raise AssertionError(args.command)
+
+
+def _run_stage(args: argparse.Namespace, cfg: PlatformConfig) -> int:
+    from tributary import stages
+    from tributary.platform import kafka
+
+    pipeline = load_pipeline()
+    try:
+        kafka.wait_ready(cfg, timeout=15)
+    except PlatformError:
+        print(f"error: Kafka is not answering at {cfg.bootstrap_servers}: run `tributary up` first "
+              "(or set TRIBUTARY_KAFKA_BOOTSTRAP)", file=sys.stderr)
+        return 1
+    if args.stage == "streams":
+        stages.run_streams(cfg, pipeline, args.web_port)
+    elif args.stage == "indexer":
+        stages.run_indexer(cfg, pipeline, args.metrics_port)
+    elif args.stage == "attribution":
+        stages.run_attribution(cfg, pipeline, args.metrics_port, args.worker_id)
+    elif args.stage == "sink-clickhouse":
+        stages.run_sink_clickhouse(cfg, pipeline)
+    elif args.stage == "sink-stripe":
+        stages.run_sink_stripe(cfg, pipeline, args.metrics_port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

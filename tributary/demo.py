@@ -1,0 +1,252 @@
+"""``tributary demo``: the whole product on one machine, end to end.
+
+Resets its own data directory (``<data-dir>/demo``), brings the platform up, starts
+every stage as its own process, registers the sample catalog, onboards each holder
+as a Connect account on stripe-mock, publishes inference events, waits until the
+pipeline has settled, prints a summary and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from dataclasses import replace
+from typing import Any
+
+from producers.sdk import EventProducer
+from schemas import examples
+from tributary import catalog as catalog_ops
+from tributary.config import PipelineConfig, PlatformConfig
+from tributary.kafka import TopicReader
+from tributary.money import MICROS_PER_CENT, format_micros
+from tributary.platform import local
+from tributary.platform.procs import PlatformError
+from tributary.query import QueryError, query, scalar
+from tributary.sample import load_catalog, plan_events
+from tributary.topics import Topic
+
+def stage_argv(cfg: PlatformConfig, stage: str, extra: list[str] | None = None) -> list[str]:
+    return [
+        sys.executable, "-m", "tributary.cli",
+        "--data-dir", str(cfg.data_dir), "--kafka-port", str(cfg.kafka_port),
+        "--kafka-controller-port", str(cfg.kafka_controller_port), "--stripe-port", str(cfg.stripe_port),
+        "--clickhouse-query-port", str(cfg.clickhouse_query_port),
+        "run", stage, *(extra or []),
+    ]
+
+
+def start_stages(cfg: PlatformConfig, log: Any = print) -> None:
+    base = cfg.clickhouse_query_port
+    extras = {
+        "streams": ["--web-port", str(base + 1)],
+        "indexer": ["--metrics-port", str(base + 2)],
+        "attribution": ["--metrics-port", str(base + 3), "--worker-id", "0"],
+        "sink-clickhouse": [],
+        "sink-stripe": ["--metrics-port", str(base + 4)],
+    }
+    for stage, extra in extras.items():
+        proc = local.stage_process(cfg, stage)
+        if proc.running():
+            log(f"  {stage} already running (pid {proc.pid()})")
+            continue
+        proc.start(stage_argv(cfg, stage, extra))
+        log(f"  started {stage} (pid {proc.pid()}, log {proc.log_file})")
+
+
+def check_stages(cfg: PlatformConfig) -> None:
+    for stage in local.STAGES:
+        proc = local.stage_process(cfg, stage)
+        if not proc.running():
+            raise PlatformError(f"stage {stage} exited; last lines of {proc.log_file}:\n{proc.tail(25)}")
+
+
+def wait_for(cfg: PlatformConfig, what: str, probe: Any, timeout: float, log: Any = print) -> Any:
+    """Poll ``probe`` (returns (done, progress text, value)) until done; show progress."""
+    deadline = time.monotonic() + timeout
+    last_print = 0.0
+    while True:
+        check_stages(cfg)
+        try:
+            done, progress, value = probe()
+        except QueryError as exc:
+            done, progress, value = False, f"(waiting for ClickHouse: {exc})", None
+        now = time.monotonic()
+        if done:
+            log(f"  {what}: {progress}")
+            return value
+        if now - last_print > 3:
+            log(f"  {what}: {progress}")
+            last_print = now
+        if now > deadline:
+            raise PlatformError(f"timed out after {timeout:.0f}s waiting for {what} ({progress}); "
+                                f"see logs under {cfg.log_dir}")
+        time.sleep(1)
+
+
+def register_catalog(cfg: PlatformConfig, pipeline: PipelineConfig, log: Any = print) -> dict[str, Any]:
+    sample = load_catalog()
+    records = []
+    for holder in sample["holders"]:
+        account = catalog_ops.onboard_holder(holder, pipeline.stripe_api_key, cfg.stripe_api_base)
+        records.append(catalog_ops.holder_record(holder, account))
+        log(f"  onboarded {holder['holder_id']} as Connect account {account}")
+    records += [catalog_ops.work_record(w) for w in sample["works"]]
+    catalog_ops.publish(cfg.bootstrap_servers, records)
+    log(f"  registered {len(sample['works'])} works from {len(sample['holders'])} holders")
+    return sample
+
+
+def indexed_works(cfg: PlatformConfig, reader: TopicReader, seen: set[str]) -> int:
+    import json
+
+    def note(msg: Any) -> None:
+        if msg.value() is not None:
+            seen.add(json.loads(msg.value())["work_id"])
+
+    reader.read_to_end(note)
+    return len(seen)
+
+
+SETTLE_SQL = {
+    "priced": "SELECT count() FROM priced_events FINAL",
+    "attributed": "SELECT count() FROM attributions FINAL",
+    "accrued": "SELECT uniqExact(event_id) FROM ledger_entries FINAL WHERE entry_type = 'accrual'",
+    "dead_lettered": "SELECT count() FROM dead_letters FINAL",
+    "payouts_requested": "SELECT count() FROM payout_requests FINAL",
+    "payouts_done": "SELECT count() FROM payout_results FINAL",
+    "payout_entries": "SELECT count() FROM ledger_entries FINAL WHERE entry_type IN ('payout', 'payout_reversal')",
+}
+PENDING_SQL = """
+SELECT count() FROM (
+  SELECT l.holder_id AS holder_id, l.accrued - ifNull(r.requested, 0) + l.reversed AS unpaid
+  FROM (SELECT holder_id, sumIf(amount_micros, entry_type = 'accrual') AS accrued,
+               sumIf(amount_micros, entry_type = 'payout_reversal') AS reversed
+        FROM ledger_entries FINAL WHERE holder_id NOT LIKE 'escrow:%' GROUP BY holder_id) AS l
+  LEFT JOIN (SELECT holder_id, sum(amount_micros) AS requested FROM payout_requests FINAL
+             GROUP BY holder_id) AS r ON l.holder_id = r.holder_id
+) WHERE unpaid >= {threshold}
+"""
+
+
+def settle_probe(cfg: PlatformConfig, valid: int, invalid: int, threshold: int) -> Any:
+    history: list[dict[str, int]] = []
+
+    def probe() -> tuple[bool, str, dict[str, int]]:
+        counts = {name: int(scalar(cfg, sql) or 0) for name, sql in SETTLE_SQL.items()}
+        counts["holders_due"] = int(scalar(cfg, PENDING_SQL.format(threshold=threshold)) or 0)
+        history.append(counts)
+        done = (
+            counts["priced"] == valid and counts["attributed"] == valid and counts["accrued"] == valid
+            and counts["dead_lettered"] == invalid
+            and counts["payouts_requested"] == counts["payouts_done"] == counts["payout_entries"]
+            and counts["holders_due"] == 0
+            and len(history) >= 3 and history[-3] == counts  # unchanged for ~2 polls
+        )
+        progress = (f"priced {counts['priced']}/{valid}  attributed {counts['attributed']}/{valid}  "
+                    f"in ledger {counts['accrued']}/{valid}  dead-lettered {counts['dead_lettered']}/{invalid}  "
+                    f"payouts {counts['payouts_done']}/{counts['payouts_requested']}")
+        return done, progress, counts
+
+    return probe
+
+
+def summary(cfg: PlatformConfig, sample: dict[str, Any], published: int, invalid: int) -> bool:
+    """Print the summary; returns False if the books do not balance."""
+    pool = int(scalar(cfg, "SELECT sum(pool_micros) FROM priced_events FINAL") or 0)
+    credited = int(scalar(cfg, "SELECT sum(amount_micros) FROM ledger_entries FINAL "
+                               "WHERE entry_type = 'accrual' AND credit_account LIKE 'holder:%'") or 0)
+    escrow = int(scalar(cfg, "SELECT sum(amount_micros) FROM ledger_entries FINAL "
+                             "WHERE credit_account = 'escrow:unattributed'") or 0)
+    _, holders = query(cfg, """
+        SELECT h.holder_id, h.name, h.stripe_account,
+               ifNull(b.accrued_micros, 0), ifNull(b.paid_micros, 0), ifNull(b.payouts, 0)
+        FROM holders AS h FINAL LEFT JOIN holder_balances AS b ON h.holder_id = b.holder_id
+        ORDER BY h.holder_id""")
+    _, transfers = query(cfg, "SELECT holder_id, groupArray(transfer_id) FROM "
+                              "(SELECT holder_id, transfer_id FROM payout_results FINAL "
+                              "WHERE status = 'paid' ORDER BY completed_at) GROUP BY holder_id")
+    _, dlq = query(cfg, "SELECT error_code, count() FROM dead_letters FINAL GROUP BY error_code ORDER BY error_code")
+    _, kinds = query(cfg, "SELECT JSONExtractString(metadata, 'demo_kind') AS kind, count(), "
+                          "countIf(a.attributed_ppm > 0) FROM priced_events AS p FINAL "
+                          "INNER JOIN attributions AS a FINAL ON p.event_id = a.event_id "
+                          "GROUP BY kind ORDER BY kind")
+    paid_total = int(scalar(cfg, "SELECT sum(amount_micros) FROM payout_results FINAL WHERE status='paid'") or 0)
+    by_holder = dict((h, ids) for h, ids in transfers)
+    balanced = credited + escrow == pool
+    print("\n================ tributary demo: summary ================")
+    print(f"inference events published : {published} valid + {invalid} invalid")
+    print(f"royalty pool               : {format_micros(pool)}")
+    print(f"attributed to holders      : {format_micros(credited)} ({credited / pool:.1%} of the pool)" if pool else "")
+    print(f"unattributed (escrow)      : {format_micros(escrow)}")
+    print(f"conservation               : credits + escrow {'==' if balanced else '!='} pool "
+          f"({'exact to the micro' if balanced else 'MISMATCH'})")
+    print(f"paid out via Stripe Connect: {format_micros(paid_total)} in "
+          f"{sum(len(v) for v in by_holder.values())} transfers")
+    print("\nper output kind (events, events with any attribution):")
+    for kind, n, attributed in kinds:
+        print(f"  {kind:<10} {n:>5} {attributed:>5}")
+    print("\nper holder:")
+    print(f"  {'holder':<10} {'account':<22} {'accrued':>18} {'paid':>18} {'unpaid':>14}  transfers")
+    for holder_id, _name, account, accrued, paid, payouts in holders:
+        ids = by_holder.get(holder_id, [])
+        shown = ", ".join(ids[:2]) + (f" (+{len(ids) - 2} more)" if len(ids) > 2 else "")
+        print(f"  {holder_id:<10} {account:<22} {format_micros(int(accrued)):>18} "
+              f"{format_micros(int(paid)):>18} {int(accrued) - int(paid):>10} µ  {payouts}: {shown}")
+    print("\ndead-lettered (reason codes):")
+    for code, n in dlq:
+        print(f"  {code:<28} {n}")
+    print("\nquery it yourself (ClickHouse engine, embedded):")
+    print(f"  tributary --data-dir {cfg.data_dir} sql \"SELECT * FROM holder_earnings_daily "
+          "ORDER BY day LIMIT 20\"")
+    print(f"  tributary --data-dir {cfg.data_dir} sql \"SELECT reason, count() FROM dead_letters "
+          "FINAL GROUP BY reason\"")
+    print("  views: holder_earnings_daily, unattributed_escrow, attribution_coverage, holder_balances")
+    print("==========================================================\n")
+    return balanced and paid_total % MICROS_PER_CENT == 0
+
+
+def run(base: PlatformConfig, pipeline: PipelineConfig, events: int, keep_running: bool,
+        timeout: float) -> int:
+    cfg = replace(base, data_dir=base.data_dir / "demo")
+    print(f"[1/6] resetting the demo data directory {cfg.data_dir}")
+    local.down(cfg, wipe=True, log=lambda m: print(f"  {m}"))
+    ok = False
+    try:
+        print("[2/6] starting the platform (Kafka broker, stripe-mock, ClickHouse engine)")
+        local.up(cfg, log=lambda m: print(f"  {m}"))
+        print("[3/6] starting the pipeline stages, one process each")
+        start_stages(cfg)
+        print("[4/6] registering the sample catalog and onboarding holders")
+        sample = register_catalog(cfg, pipeline)
+        reader = TopicReader(cfg.bootstrap_servers, Topic.CATALOG_CHUNKS.value)
+        seen: set[str] = set()
+        n_works = len(sample["works"])
+        wait_for(cfg, "catalog indexed",
+                 lambda: (indexed_works(cfg, reader, seen) >= n_works,
+                          f"{len(seen)}/{n_works} works embedded", None), timeout)
+        reader.close()
+        print(f"[5/6] publishing {events} inference events (+ the invalid examples from schemas/)")
+        planned = plan_events(sample, events)
+        invalid = [raw for name, raw in examples(Topic.INFERENCE_EVENTS.value) if name.startswith("invalid-")]
+        with EventProducer(cfg.bootstrap_servers) as producer:
+            for i, item in enumerate(planned):
+                producer.emit(item.event)
+                if i == len(planned) // 2:
+                    for raw in invalid:
+                        producer.emit_raw(None, raw)
+            left = producer.flush(60)
+        del producer
+        gc.collect()  # release librdkafka handles now, not when the broker is already down
+        if left:
+            raise PlatformError(f"{left} events were not acknowledged by Kafka")
+        print("[6/6] waiting for the pipeline to settle")
+        wait_for(cfg, "pipeline", settle_probe(cfg, events, len(invalid), pipeline.payout_threshold_micros), timeout)
+        ok = summary(cfg, sample, events, len(invalid))
+    finally:
+        if keep_running:
+            print(f"everything is still running; stop it with: tributary --data-dir {cfg.data_dir} down")
+        else:
+            print("stopping the stages and the platform")
+            local.down(cfg, log=lambda m: print(f"  {m}"))
+    return 0 if ok else 1

@@ -1,0 +1,138 @@
+"""Shared confluent-kafka plumbing for the non-Faust processes (workers and sinks)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from typing import Any
+
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+
+log = logging.getLogger("tributary.kafka")
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
+def producer(bootstrap: str, **extra: Any) -> Producer:
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        # the same key -> partition mapping as Java clients, aiokafka and Faust
+        "partitioner": "murmur2_random",
+    }
+    config.update(extra)
+    return Producer(config)
+
+
+def consumer(bootstrap: str, group_id: str, **extra: Any) -> Consumer:
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "session.timeout.ms": 15000,
+        "max.poll.interval.ms": 300000,
+    }
+    config.update(extra)
+    return Consumer(config)
+
+
+def next_offsets(messages: list[Message]) -> list[TopicPartition]:
+    """The offsets to commit after processing ``messages``: last offset + 1 per partition."""
+    last: dict[tuple[str, int], int] = {}
+    for msg in messages:
+        key = (msg.topic(), msg.partition())
+        last[key] = max(last.get(key, -1), msg.offset())
+    return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
+
+
+def good_messages(messages: list[Message]) -> list[Message]:
+    out = []
+    for msg in messages:
+        err = msg.error()
+        if err is None:
+            out.append(msg)
+        elif not err.retriable() and err.fatal():
+            raise RuntimeError(f"fatal Kafka error: {err}")
+        else:
+            log.warning("kafka: %s", err)
+    return out
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM/SIGINT, so loops finish their batch and exit cleanly."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("signal %d: finishing the current batch, then stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+class TopicReader:
+    """Reads a whole topic (every partition, from the beginning) without a consumer
+    group, like a global table. ``read_to_end`` applies everything up to the current
+    end of each partition, so callers see at least what existed when they asked."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        from confluent_kafka import OFFSET_BEGINNING
+
+        self.topic = topic
+        self._consumer = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": f"tributary-reader-{topic}",  # assign() only; never commits
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        })
+        metadata = self._consumer.list_topics(topic, timeout=10)
+        if topic not in metadata.topics or metadata.topics[topic].error is not None:
+            raise RuntimeError(f"topic {topic} does not exist: run `tributary up` first")
+        self._partitions = sorted(metadata.topics[topic].partitions)
+        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in self._partitions])
+        self._next = {p: 0 for p in self._partitions}
+
+    def read_to_end(self, handle: Any, timeout: float = 10.0) -> int:
+        """Call ``handle(message)`` for each new record; returns how many."""
+        targets = {}
+        for p in self._partitions:
+            low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout)
+            # with transactions the end may be a commit marker, hence the position check below
+            if high > max(self._next[p], low):
+                targets[p] = high
+        count = 0
+        while targets:
+            msg = self._consumer.poll(min(timeout, 1.0))
+            if msg is None:
+                positions = self._consumer.position(
+                    [TopicPartition(self.topic, p) for p in list(targets)])
+                for tp in positions:
+                    if tp.offset >= targets.get(tp.partition, 0):
+                        self._next[tp.partition] = tp.offset
+                        targets.pop(tp.partition, None)
+                timeout -= 1.0
+                if timeout <= 0 and targets:
+                    raise TimeoutError(f"{self.topic} did not deliver up to {targets}")
+                continue
+            if msg.error():
+                log.warning("%s reader: %s", self.topic, msg.error())
+                continue
+            p = msg.partition()
+            self._next[p] = msg.offset() + 1
+            if p in targets and self._next[p] >= targets[p]:
+                del targets[p]
+            handle(msg)
+            count += 1
+        return count
+
+    def close(self) -> None:
+        self._consumer.close()
