@@ -65,7 +65,7 @@ def _weights_revision(path: os.PathLike[str] | str) -> str:
 
 
 class HashingEmbedder:
-    """Bag-of-words hashed into ``dim`` buckets: texts sharing words score high."""
+    """Word bigrams hashed into ``dim`` buckets: texts sharing phrases score high."""
 
     name = "hashing-fake"
     revision = "1"
@@ -76,8 +76,10 @@ class HashingEmbedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
-            for word in re.findall(r"[a-z']+", text.lower()):
-                bucket = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "big")
+            words = re.findall(r"[a-z']+", text.lower())
+            for bigram in zip(words, words[1:], strict=False):
+                gram = " ".join(bigram).encode()
+                bucket = int.from_bytes(hashlib.blake2b(gram, digest_size=4).digest(), "big")
                 out[row, bucket % self.dim] += 1.0
             norm = np.linalg.norm(out[row])
             if norm > 0:

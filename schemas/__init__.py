@@ -80,13 +80,13 @@ def first_problem(name: str, payload: Any) -> SchemaProblem | None:
         missing = [k for k in err.validator_value if k not in err.instance]
         if missing:
             parts.append(missing[0])
-            message = "is required but missing"
+            message = f"{missing[0]!r} is required but missing"
     elif err.validator == "additionalProperties" and isinstance(err.instance, dict):
         allowed = set(err.schema.get("properties", {}))
         extra = sorted(k for k in err.instance if k not in allowed)
         if extra:
             parts.append(extra[0])
-            message = "is not a known field of this schema version"
+            message = f"{extra[0]!r} is not a field of this schema version"
     path = "/".join(parts) or "(root)"
     if len(message) > 300:
         message = message[:300] + "..."

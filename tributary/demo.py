@@ -167,10 +167,14 @@ def summary(cfg: PlatformConfig, sample: dict[str, Any], published: int, invalid
                               "(SELECT holder_id, transfer_id FROM payout_results FINAL "
                               "WHERE status = 'paid' ORDER BY completed_at) GROUP BY holder_id")
     _, dlq = query(cfg, "SELECT error_code, count() FROM dead_letters FINAL GROUP BY error_code ORDER BY error_code")
-    _, kinds = query(cfg, "SELECT JSONExtractString(metadata, 'demo_kind') AS kind, count(), "
-                          "countIf(a.attributed_ppm > 0) FROM priced_events AS p FINAL "
-                          "INNER JOIN attributions AS a FINAL ON p.event_id = a.event_id "
-                          "GROUP BY kind ORDER BY kind")
+    _, kinds = query(cfg, """
+        SELECT JSONExtractString(p.metadata, 'demo_kind') AS kind, count() AS events,
+               countIf(a.attributed_ppm > 0) AS with_attribution,
+               countIf(length(JSONExtract(p.metadata, 'planted', 'Array(String)')) > 0 AND
+                       hasAll(a.works, JSONExtract(p.metadata, 'planted', 'Array(String)'))) AS sources_found,
+               countIf(NOT hasAll(JSONExtract(p.metadata, 'planted', 'Array(String)'), a.works)) AS wrong_work
+        FROM priced_events AS p FINAL INNER JOIN attributions AS a FINAL ON p.event_id = a.event_id
+        GROUP BY kind ORDER BY kind""")
     paid_total = int(scalar(cfg, "SELECT sum(amount_micros) FROM payout_results FINAL WHERE status='paid'") or 0)
     by_holder = dict((h, ids) for h, ids in transfers)
     balanced = credited + escrow == pool
@@ -183,16 +187,19 @@ def summary(cfg: PlatformConfig, sample: dict[str, Any], published: int, invalid
           f"({'exact to the micro' if balanced else 'MISMATCH'})")
     print(f"paid out via Stripe Connect: {format_micros(paid_total)} in "
           f"{sum(len(v) for v in by_holder.values())} transfers")
-    print("\nper output kind (events, events with any attribution):")
-    for kind, n, attributed in kinds:
-        print(f"  {kind:<10} {n:>5} {attributed:>5}")
+    print("\nattribution by output kind (the demo plants its sources, so they can be checked):")
+    print(f"  {'kind':<10} {'events':>6} {'attributed':>10} {'all planted works found':>24} "
+          f"{'attributed to a work not planted':>33}")
+    for kind, n, attributed, found, wrong in kinds:
+        found_text = f"{found}" if kind != "unrelated" else "-"
+        print(f"  {kind:<10} {n:>6} {attributed:>10} {found_text:>24} {wrong:>33}")
     print("\nper holder:")
-    print(f"  {'holder':<10} {'account':<22} {'accrued':>18} {'paid':>18} {'unpaid':>14}  transfers")
+    print(f"  {'holder':<10} {'account':<22} {'accrued':>18} {'paid':>18} {'unpaid':>16}  transfers")
     for holder_id, _name, account, accrued, paid, payouts in holders:
         ids = by_holder.get(holder_id, [])
         shown = ", ".join(ids[:2]) + (f" (+{len(ids) - 2} more)" if len(ids) > 2 else "")
         print(f"  {holder_id:<10} {account:<22} {format_micros(int(accrued)):>18} "
-              f"{format_micros(int(paid)):>18} {int(accrued) - int(paid):>10} µ  {payouts}: {shown}")
+              f"{format_micros(int(paid)):>18} {format_micros(int(accrued) - int(paid)):>16}  {payouts}: {shown}")
     print("\ndead-lettered (reason codes):")
     for code, n in dlq:
         print(f"  {code:<28} {n}")

@@ -7,6 +7,7 @@ query server; otherwise the directory is opened directly, read-only.
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from typing import Any
@@ -19,11 +20,20 @@ class QueryError(RuntimeError):
     pass
 
 
+READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
+
+
+def check_read_only(sql: str) -> None:
+    if not READ_ONLY.match(sql):
+        raise QueryError("only read-only statements (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) are allowed")
+
+
 def sink_running(cfg: PlatformConfig) -> bool:
     return ManagedProcess("sink-clickhouse", cfg.run_dir, cfg.log_dir).running()
 
 
 def query(cfg: PlatformConfig, sql: str, timeout: float = 60) -> tuple[list[str], list[list[Any]]]:
+    check_read_only(sql)
     if not cfg.clickhouse_dsn.startswith("chdb://") or not sink_running(cfg):
         return _direct(cfg, sql)
     req = urllib.request.Request(f"{cfg.clickhouse_query_url}/query", data=sql.encode(), method="POST")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from datetime import date, datetime
 from decimal import Decimal
@@ -29,6 +28,7 @@ from sinks.clickhouse.rows import SOURCE_TOPICS, Row, to_row
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import BackpressureError, ClickHouseStore
 from tributary import kafka
+from tributary.query import check_read_only
 
 log = logging.getLogger("tributary.sink.clickhouse")
 GROUP_ID = "tributary-sink-clickhouse"
@@ -37,7 +37,6 @@ ROWS = Counter("tributary_clickhouse_rows_total", "Rows written", ["table"])
 RETRIES = Counter("tributary_clickhouse_retries_total", "Batches retried after ClickHouse refused them")
 BAD_RECORDS = Counter("tributary_clickhouse_bad_records_total", "Records that could not be turned into rows")
 
-READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
 
 
 def _json_default(value: Any) -> Any:
@@ -72,11 +71,8 @@ def serve_queries(store: ClickHouseStore, port: int) -> ThreadingHTTPServer:
                 self._send(404, b'{"error":"POST /query with the SQL as the body"}')
                 return
             sql = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-            if not READ_ONLY.match(sql):
-                self._send(400, json.dumps({"error": "only read-only statements (SELECT, WITH, SHOW, "
-                                                     "DESCRIBE, EXPLAIN) are served"}).encode())
-                return
             try:
+                check_read_only(sql)
                 columns, rows = store.query(sql)
             except Exception as exc:  # noqa: BLE001 - the analyst gets the engine's message
                 self._send(400, json.dumps({"error": str(exc).splitlines()[0][:2000]}).encode())

@@ -1,0 +1,36 @@
+# tributary: the two commands are `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.tributary-installed
+
+.PHONY: setup demo test test-unit lint down clean
+
+# Creates the virtualenv once and reuses it (torch is large: installed once).
+setup: $(STAMP)
+$(STAMP): pyproject.toml
+	@command -v java >/dev/null || { echo "installing Java 17 (Kafka broker)"; apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
+	@command -v mvn >/dev/null || { echo "installing Maven (fetches the Kafka jars)"; apt-get update -qq && apt-get install -y -qq maven; }
+	@command -v go >/dev/null || { echo "installing Go (builds stripe-mock)"; apt-get update -qq && apt-get install -y -qq golang-go; }
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/tributary demo
+
+test: setup
+	$(VENV)/bin/pytest -ra
+
+test-unit: setup
+	$(VENV)/bin/pytest -ra -m "not kafka and not clickhouse and not stripe and not model and not qdrant"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+down:
+	$(VENV)/bin/tributary down
+
+clean: down
+	rm -rf $(VENV)
