@@ -42,7 +42,7 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.name = MODEL_NAME
         self.revision = _weights_revision(path)
-        self.dim = int(self.model.get_sentence_embedding_dimension() or 384)
+        self.dim = int(self.model.get_embedding_dimension() or 384)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:

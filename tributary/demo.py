@@ -36,7 +36,7 @@ def stage_argv(cfg: PlatformConfig, stage: str, extra: list[str] | None = None) 
     ]
 
 
-def start_stages(cfg: PlatformConfig, log: Any = print) -> None:
+def start_stages(cfg: PlatformConfig, log: Any = print, env: dict[str, str] | None = None) -> None:
     base = cfg.clickhouse_query_port
     extras = {
         "streams": ["--web-port", str(base + 1)],
@@ -50,7 +50,7 @@ def start_stages(cfg: PlatformConfig, log: Any = print) -> None:
         if proc.running():
             log(f"  {stage} already running (pid {proc.pid()})")
             continue
-        proc.start(stage_argv(cfg, stage, extra))
+        proc.start(stage_argv(cfg, stage, extra), env=env)
         log(f"  started {stage} (pid {proc.pid()}, log {proc.log_file})")
 
 

@@ -1,0 +1,83 @@
+"""Single components on their real engines: chdb (ClickHouse) and the real model."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from gpu_workers.chunking import chunk_text
+from tributary.config import PipelineConfig
+from tributary.sample import load_catalog
+
+
+@pytest.fixture(scope="module")
+def chdb_store(tmp_path_factory):
+    from sinks.clickhouse.schema import migrate
+    from sinks.clickhouse.store import ClickHouseStore
+
+    store = ClickHouseStore(f"chdb://{tmp_path_factory.mktemp('chdb')}")
+    migrate(store.client)
+    yield store
+    store.close()
+
+
+def entry_row(entry_id: str, amount: int) -> dict:
+    return {"entry_id": entry_id, "entry_type": "accrual", "debit_account": "provider:p:royalty_liability",
+            "credit_account": "holder:h1:payable", "amount_micros": amount, "currency": "USD",
+            "holder_id": "h1", "work_id": "w1", "event_id": "e1", "source_id": "at_1",
+            "contract_id": "standard-2026", "contract_version": 1, "attribution_id": "at_1",
+            "payout_id": "", "transfer_id": "", "created_at": datetime(2026, 11, 20, tzinfo=UTC)}
+
+
+@pytest.mark.clickhouse
+def test_migrations_are_idempotent(chdb_store):
+    from sinks.clickhouse.schema import LATEST, migrate
+
+    assert migrate(chdb_store.client) == []
+    _, rows = chdb_store.query("SELECT max(version) FROM schema_migrations")
+    assert rows[0][0] == LATEST
+
+
+@pytest.mark.clickhouse
+def test_a_redelivered_batch_is_never_visible_twice(chdb_store):
+    batch = {"ledger_entries": [entry_row("le_a", 100), entry_row("le_b", 250)]}
+    chdb_store.write_batch(batch)
+    chdb_store.write_batch(batch)  # the sink crashed before committing offsets
+    _, raw = chdb_store.query("SELECT count() FROM ledger_entries WHERE entry_id IN ('le_a', 'le_b')")
+    _, final = chdb_store.query("SELECT count(), sum(amount_micros) FROM ledger_entries FINAL "
+                                "WHERE entry_id IN ('le_a', 'le_b')")
+    assert raw[0][0] == 4  # stored twice ...
+    assert final[0] == (2, 350)  # ... seen once
+    _, view = chdb_store.query("SELECT accrued_micros FROM holder_balances WHERE holder_id = 'h1'")
+    assert view[0][0] == 350
+
+
+@pytest.mark.model
+def test_real_model_embeds_normalised_vectors(real_embedder):
+    vectors = real_embedder.encode(["Call me Ishmael.", "Reset the router."])
+    assert vectors.shape == (2, 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    assert real_embedder.revision.startswith("sha256:")
+
+
+@pytest.mark.model
+def test_real_model_separates_quotes_from_unrelated_text_at_the_threshold(real_embedder):
+    threshold = PipelineConfig().similarity_threshold
+    works = load_catalog()["works"]
+    catalog = real_embedder.encode([chunk_text(w["text"])[0] for w in works])
+    # a 45-word quote lying inside the first catalog chunk (chunks are 60 words)
+    quotes = real_embedder.encode([" ".join(w["text"].split()[10:55]) for w in works])
+    unrelated = real_embedder.encode([
+        "To reset your router, hold the power button for ten seconds and wait for the light.",
+        "The quarterly revenue grew eight percent, driven by subscription renewals.",
+        "Preheat the oven to 220 degrees and roast the potatoes for forty minutes.",
+    ])
+    quote_scores = (quotes @ catalog.T)
+    assert (quote_scores.argmax(axis=1) == np.arange(len(works))).all()
+    # Embedding similarity alone misses some verbatim quotes (measured: Emma's scores 0.55,
+    # its opening names dominate the chunk's embedding); the verbatim span matcher of the
+    # attribution issue is what catches those with certainty.
+    assert (quote_scores.max(axis=1) >= threshold).mean() >= 0.9
+    assert ((unrelated @ catalog.T) < threshold).all()

@@ -1,0 +1,148 @@
+"""End to end on the real platform: Kafka broker, the Faust streams worker, the
+indexer and attribution worker with the real all-MiniLM-L6-v2 model and Qdrant, the
+ClickHouse sink on chdb and the Stripe sink on stripe-mock (behind a recording proxy).
+Every assertion is read back from ClickHouse and from the Stripe requests made."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from producers.sdk import EventProducer
+from schemas import examples
+from tributary import demo
+from tributary.kafka import TopicReader
+from tributary.platform import local
+from tributary.query import query, scalar
+from tributary.sample import plan_events
+from tributary.topics import Topic
+
+from .stripe_proxy import StripeRecorder
+
+pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.stripe, pytest.mark.model,
+              pytest.mark.e2e]
+
+EVENTS = 300
+THRESHOLD = 250_000  # $0.25, so every holder is paid several times
+
+
+@pytest.fixture(scope="module")
+def settled(platform_cfg):
+    cfg = platform_cfg
+    recorder = StripeRecorder(cfg.stripe_api_base).start()
+    env = {"TRIBUTARY_STRIPE_API_BASE": recorder.url, "TRIBUTARY_PAYOUT_THRESHOLD_MICROS": str(THRESHOLD)}
+    demo.start_stages(cfg, log=lambda m: None, env=env)
+    try:
+        from tributary.config import load_pipeline
+
+        sample = demo.register_catalog(cfg, load_pipeline(), log=lambda m: None)
+        reader = TopicReader(cfg.bootstrap_servers, Topic.CATALOG_CHUNKS.value)
+        seen: set[str] = set()
+        demo.wait_for(cfg, "catalog indexed",
+                      lambda: (demo.indexed_works(cfg, reader, seen) >= len(sample["works"]), "", None),
+                      timeout=600, log=lambda m: None)
+        reader.close()
+        planned = plan_events(sample, EVENTS, seed=11)
+        invalid = [raw for name, raw in examples(Topic.INFERENCE_EVENTS.value) if name.startswith("invalid-")]
+        with EventProducer(cfg.bootstrap_servers) as producer:
+            for item in planned:
+                producer.emit(item.event)
+            for raw in invalid:
+                producer.emit_raw(None, raw)
+            # the same event again: accepted once, the copy is dead-lettered
+            producer.emit(planned[0].event)
+            assert producer.flush(60) == 0
+        counts = demo.wait_for(cfg, "pipeline", demo.settle_probe(cfg, EVENTS, len(invalid) + 1, THRESHOLD),
+                               timeout=900, log=print)
+        yield cfg, planned, recorder, counts
+    finally:
+        for stage in local.STAGES:
+            local.stage_process(cfg, stage).stop(timeout=20)
+        recorder.stop()
+
+
+def test_every_event_is_accounted_exactly_once(settled):
+    cfg, planned, _, counts = settled
+    assert counts["priced"] == counts["attributed"] == counts["accrued"] == EVENTS
+    ids = {row[0] for row in query(cfg, "SELECT event_id FROM priced_events FINAL")[1]}
+    assert ids == {p.event.event_id for p in planned}
+    assert scalar(cfg, "SELECT count() FROM (SELECT event_id FROM attributions FINAL "
+                       "GROUP BY event_id HAVING count() != 1)") == 0
+
+
+def test_each_event_pool_is_split_exactly(settled):
+    cfg = settled[0]
+    mismatched = scalar(cfg, """
+        SELECT count() FROM (
+          SELECT p.event_id, any(p.pool_micros) AS pool, sum(l.amount_micros) AS credited
+          FROM (SELECT event_id, pool_micros FROM priced_events FINAL) AS p
+          INNER JOIN (SELECT event_id, amount_micros FROM ledger_entries FINAL
+                      WHERE entry_type = 'accrual') AS l ON p.event_id = l.event_id
+          GROUP BY p.event_id) WHERE pool != credited""")
+    assert mismatched == 0
+    pool = scalar(cfg, "SELECT sum(pool_micros) FROM priced_events FINAL")
+    holders = scalar(cfg, "SELECT sum(amount_micros) FROM ledger_entries FINAL "
+                          "WHERE entry_type = 'accrual' AND credit_account LIKE 'holder:%'")
+    escrow = scalar(cfg, "SELECT sum(amount_micros) FROM ledger_entries FINAL "
+                         "WHERE credit_account = 'escrow:unattributed'")
+    assert pool > 0 and holders > 0 and escrow > 0
+    assert holders + escrow == pool
+
+
+def test_no_ledger_entry_is_visible_twice(settled):
+    cfg = settled[0]
+    total, distinct = query(cfg, "SELECT count(), uniqExact(entry_id) FROM ledger_entries FINAL")[1][0]
+    assert total == distinct
+    # every accrual row comes from an attribution that exists, once per (attribution, account)
+    assert scalar(cfg, """SELECT count() FROM (SELECT attribution_id, credit_account, work_id
+                          FROM ledger_entries FINAL WHERE entry_type = 'accrual'
+                          GROUP BY attribution_id, credit_account, work_id HAVING count() > 1)""") == 0
+
+
+def test_stripe_transfers_equal_the_payouts_in_the_ledger(settled):
+    cfg, _, recorder, counts = settled
+    _, ledger = query(cfg, "SELECT payout_id, amount_micros, transfer_id FROM ledger_entries FINAL "
+                           "WHERE entry_type = 'payout' ORDER BY payout_id")
+    transfers = recorder.transfers()
+    assert counts["payouts_done"] >= 5  # every holder was paid at this threshold
+    assert len(ledger) == counts["payouts_done"]
+    # exactly one transfer request per payout, keyed by the payout's own id
+    keys = [t.idempotency_key for t in transfers]
+    assert len(keys) == len(set(keys))
+    assert sorted(keys) == [row[0] for row in ledger]
+    by_key = {t.idempotency_key: t for t in transfers}
+    for payout_id, amount, transfer_id in ledger:
+        form = by_key[payout_id].form
+        assert int(form["amount"]) * 10_000 == amount
+        assert form["transfer_group"] == payout_id and form["metadata[payout_id]"] == payout_id
+        assert transfer_id.startswith("tr_")
+    # payouts never exceed what was accrued; what is left is below the threshold
+    for holder, accrued, paid, unpaid, _ in query(cfg, "SELECT * FROM holder_balances")[1]:
+        assert 0 <= paid <= accrued and unpaid < THRESHOLD + 10_000, holder
+
+
+def test_invalid_and_duplicate_events_are_dead_lettered_with_reasons(settled):
+    cfg = settled[0]
+    _, rows = query(cfg, "SELECT error_code, field, reason FROM dead_letters FINAL")
+    codes = sorted(r[0] for r in rows)
+    assert codes == sorted(["malformed_json", "schema_violation", "schema_violation", "schema_violation",
+                            "unknown_contract", "unsupported_schema_version", "wrong_embedding_dimension",
+                            "duplicate_event_id"])
+    assert all(reason for _, _, reason in rows)
+
+
+def test_planted_sources_are_found_and_unrelated_text_is_not_attributed(settled):
+    cfg, planned, _, _ = settled
+    works = {row[0]: set(row[1]) for row in query(cfg, "SELECT event_id, works FROM attributions FINAL")[1]}
+    quotes = [p for p in planned if p.kind == "quote"]
+    unrelated = [p for p in planned if p.kind == "unrelated"]
+    found = sum(set(p.planted) <= works[p.event.event_id] for p in quotes)
+    falsely = sum(bool(works[p.event.event_id]) for p in unrelated)
+    assert quotes and unrelated
+    assert found / len(quotes) >= 0.95
+    assert falsely / len(unrelated) <= 0.01
+    evidence = json.loads(scalar(cfg, f"SELECT evidence FROM attributions FINAL "
+                                      f"WHERE event_id = '{quotes[0].event.event_id}'"))
+    assert evidence["model_name"] == "all-MiniLM-L6-v2" and evidence["matches"]
+    assert all(m["score"] >= evidence["threshold"] for m in evidence["matches"])
