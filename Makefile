@@ -20,6 +20,8 @@ demo: setup
 	$(VENV)/bin/tributary demo
 
 test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -ra
 
 test-unit: setup

@@ -28,10 +28,11 @@ class CatalogView:
         deletes: list[str] = []
 
         def collect(msg: Message) -> None:
-            if msg.value() is None:
-                deletes.append(msg.key().decode())
+            value = msg.value()
+            if value is None:
+                deletes.append((msg.key() or b"").decode())
                 return
-            rec = json.loads(msg.value())
+            rec = json.loads(value)
             upserts.append(ChunkRecord(rec["chunk_id"], rec["work_id"], rec["holder_id"],
                                        int(rec["chunk_index"]), int(rec["catalog_version"]), rec["vector"]))
             self.version = max(self.version, int(rec["catalog_version"]))

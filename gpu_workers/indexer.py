@@ -48,9 +48,10 @@ def run(bootstrap: str, embedder: Embedder, stop: threading.Event) -> None:
         while not stop.is_set():
             messages = kafka.good_messages(consumer.consume(num_messages=32, timeout=0.5))
             for msg in messages:
-                if msg.value() is None:
+                value = msg.value()
+                if value is None:
                     continue
-                update = json.loads(msg.value())
+                update = json.loads(value)
                 kind = update.get("kind")
                 work_id = update.get("work_id")
                 if kind not in ("work", "work_removed"):
@@ -60,7 +61,7 @@ def run(bootstrap: str, embedder: Embedder, stop: threading.Event) -> None:
                 if kind == "work_removed":
                     log.info("work withdrawn work_id=%s", work_id)
                     continue
-                version = msg.offset() + 1  # catalog-updates has one partition: offsets order versions
+                version = kafka.position(msg)[2] + 1  # catalog-updates has one partition: offsets order versions
                 records = chunk_records(update, version, embedder)
                 for rec in records:
                     producer.produce(Topic.CATALOG_CHUNKS.value, key=rec["chunk_id"].encode(),

@@ -133,7 +133,7 @@ class AttributionWorker:
     def process(self, messages: list[Message]) -> None:
         started = time.perf_counter()
         self.catalog.sync()  # every request is matched against the catalog as of now
-        requests = [json.loads(m.value()) for m in messages]
+        requests = [json.loads(kafka.payload(m)) for m in messages]
         attributions = attribute_batch(requests, self.embedder, self.index, self.cfg, self.catalog.version)
         try:
             self.producer.begin_transaction()
@@ -149,9 +149,8 @@ class AttributionWorker:
                 log.warning("transaction aborted, re-reading the batch: %s", error)
                 self.producer.abort_transaction(30)
                 for tp in kafka.next_offsets(messages):
-                    first = min(m.offset() for m in messages
-                                if (m.topic(), m.partition()) == (tp.topic, tp.partition))
-                    tp.offset = first
+                    tp.offset = min(offset for topic, partition, offset in map(kafka.position, messages)
+                                    if (topic, partition) == (tp.topic, tp.partition))
                     self.consumer.seek(tp)
                 return
             raise

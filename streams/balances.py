@@ -79,5 +79,5 @@ def apply_entry(
             }
             state.payout_sequence += 1
             state.payouts[pid] = request
-    state.applied[entry_id] = request["payout_id"] if request else ""
+    state.applied[entry_id] = str(request["payout_id"]) if request else ""
     return request

@@ -26,6 +26,7 @@ from tributary.query import QueryError, query, scalar
 from tributary.sample import load_catalog, plan_events
 from tributary.topics import Topic
 
+
 def stage_argv(cfg: PlatformConfig, stage: str, extra: list[str] | None = None) -> list[str]:
     return [
         sys.executable, "-m", "tributary.cli",

@@ -44,12 +44,27 @@ def consumer(bootstrap: str, group_id: str, **extra: Any) -> Consumer:
     return Consumer(config)
 
 
+def position(msg: Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a consumed message (always set on those)."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return topic, partition, offset
+
+
+def payload(msg: Message) -> bytes:
+    """The value of a message that must have one (not a tombstone)."""
+    value = msg.value()
+    if value is None:
+        raise ValueError(f"unexpected tombstone at {position(msg)}")
+    return value
+
+
 def next_offsets(messages: list[Message]) -> list[TopicPartition]:
     """The offsets to commit after processing ``messages``: last offset + 1 per partition."""
     last: dict[tuple[str, int], int] = {}
     for msg in messages:
-        key = (msg.topic(), msg.partition())
-        last[key] = max(last.get(key, -1), msg.offset())
+        topic, partition, offset = position(msg)
+        last[(topic, partition)] = max(last.get((topic, partition), -1), offset)
     return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
 
 
@@ -126,8 +141,8 @@ class TopicReader:
             if msg.error():
                 log.warning("%s reader: %s", self.topic, msg.error())
                 continue
-            p = msg.partition()
-            self._next[p] = msg.offset() + 1
+            _, p, offset = position(msg)
+            self._next[p] = offset + 1
             if p in targets and self._next[p] >= targets[p]:
                 del targets[p]
             handle(msg)

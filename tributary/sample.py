@@ -111,11 +111,9 @@ def plan_events(catalog: dict[str, Any], count: int, seed: int = 7,
             planted = (first["work_id"], second["work_id"])
         else:
             text = " ".join(rng.sample(UNRELATED, rng.randint(2, 5)))
-        billing: dict[str, int]
-        if rng.random() < 0.8:
-            billing = {"revenue_micros": rng.randint(50_000, 500_000)}
-        else:
-            billing = {"input_tokens": rng.randint(100, 2000), "output_tokens": rng.randint(20_000, 200_000)}
+        by_revenue = rng.random() < 0.8
+        revenue = rng.randint(50_000, 500_000)
+        tokens_in, tokens_out = rng.randint(100, 2000), rng.randint(20_000, 200_000)
         event = InferenceEvent(
             event_id=f"demo-{seed}-{i:06d}",
             occurred_at=(start + timedelta(minutes=7 * i)).isoformat(),
@@ -125,7 +123,9 @@ def plan_events(catalog: dict[str, Any], count: int, seed: int = 7,
             contract_id="standard-2026" if rng.random() < 0.85 else "research-2026",
             output_text=text,
             metadata={"demo_kind": kind, "planted": list(planted)},
-            **billing,
+            revenue_micros=revenue if by_revenue else None,
+            input_tokens=None if by_revenue else tokens_in,
+            output_tokens=None if by_revenue else tokens_out,
         )
         planned.append(PlannedEvent(kind, planted, event))
     return planned

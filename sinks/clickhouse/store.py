@@ -21,8 +21,9 @@ def open_client(dsn: str, readonly: bool = False) -> Any:
     import clickhouse_connect
 
     if dsn.startswith("chdb://"):
-        options = {"chdb_options": {"mode": "ro"}} if readonly else {}
-        return clickhouse_connect.get_client(dsn=dsn, **options)
+        if readonly:
+            return clickhouse_connect.get_client(dsn=dsn, chdb_options={"mode": "ro"})  # type: ignore[call-arg]
+        return clickhouse_connect.get_client(dsn=dsn)
     parsed = urlparse(dsn)
     return clickhouse_connect.get_client(
         host=parsed.hostname or "localhost", port=parsed.port or 8123,

@@ -17,7 +17,12 @@ from typing import Any
 from confluent_kafka import Message
 from prometheus_client import Counter, start_http_server
 
-from sinks.stripe.payouts import RetryableStripeError, StripeTransfers, TransferApi, execute, result_record
+from sinks.stripe.payouts import (
+    RetryableStripeError,
+    TransferApi,
+    execute,
+    result_record,
+)
 from streams.accrual import payout_entry
 from tributary import kafka
 from tributary.kafka import TopicReader
@@ -39,9 +44,10 @@ class HolderDirectory:
         self.refresh()
 
     def _apply(self, msg: Message) -> None:
-        if msg.value() is None:
+        value = msg.value()
+        if value is None:
             return
-        update = json.loads(msg.value())
+        update = json.loads(value)
         if update.get("kind") == "holder" and update.get("stripe_account"):
             self.accounts[update["holder_id"]] = update["stripe_account"]
 
@@ -59,8 +65,9 @@ def completed_payouts(bootstrap: str) -> dict[str, dict[str, Any]]:
     reader = TopicReader(bootstrap, Topic.PAYOUT_RESULTS.value)
 
     def keep(msg: Message) -> None:
-        if msg.value() is not None:
-            result = json.loads(msg.value())
+        value = msg.value()
+        if value is not None:
+            result = json.loads(value)
             done[result["payout_id"]] = result
 
     reader.read_to_end(keep)
@@ -83,7 +90,7 @@ def run(bootstrap: str, api: TransferApi, stop: threading.Event, metrics_port: i
             if not messages:
                 continue
             for msg in messages:
-                payout = json.loads(msg.value())
+                payout = json.loads(kafka.payload(msg))
                 if payout["payout_id"] in done:
                     log.info("payout already completed, skipping payout_id=%s", payout["payout_id"])
                     continue

@@ -32,7 +32,7 @@ def ensure_topics(bootstrap: str, log=print) -> list[str]:  # type: ignore[no-un
     ]
     if not new:
         return []
-    for name, future in admin.create_topics(new, operation_timeout=30).items():
+    for future in admin.create_topics(new, operation_timeout=30).values():
         try:
             future.result()
         except Exception as exc:
