@@ -70,9 +70,7 @@ def run(bootstrap: str, embedder: Embedder, stop: threading.Event) -> None:
                 log.info("indexed work_id=%s holder=%s chunks=%d catalog_version=%d",
                          work_id, update["holder_id"], len(records), version)
             if messages:
-                if producer.flush(30):
-                    raise RuntimeError("catalog-chunks not acknowledged within 30s")
-                consumer.commit(offsets=kafka.next_offsets(messages), asynchronous=False)
+                kafka.flush_then_commit(producer, consumer, messages, "catalog chunks")
     finally:
         producer.flush(10)
         consumer.close()

@@ -64,4 +64,5 @@ def publish(bootstrap: str, records: list[dict[str, Any]]) -> None:
         key = rec.get("work_id") if rec["kind"] != "holder" else f"holder:{rec['holder_id']}"
         producer.produce(Topic.CATALOG_UPDATES.value, key=str(key).encode(), value=kafka.dumps(rec))
     if producer.flush(30):
-        raise RuntimeError("catalog records were not acknowledged by Kafka within 30s")
+        raise PlatformError(f"catalog records were not acknowledged by Kafka at {bootstrap} within 30s: "
+                            "is it running? (`tributary up`, `tributary status`)")

@@ -9,9 +9,11 @@ pipeline has settled, prints a summary and stops everything it started.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from producers.sdk import EventProducer
@@ -204,10 +206,12 @@ def summary(cfg: PlatformConfig, sample: dict[str, Any], published: int, invalid
     print("\ndead-lettered (reason codes):")
     for code, n in dlq:
         print(f"  {code:<28} {n}")
+    exe = Path(sys.executable).parent / "tributary"
+    cli = os.path.relpath(exe) if exe.exists() else "tributary"
     print("\nquery it yourself (ClickHouse engine, embedded):")
-    print(f"  tributary --data-dir {cfg.data_dir} sql \"SELECT * FROM holder_earnings_daily "
+    print(f"  {cli} --data-dir {cfg.data_dir} sql \"SELECT * FROM holder_earnings_daily "
           "ORDER BY day LIMIT 20\"")
-    print(f"  tributary --data-dir {cfg.data_dir} sql \"SELECT reason, count() FROM dead_letters "
+    print(f"  {cli} --data-dir {cfg.data_dir} sql \"SELECT reason, count() FROM dead_letters "
           "FINAL GROUP BY reason\"")
     print("  views: holder_earnings_daily, unattributed_escrow, attribution_coverage, holder_balances")
     print("==========================================================\n")

@@ -68,6 +68,13 @@ def next_offsets(messages: list[Message]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
 
 
+def flush_then_commit(producer: Producer, consumer: Consumer, messages: list[Message], what: str) -> None:
+    """The at-least-once commit order: outputs acknowledged by Kafka, then offsets."""
+    if producer.flush(30):
+        raise RuntimeError(f"{what} not acknowledged by Kafka within 30s")
+    consumer.commit(offsets=next_offsets(messages), asynchronous=False)
+
+
 def good_messages(messages: list[Message]) -> list[Message]:
     out = []
     for msg in messages:

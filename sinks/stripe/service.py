@@ -116,9 +116,7 @@ def run(bootstrap: str, api: TransferApi, stop: threading.Event, metrics_port: i
                 log.info("payout %s payout_id=%s holder=%s amount_micros=%d transfer=%s error=%s",
                          outcome.status, payout["payout_id"], payout["holder_id"],
                          payout["amount_micros"], outcome.transfer_id, outcome.error)
-            if producer.flush(30):
-                raise RuntimeError("payout results not acknowledged by Kafka within 30s")
-            consumer.commit(offsets=kafka.next_offsets(messages), asynchronous=False)
+            kafka.flush_then_commit(producer, consumer, messages, "payout results")
     finally:
         producer.flush(10)
         consumer.close()
