@@ -1,7 +1,7 @@
 """The producer SDK platform teams embed: typed events, an idempotent, non-blocking
 confluent-kafka producer, and a load generator. Installs without torch or faust."""
 
-from producers.events import InferenceEvent, InvalidEvent
+from producers.events import InferenceEvent, InferenceRefund, InvalidEvent
 from producers.sdk import BufferFullError, EventProducer
 
-__all__ = ["BufferFullError", "EventProducer", "InferenceEvent", "InvalidEvent"]
+__all__ = ["BufferFullError", "EventProducer", "InferenceEvent", "InferenceRefund", "InvalidEvent"]

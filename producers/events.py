@@ -71,3 +71,25 @@ class InferenceEvent:
     def encode(self) -> bytes:
         self.validate()
         return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class InferenceRefund:
+    """The provider refunded inference ``event_id``: its royalties are reversed."""
+
+    event_id: str
+    provider: str
+    reason: str
+    refund_id: str = field(default_factory=lambda: f"rfd-{uuid.uuid4().hex}")
+    occurred_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": 1, "kind": "refund", "refund_id": self.refund_id,
+                "event_id": self.event_id, "occurred_at": self.occurred_at,
+                "provider": self.provider, "reason": self.reason}
+
+    def encode(self) -> bytes:
+        problem = first_problem("inference-refund.v1", self.to_dict())
+        if problem is not None:
+            raise InvalidEvent(problem.field, problem.reason)
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()

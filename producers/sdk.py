@@ -20,7 +20,7 @@ from typing import Any, Literal
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter, Gauge
 
-from producers.events import InferenceEvent
+from producers.events import InferenceEvent, InferenceRefund
 from tributary.topics import Topic
 
 log = logging.getLogger("tributary.producer")
@@ -96,6 +96,10 @@ class EventProducer:
         """Validate and enqueue ``event``; True if queued. Never waits for Kafka
         unless ``on_full="block"``. Raises InvalidEvent naming the bad field."""
         return self.emit_raw(event.event_id, event.encode())
+
+    def refund(self, refund: InferenceRefund) -> bool:
+        """Enqueue a refund; keyed by the refunded event_id, so it follows that event."""
+        return self.emit_raw(refund.event_id, refund.encode())
 
     def emit_raw(self, key: str | None, payload: bytes) -> bool:
         """Enqueue pre-encoded bytes (no validation: used by tests and replay tools)."""

@@ -15,22 +15,23 @@ import json
 import logging
 import os
 import signal
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 
-from streams.accrual import accrue
-from streams.balances import HolderBalance, apply_entry
+from schemas import first_problem
+from streams.accrual import AccrualBook
+from streams.balances import BalanceBook, PayoutPolicy
 from streams.contracts import ContractBook
 from streams.ingest import (
     DeadLetterLimit,
+    IngestBook,
     Rejection,
     Source,
     dead_letter,
     dead_letter_headers,
-    parse_event,
-    price_event,
 )
 from tributary.config import load_pipeline, load_platform
 from tributary.topics import Topic
@@ -80,11 +81,18 @@ attribution_requests = _topic(Topic.ATTRIBUTION_REQUESTS)
 attributions = _topic(Topic.ATTRIBUTIONS)
 royalty_ledger = _topic(Topic.ROYALTY_LEDGER)
 payout_requests = _topic(Topic.PAYOUT_REQUESTS)
+corrections = _topic(Topic.CORRECTIONS)
+holder_policies = _topic(Topic.HOLDER_POLICIES)
 
-# event_id -> {"partition", "offset"} of the first copy seen (dedupe)
+# dedupe and refund marks: see streams.ingest.IngestBook
 seen_events = app.Table("ingest-seen-events", default=None, partitions=4)
-# holder_id -> HolderBalance.to_json()
+ingest_book = IngestBook(seen_events, contracts, window_s=pipeline.dedupe_window_s)
+# per-event accrual records: see streams.accrual.AccrualBook
+accrued_events = app.Table("accrued-events", default=None, partitions=4)
+accrual_book = AccrualBook(accrued_events, refund_window_s=pipeline.refund_window_s)
+# balances, marks, payout records and policies: see streams.balances
 balances = app.Table("holder-balances", default=None, partitions=4)
+book = BalanceBook(balances, default_policy=pipeline.payout_policy, dedupe_window=pipeline.ledger_dedupe_window)
 
 
 async def _reject(raw: bytes, rejection: Rejection, source: Source) -> None:
@@ -105,37 +113,29 @@ def _halt(reason: str) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _received_at(event: faust.EventT) -> datetime:
+    timestamp = event.message.timestamp  # seconds; set by the producer or the broker
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp else datetime.now(UTC)
+
+
 @app.agent(inference_events)
 async def ingest(stream: faust.StreamT) -> None:
     async for event in stream.events():
+        if ingest_book.needs_rebuild:
+            ingest_book.rebuild()
         msg = event.message
         raw: bytes = event.value or b""
         source = Source(msg.topic, msg.partition, msg.offset)
-        parsed = parse_event(raw, contracts)
-        if isinstance(parsed, Rejection):
-            await _reject(raw, parsed, source)
-            dlq_limit.record(True)
-        else:
-            event_id = parsed["event_id"]
-            first = seen_events.get(event_id)
-            if first is not None and (first["partition"], first["offset"]) != (source.partition, source.offset):
-                await _reject(
-                    raw,
-                    Rejection(
-                        "duplicate_event_id", "event_id",
-                        f"event_id {event_id!r} was already accepted at partition "
-                        f"{first['partition']} offset {first['offset']}",
-                        event_id,
-                    ),
-                    source,
-                )
-                dlq_limit.record(True)
-            else:
-                request = price_event(parsed, contracts, source)
-                await attribution_requests.send(key=event_id.encode(), value=_dumps(request))
-                if first is None:
-                    seen_events[event_id] = {"partition": source.partition, "offset": source.offset}
-                dlq_limit.record(False)
+        decision = ingest_book.handle(raw, source, _received_at(event))
+        if decision.rejection is not None:
+            await _reject(raw, decision.rejection, source)
+        if decision.request is not None:
+            await attribution_requests.send(key=decision.request["event_id"].encode(),
+                                            value=_dumps(decision.request))
+        if decision.correction is not None:
+            await corrections.send(key=decision.correction["event_id"].encode(),
+                                   value=_dumps(decision.correction))
+        dlq_limit.record(decision.rejection is not None)
         if dlq_limit.exceeded():
             _halt(
                 f"{dlq_limit.fraction:.0%} of the last {len(dlq_limit._outcomes)} events were "
@@ -143,29 +143,78 @@ async def ingest(stream: faust.StreamT) -> None:
             )
 
 
+async def _send_entries(entries: list[dict[str, Any]]) -> None:
+    for entry in entries:
+        await royalty_ledger.send(key=entry["holder_id"].encode(), value=_dumps(entry))
+
+
 @app.agent(attributions)
 async def accrue_agent(stream: faust.StreamT) -> None:
-    async for raw in stream:
-        attribution = json.loads(raw)
-        for entry in accrue(attribution, _now()):
-            await royalty_ledger.send(key=entry["holder_id"].encode(), value=_dumps(entry))
+    async for event in stream.events():
+        if accrual_book.needs_rebuild:
+            accrual_book.rebuild()
+        attribution = json.loads(event.value)
+        await _send_entries(accrual_book.on_attribution(attribution, event.message.partition, _now()))
+
+
+@app.agent(corrections)
+async def corrections_agent(stream: faust.StreamT) -> None:
+    async for event in stream.events():
+        if accrual_book.needs_rebuild:
+            accrual_book.rebuild()
+        correction = json.loads(event.value)
+        await _send_entries(accrual_book.on_correction(correction, event.message.partition, _now()))
 
 
 @app.agent(royalty_ledger)
 async def balances_agent(stream: faust.StreamT) -> None:
-    async for raw in stream:
-        entry = json.loads(raw)
-        holder_id = entry["holder_id"]
-        if holder_id.startswith("escrow:"):
+    async for event in stream.events():
+        if book.needs_rebuild:
+            await _resend(book.rebuild())
+        entry = json.loads(event.value)
+        if entry["holder_id"].startswith("escrow:"):
             continue  # escrow is never paid out; ClickHouse reports it
-        stored = balances.get(holder_id)
-        state = HolderBalance.from_json(stored) if stored else HolderBalance(holder_id, entry["currency"])
-        request = apply_entry(state, entry, pipeline.payout_threshold_micros, _now())
-        balances[holder_id] = state.to_json()
-        if request is not None:
-            log.info("payout requested payout_id=%s holder=%s amount_micros=%d",
-                     request["payout_id"], holder_id, request["amount_micros"])
-            await payout_requests.send(key=holder_id.encode(), value=_dumps(request))
+        await _resend(book.apply(entry, event.message.partition, event.message.offset))
+
+
+@app.agent(holder_policies)
+async def policy_agent(stream: faust.StreamT) -> None:
+    """Per-holder payout policies, stored beside the balances (same key, same partition)."""
+    async for event in stream.events():
+        problem: object
+        try:
+            raw = json.loads(event.value)
+        except ValueError as exc:
+            raw, problem = None, f"not JSON: {exc}"
+        else:
+            problem = first_problem("holder-policy.v1", raw)
+        if raw is None or problem is not None:
+            log.error("ignored invalid payout policy at %s/%d@%d: %s", event.message.topic,
+                      event.message.partition, event.message.offset, problem)
+            continue
+        policy = PayoutPolicy.from_json(raw, book.default_policy)
+        balances[f"pol:{raw['holder_id']}"] = asdict(policy)
+        log.info("payout policy holder=%s %s", raw["holder_id"], asdict(policy))
+
+
+async def _resend(requests: list[dict[str, Any]]) -> None:
+    for request in requests:
+        log.info("payout requested payout_id=%s holder=%s amount_micros=%d",
+                 request["payout_id"], request["holder_id"], request["amount_micros"])
+        await payout_requests.send(key=request["holder_id"].encode(), value=_dumps(request))
+
+
+@app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
+async def _assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
+    # in-memory indexes are rebuilt from the tables, which are recovered before agents resume
+    book.needs_rebuild = ingest_book.needs_rebuild = accrual_book.needs_rebuild = True
+
+
+@app.timer(interval=10.0)
+async def resend_pending_payouts() -> None:
+    """After a restart with no new ledger traffic, still re-send unfinished payouts."""
+    if book.needs_rebuild and not app.rebalancing and not app.in_recovery:
+        await _resend(book.rebuild())
 
 
 def main() -> None:

@@ -6,12 +6,14 @@ Pure functions; the Faust agent in :mod:`streams.app` only moves bytes.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from schemas import first_problem
 from streams.contracts import Contract, ContractBook, parse_time
+from streams.window import ExpiryIndex
 from tributary.money import royalty_pool
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
@@ -51,6 +53,11 @@ def parse_event(raw: bytes, book: ContractBook) -> dict[str, Any] | Rejection:
     if not isinstance(event, dict):
         return Rejection("malformed_json", None, f"expected a JSON object, got {type(event).__name__}")
     event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+    if event.get("kind") == "refund":
+        problem = first_problem("inference-refund.v1", event)
+        if problem is not None:
+            return Rejection("schema_violation", problem.field, problem.reason, event_id)
+        return event
     version = event.get("schema_version")
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         return Rejection(
@@ -179,3 +186,114 @@ class DeadLetterLimit:
 
     def exceeded(self) -> bool:
         return len(self._outcomes) >= self.min_events and self.fraction > self.max_fraction
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What ingest does with one input: send a request, send a correction, or reject."""
+
+    request: dict[str, Any] | None = None
+    correction: dict[str, Any] | None = None
+    rejection: Rejection | None = None
+
+
+@dataclass
+class IngestBook:
+    """Dedupe and refund bookkeeping over the ingest table (a Faust table, or a dict).
+
+    ``ev:<event_id>`` marks an accepted event and ``rf:<event_id>`` its refund, each
+    with the partition/offset it came from: a re-delivery of the same message is
+    processed again (downstream ids are deterministic), a second copy at another
+    offset is a duplicate. Marks expire ``window_s`` of event time behind the newest
+    event of their partition; an event older than that cannot be checked for
+    duplicates any more and is dead-lettered as late instead of risking a double credit.
+    """
+
+    table: MutableMapping[str, Any]
+    contracts: ContractBook
+    window_s: float = 7 * 86_400
+    max_future_s: float = 3_600
+    _index: ExpiryIndex = field(init=False)
+    needs_rebuild: bool = True
+
+    def __post_init__(self) -> None:
+        self._index = ExpiryIndex(self.window_s)
+
+    def rebuild(self) -> None:
+        self._index.clear()
+        for key, value in list(self.table.items()):
+            if key.startswith(("ev:", "rf:")):
+                self._index.add(value["part"], value["t"], key)
+        self.needs_rebuild = False
+
+    def handle(self, raw: bytes, source: Source, received_at: datetime) -> Decision:
+        """``received_at``: the Kafka message timestamp, so a replay decides the same."""
+        parsed = parse_event(raw, self.contracts)
+        if isinstance(parsed, Rejection):
+            return Decision(rejection=parsed)
+        occurred = parse_time(parsed["occurred_at"]).timestamp()
+        if occurred > received_at.timestamp() + self.max_future_s:
+            return Decision(rejection=Rejection(
+                "occurred_at_in_future", "occurred_at",
+                f"{parsed['occurred_at']} is more than {self.max_future_s:.0f}s after the event reached "
+                "Kafka; fix the producer's clock", parsed.get("event_id")))
+        if parsed.get("kind") == "refund":
+            decision = self._refund(parsed, source, occurred)
+        else:
+            decision = self._event(parsed, source, occurred)
+        for expired in self._index.expire(source.partition):
+            self.table.pop(expired, None)
+        return decision
+
+    def _seen(self, key: str, source: Source) -> tuple[bool, dict[str, Any] | None]:
+        """(redelivery of the same message?, the first copy's mark)."""
+        mark = self.table.get(key)
+        if mark is None:
+            return False, None
+        return (mark["part"], mark["o"]) == (source.partition, source.offset), mark
+
+    def _mark(self, key: str, source: Source, occurred: float, **extra: Any) -> None:
+        self.table[key] = {"part": source.partition, "o": source.offset, "t": occurred, **extra}
+        self._index.add(source.partition, occurred, key)
+
+    def _event(self, event: dict[str, Any], source: Source, occurred: float) -> Decision:
+        event_id = event["event_id"]
+        key = f"ev:{event_id}"
+        redelivery, mark = self._seen(key, source)
+        if mark is not None and not redelivery:
+            return Decision(rejection=Rejection(
+                "duplicate_event_id", "event_id",
+                f"event_id {event_id!r} was already accepted at partition {mark['part']} offset {mark['o']}",
+                event_id))
+        if mark is None:
+            if self._index.too_old(source.partition, occurred):
+                return Decision(rejection=Rejection(
+                    "late_event", "occurred_at",
+                    f"{event['occurred_at']} is more than {self.window_s / 86_400:g} days older than the newest "
+                    "event on its partition, beyond the dedupe window; it cannot be checked for "
+                    "duplicates. Re-send it with a new event_id after checking it was never billed", event_id))
+            self._mark(key, source, occurred)
+        return Decision(request=price_event(event, self.contracts, source))
+
+    def _refund(self, refund: dict[str, Any], source: Source, occurred: float) -> Decision:
+        event_id = refund["event_id"]
+        event_mark = self.table.get(f"ev:{event_id}")
+        if event_mark is None:
+            return Decision(rejection=Rejection(
+                "refund_for_unknown_event", "event_id",
+                f"no accepted event {event_id!r} within the dedupe window; refunds must name an "
+                "event this pipeline accepted", event_id))
+        key = f"rf:{event_id}"
+        redelivery, mark = self._seen(key, source)
+        if mark is not None and not redelivery:
+            return Decision(rejection=Rejection(
+                "duplicate_refund", "event_id",
+                f"event {event_id!r} was already refunded (refund {mark['refund_id']!r})", event_id))
+        if mark is None:
+            # expires with the event it refunds
+            self._mark(key, source, event_mark["t"], refund_id=refund["refund_id"])
+        return Decision(correction={
+            "schema_version": 1, "kind": "refund", "correction_id": refund["refund_id"],
+            "event_id": event_id, "provider": refund["provider"], "reason": refund["reason"],
+            "occurred_at": refund["occurred_at"], "source": source.as_dict(),
+        })

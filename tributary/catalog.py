@@ -45,6 +45,23 @@ def holder_record(holder: dict[str, Any], stripe_account: str) -> dict[str, Any]
             "name": holder.get("name", holder["holder_id"]), "stripe_account": stripe_account}
 
 
+def policy_record(holder_id: str, **settings: Any) -> dict[str, Any]:
+    record = {"schema_version": 1, "holder_id": holder_id,
+              **{k: v for k, v in settings.items() if v is not None}}
+    problem = first_problem("holder-policy.v1", record)
+    if problem is not None:
+        raise CatalogError(f"payout policy for {holder_id!r}: {problem}")
+    return record
+
+
+def publish_policies(bootstrap: str, policies: list[dict[str, Any]]) -> None:
+    producer = kafka.producer(bootstrap)
+    for policy in policies:
+        producer.produce(Topic.HOLDER_POLICIES.value, key=policy["holder_id"].encode(), value=kafka.dumps(policy))
+    if producer.flush(30):
+        raise PlatformError(f"payout policies were not acknowledged by Kafka at {bootstrap} within 30s")
+
+
 def work_record(work: dict[str, Any]) -> dict[str, Any]:
     record = {"schema_version": 1, "kind": "work", "work_id": work.get("work_id"),
               "holder_id": work.get("holder_id"), "title": work.get("title", ""),

@@ -6,6 +6,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streams.balances import PayoutPolicy
 
 
 class ConfigError(ValueError):
@@ -77,8 +81,21 @@ class PlatformConfig:
 class PipelineConfig:
     """Settings shared by the pipeline stages."""
 
-    # payouts: a holder is paid once their unpaid balance reaches this many micros
+    # default payout policy (per-holder policies arrive on the holder-policies topic):
+    # a holder is paid once their unpaid balance reaches the threshold, the estimated
+    # Connect payout fee (fixed + bps) is at most payout_max_fee_bps of the amount, and
+    # payout_min_interval_s of ledger time passed since their last payout
     payout_threshold_micros: int = 1_000_000
+    payout_fee_fixed_micros: int = 250_000
+    payout_fee_bps: int = 25
+    payout_max_fee_bps: int = 1_000
+    payout_min_interval_s: int = 0
+    # a duplicate ledger entry is recognised within this many offsets of the original
+    ledger_dedupe_window: int = 1_000_000
+    # duplicate event_ids are caught within this much event time (older events are late)
+    dedupe_window_s: int = 7 * 86_400
+    # refunds reverse royalties of events at most this old (event time)
+    refund_window_s: int = 30 * 86_400
     # attribution micro-batching
     batch_max_size: int = 64
     batch_max_wait_ms: int = 200
@@ -91,8 +108,26 @@ class PipelineConfig:
     max_output_chars: int = 100_000
     stripe_api_key: str = field(default="sk_test_tributarylocal", repr=False)
 
+    @property
+    def payout_policy(self) -> PayoutPolicy:
+        from streams.balances import PayoutPolicy
+
+        return PayoutPolicy(
+            min_payout_micros=self.payout_threshold_micros, fee_fixed_micros=self.payout_fee_fixed_micros,
+            fee_bps=self.payout_fee_bps, max_fee_bps=self.payout_max_fee_bps,
+            min_interval_s=self.payout_min_interval_s,
+        )
+
     def validate(self) -> None:
         problems: list[str] = []
+        if not 0 <= self.payout_fee_bps < self.payout_max_fee_bps <= 10_000:
+            problems.append("need 0 <= payout_fee_bps < payout_max_fee_bps <= 10000")
+        if self.payout_fee_fixed_micros < 0 or self.payout_min_interval_s < 0:
+            problems.append("payout_fee_fixed_micros and payout_min_interval_s must be >= 0")
+        if self.dedupe_window_s < 3600 or self.refund_window_s < 3600:
+            problems.append("dedupe_window_s and refund_window_s must be >= 3600")
+        if self.ledger_dedupe_window < 1000:
+            problems.append("ledger_dedupe_window must be >= 1000 offsets")
         if self.payout_threshold_micros < 10_000:
             problems.append("payout_threshold_micros must be >= 10000 (one cent)")
         if not 1 <= self.batch_max_size <= 4096:

@@ -16,11 +16,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from producers.events import InferenceRefund
 from producers.sdk import EventProducer
 from schemas import examples
+from sinks.clickhouse.schema import SIGNED
 from tributary import catalog as catalog_ops
 from tributary.config import PipelineConfig, PlatformConfig
 from tributary.kafka import TopicReader
+from tributary.lag import LagReader
 from tributary.money import MICROS_PER_CENT, format_micros
 from tributary.platform import local
 from tributary.platform.procs import PlatformError
@@ -87,6 +90,13 @@ def wait_for(cfg: PlatformConfig, what: str, probe: Any, timeout: float, log: An
         time.sleep(1)
 
 
+def refund_plan(planned: list[Any]) -> list[InferenceRefund]:
+    """Refund every 50th event (deterministic), as a provider would after a chargeback."""
+    return [InferenceRefund(event_id=p.event.event_id, provider=p.event.provider, reason="customer chargeback",
+                            refund_id=f"refund-{p.event.event_id}")
+            for p in planned[::50]]
+
+
 def register_catalog(cfg: PlatformConfig, pipeline: PipelineConfig, log: Any = print) -> dict[str, Any]:
     sample = load_catalog()
     records = []
@@ -96,6 +106,11 @@ def register_catalog(cfg: PlatformConfig, pipeline: PipelineConfig, log: Any = p
         log(f"  onboarded {holder['holder_id']} as Connect account {account}")
     records += [catalog_ops.work_record(w) for w in sample["works"]]
     catalog_ops.publish(cfg.bootstrap_servers, records)
+    policies = [catalog_ops.policy_record(h["holder_id"], **h["policy"]) for h in sample["holders"] if h.get("policy")]
+    catalog_ops.publish_policies(cfg.bootstrap_servers, policies)
+    for policy in policies:
+        log(f"  payout policy for {policy['holder_id']}: "
+            + ", ".join(f"{k}={v}" for k, v in policy.items() if k not in ("schema_version", "holder_id")))
     log(f"  registered {len(sample['works'])} works from {len(sample['holders'])} holders")
     return sample
 
@@ -116,38 +131,39 @@ SETTLE_SQL = {
     "attributed": "SELECT count() FROM attributions FINAL",
     "accrued": "SELECT uniqExact(event_id) FROM ledger_entries FINAL WHERE entry_type = 'accrual'",
     "dead_lettered": "SELECT count() FROM dead_letters FINAL",
+    "refunded": "SELECT uniqExact(event_id) FROM ledger_entries FINAL WHERE entry_type = 'accrual_reversal'",
     "payouts_requested": "SELECT count() FROM payout_requests FINAL",
     "payouts_done": "SELECT count() FROM payout_results FINAL",
     "payout_entries": "SELECT count() FROM ledger_entries FINAL WHERE entry_type IN ('payout', 'payout_reversal')",
 }
-PENDING_SQL = """
-SELECT count() FROM (
-  SELECT l.holder_id AS holder_id, l.accrued - ifNull(r.requested, 0) + l.reversed AS unpaid
-  FROM (SELECT holder_id, sumIf(amount_micros, entry_type = 'accrual') AS accrued,
-               sumIf(amount_micros, entry_type = 'payout_reversal') AS reversed
-        FROM ledger_entries FINAL WHERE holder_id NOT LIKE 'escrow:%' GROUP BY holder_id) AS l
-  LEFT JOIN (SELECT holder_id, sum(amount_micros) AS requested FROM payout_requests FINAL
-             GROUP BY holder_id) AS r ON l.holder_id = r.holder_id
-) WHERE unpaid >= {threshold}
-"""
+# the stages whose input must be fully consumed, and on which (non-transactional) topics
+SETTLE_LAGS = {
+    "tributary-streams": [Topic.ROYALTY_LEDGER, Topic.INFERENCE_EVENTS],
+    "tributary-sink-stripe": [Topic.PAYOUT_REQUESTS],
+    "tributary-sink-clickhouse": [Topic.ROYALTY_LEDGER, Topic.PAYOUT_REQUESTS, Topic.PAYOUT_RESULTS],
+}
 
 
-def settle_probe(cfg: PlatformConfig, valid: int, invalid: int, threshold: int) -> Any:
+def settle_probe(cfg: PlatformConfig, valid: int, invalid: int, refunds: int = 0) -> Any:
+    """Settled: every event is priced, attributed and in the ledger, every refund is
+    reversed, the balances and both sinks have consumed everything, every payout
+    request has an outcome, and nothing changed between three readings."""
     history: list[dict[str, int]] = []
+    lags = LagReader(cfg.bootstrap_servers)
 
     def probe() -> tuple[bool, str, dict[str, int]]:
         counts = {name: int(scalar(cfg, sql) or 0) for name, sql in SETTLE_SQL.items()}
-        counts["holders_due"] = int(scalar(cfg, PENDING_SQL.format(threshold=threshold)) or 0)
+        counts["lag"] = sum(lags.group_lag(group, topics) for group, topics in SETTLE_LAGS.items())
         history.append(counts)
         done = (
             counts["priced"] == valid and counts["attributed"] == valid and counts["accrued"] == valid
-            and counts["dead_lettered"] == invalid
+            and counts["dead_lettered"] == invalid and counts["refunded"] == refunds and counts["lag"] == 0
             and counts["payouts_requested"] == counts["payouts_done"] == counts["payout_entries"]
-            and counts["holders_due"] == 0
-            and len(history) >= 3 and history[-3] == counts  # unchanged for ~2 polls
+            and len(history) >= 3 and history[-3] == counts
         )
         progress = (f"priced {counts['priced']}/{valid}  attributed {counts['attributed']}/{valid}  "
-                    f"in ledger {counts['accrued']}/{valid}  dead-lettered {counts['dead_lettered']}/{invalid}  "
+                    f"in ledger {counts['accrued']}/{valid}  refunded {counts['refunded']}/{refunds}  "
+                    f"dead-lettered {counts['dead_lettered']}/{invalid}  "
                     f"payouts {counts['payouts_done']}/{counts['payouts_requested']}")
         return done, progress, counts
 
@@ -157,10 +173,13 @@ def settle_probe(cfg: PlatformConfig, valid: int, invalid: int, threshold: int) 
 def summary(cfg: PlatformConfig, sample: dict[str, Any], published: int, invalid: int) -> bool:
     """Print the summary; returns False if the books do not balance."""
     pool = int(scalar(cfg, "SELECT sum(pool_micros) FROM priced_events FINAL") or 0)
-    credited = int(scalar(cfg, "SELECT sum(amount_micros) FROM ledger_entries FINAL "
-                               "WHERE entry_type = 'accrual' AND credit_account LIKE 'holder:%'") or 0)
-    escrow = int(scalar(cfg, "SELECT sum(amount_micros) FROM ledger_entries FINAL "
-                             "WHERE credit_account = 'escrow:unattributed'") or 0)
+    refunded = int(scalar(cfg, "SELECT sum(pool_micros) FROM priced_events FINAL WHERE event_id IN "
+                               "(SELECT event_id FROM corrections FINAL WHERE kind = 'refund')") or 0)
+    credited = int(scalar(cfg, f"SELECT sum({SIGNED}) FROM ledger_entries FINAL "
+                               "WHERE entry_type IN ('accrual', 'accrual_reversal') "
+                               "AND holder_id NOT LIKE 'escrow:%'") or 0)
+    escrow = int(scalar(cfg, f"SELECT sum({SIGNED}) FROM ledger_entries FINAL "
+                             "WHERE holder_id = 'escrow:unattributed'") or 0)
     _, holders = query(cfg, """
         SELECT h.holder_id, h.name, h.stripe_account,
                ifNull(b.accrued_micros, 0), ifNull(b.paid_micros, 0), ifNull(b.payouts, 0)
@@ -180,13 +199,15 @@ def summary(cfg: PlatformConfig, sample: dict[str, Any], published: int, invalid
         GROUP BY kind ORDER BY kind""")
     paid_total = int(scalar(cfg, "SELECT sum(amount_micros) FROM payout_results FINAL WHERE status='paid'") or 0)
     by_holder = dict((h, ids) for h, ids in transfers)
-    balanced = credited + escrow == pool
+    balanced = credited + escrow == pool - refunded
     print("\n================ tributary demo: summary ================")
     print(f"inference events published : {published} valid + {invalid} invalid")
     print(f"royalty pool               : {format_micros(pool)}")
-    print(f"attributed to holders      : {format_micros(credited)} ({credited / pool:.1%} of the pool)" if pool else "")
+    print(f"refunded (reversed)        : {format_micros(refunded)}")
+    net = pool - refunded
+    print(f"attributed to holders      : {format_micros(credited)} ({credited / net:.1%} of the net pool)" if net else "")
     print(f"unattributed (escrow)      : {format_micros(escrow)}")
-    print(f"conservation               : credits + escrow {'==' if balanced else '!='} pool "
+    print(f"conservation               : credits + escrow {'==' if balanced else '!='} pool - refunds "
           f"({'exact to the micro' if balanced else 'MISMATCH'})")
     print(f"paid out via Stripe Connect: {format_micros(paid_total)} in "
           f"{sum(len(v) for v in by_holder.values())} transfers")
@@ -238,22 +259,26 @@ def run(base: PlatformConfig, pipeline: PipelineConfig, events: int, keep_runnin
                  lambda: (indexed_works(cfg, reader, seen) >= n_works,
                           f"{len(seen)}/{n_works} works embedded", None), timeout)
         reader.close()
-        print(f"[5/6] publishing {events} inference events (+ the invalid examples from schemas/)")
+        print(f"[5/6] publishing {events} inference events (+ the invalid examples from schemas/, "
+              "+ refunds of 2% of the events)")
         planned = plan_events(sample, events)
         invalid = [raw for name, raw in examples(Topic.INFERENCE_EVENTS.value) if name.startswith("invalid-")]
+        refunds = refund_plan(planned)
         with EventProducer(cfg.bootstrap_servers) as producer:
             for i, item in enumerate(planned):
                 producer.emit(item.event)
                 if i == len(planned) // 2:
                     for raw in invalid:
                         producer.emit_raw(None, raw)
+            for refund in refunds:
+                producer.refund(refund)
             left = producer.flush(60)
         del producer
         gc.collect()  # release librdkafka handles now, not when the broker is already down
         if left:
             raise PlatformError(f"{left} events were not acknowledged by Kafka")
         print("[6/6] waiting for the pipeline to settle")
-        wait_for(cfg, "pipeline", settle_probe(cfg, events, len(invalid), pipeline.payout_threshold_micros), timeout)
+        wait_for(cfg, "pipeline", settle_probe(cfg, events, len(invalid), len(refunds)), timeout)
         ok = summary(cfg, sample, events, len(invalid))
     finally:
         if keep_running:

@@ -13,5 +13,7 @@ class Topic(StrEnum):
     ROYALTY_LEDGER = "royalty-ledger"
     PAYOUT_REQUESTS = "payout-requests"
     PAYOUT_RESULTS = "payout-results"
+    HOLDER_POLICIES = "holder-policies"
+    CORRECTIONS = "corrections"
     CATALOG_UPDATES = "catalog-updates"
     CATALOG_CHUNKS = "catalog-chunks"

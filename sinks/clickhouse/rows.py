@@ -84,6 +84,14 @@ def dead_letter(v: dict[str, Any], partition: int, offset: int) -> Row:
     }
 
 
+def correction(v: dict[str, Any]) -> Row:
+    return {
+        "correction_id": v["correction_id"], "kind": v["kind"], "event_id": v["event_id"],
+        "provider": _s(v.get("provider")), "reason": _s(v.get("reason")),
+        "occurred_at": _time(v.get("occurred_at")),
+    }
+
+
 def catalog_update(v: dict[str, Any], offset: int) -> tuple[str, Row] | None:
     kind = v.get("kind")
     if kind in ("work", "work_removed"):
@@ -119,10 +127,12 @@ def to_row(topic: str, partition: int, offset: int, value: bytes | None) -> tupl
             return "dead_letters", dead_letter(v, partition, offset)
         case Topic.CATALOG_UPDATES:
             return catalog_update(v, offset)
+        case Topic.CORRECTIONS:
+            return "corrections", correction(v)
     return None
 
 
 SOURCE_TOPICS = [
     Topic.ATTRIBUTION_REQUESTS, Topic.ATTRIBUTIONS, Topic.ROYALTY_LEDGER, Topic.PAYOUT_REQUESTS,
-    Topic.PAYOUT_RESULTS, Topic.INFERENCE_EVENTS_DLQ, Topic.CATALOG_UPDATES,
+    Topic.PAYOUT_RESULTS, Topic.INFERENCE_EVENTS_DLQ, Topic.CATALOG_UPDATES, Topic.CORRECTIONS,
 ]

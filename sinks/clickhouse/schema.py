@@ -89,6 +89,40 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ]),
 ]
 
+# signed effect of an entry on what a holder (or escrow) earned
+SIGNED = "if(entry_type = 'accrual_reversal', -amount_micros, amount_micros)"
+
+MIGRATIONS.append((3, "refunds: corrections table; views net accrual reversals", [
+    f"""CREATE TABLE IF NOT EXISTS corrections (
+        correction_id String, kind LowCardinality(String), event_id String, provider String,
+        reason String, occurred_at DateTime64(3, 'UTC'), {V}
+    ) ENGINE = ReplacingMergeTree(ingested_at) ORDER BY correction_id""",
+    f"""CREATE OR REPLACE VIEW holder_earnings_daily AS
+       SELECT toDate(p.occurred_at) AS day, l.holder_id AS holder_id, l.work_id AS work_id,
+              p.provider AS provider, p.model_name AS model_name, l.currency AS currency,
+              sum(l.signed_micros) AS earned_micros, count() AS entries
+       FROM (SELECT *, {SIGNED} AS signed_micros FROM ledger_entries FINAL
+             WHERE entry_type IN ('accrual', 'accrual_reversal') AND holder_id NOT LIKE 'escrow:%') AS l
+       INNER JOIN (SELECT event_id, occurred_at, provider, model_name FROM priced_events FINAL) AS p
+         ON l.event_id = p.event_id
+       GROUP BY day, holder_id, work_id, provider, model_name, currency""",
+    f"""CREATE OR REPLACE VIEW unattributed_escrow AS
+       SELECT toDate(p.occurred_at) AS day, p.provider AS provider, p.model_name AS model_name,
+              sum(l.signed_micros) AS escrow_micros, uniqExact(l.event_id) AS events
+       FROM (SELECT *, {SIGNED} AS signed_micros FROM ledger_entries FINAL
+             WHERE holder_id = 'escrow:unattributed') AS l
+       INNER JOIN (SELECT event_id, occurred_at, provider, model_name FROM priced_events FINAL) AS p
+         ON l.event_id = p.event_id
+       GROUP BY day, provider, model_name""",
+    f"""CREATE OR REPLACE VIEW holder_balances AS
+       SELECT holder_id,
+              sumIf({SIGNED}, entry_type IN ('accrual', 'accrual_reversal')) AS accrued_micros,
+              sumIf(amount_micros, entry_type = 'payout') AS paid_micros,
+              accrued_micros - paid_micros AS unpaid_micros,
+              countIf(entry_type = 'payout') AS payouts
+       FROM ledger_entries FINAL WHERE holder_id NOT LIKE 'escrow:%' GROUP BY holder_id""",
+]))
+
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from producers.events import InferenceRefund
 from producers.sdk import EventProducer
 from schemas import examples
 from tributary import demo
@@ -31,7 +32,8 @@ THRESHOLD = 250_000  # $0.25, so every holder is paid several times
 def settled(platform_cfg):
     cfg = platform_cfg
     recorder = StripeRecorder(cfg.stripe_api_base).start()
-    env = {"TRIBUTARY_STRIPE_API_BASE": recorder.url, "TRIBUTARY_PAYOUT_THRESHOLD_MICROS": str(THRESHOLD)}
+    env = {"TRIBUTARY_STRIPE_API_BASE": recorder.url, "TRIBUTARY_PAYOUT_THRESHOLD_MICROS": str(THRESHOLD),
+           "TRIBUTARY_PAYOUT_FEE_FIXED_MICROS": "10000"}
     demo.start_stages(cfg, log=lambda m: None, env=env)
     try:
         from tributary.config import load_pipeline
@@ -45,17 +47,22 @@ def settled(platform_cfg):
         reader.close()
         planned = plan_events(sample, EVENTS, seed=11)
         invalid = [raw for name, raw in examples(Topic.INFERENCE_EVENTS.value) if name.startswith("invalid-")]
+        refunds = demo.refund_plan(planned)
         with EventProducer(cfg.bootstrap_servers) as producer:
             for item in planned:
                 producer.emit(item.event)
             for raw in invalid:
                 producer.emit_raw(None, raw)
-            # the same event again: accepted once, the copy is dead-lettered
+            # the same event again: accepted once, the copy is dead-lettered; same for a refund
             producer.emit(planned[0].event)
+            for refund in refunds:
+                producer.refund(refund)
+            producer.refund(refunds[0])
+            producer.refund(InferenceRefund(event_id="never-sent", provider="acme-ai", reason="test"))
             assert producer.flush(60) == 0
-        counts = demo.wait_for(cfg, "pipeline", demo.settle_probe(cfg, EVENTS, len(invalid) + 1, THRESHOLD),
+        counts = demo.wait_for(cfg, "pipeline", demo.settle_probe(cfg, EVENTS, len(invalid) + 3, len(refunds)),
                                timeout=900, log=print)
-        yield cfg, planned, recorder, counts
+        yield cfg, planned, recorder, counts, {r.event_id for r in refunds}
     finally:
         for stage in local.STAGES:
             local.stage_process(cfg, stage).stop(timeout=20)
@@ -63,7 +70,7 @@ def settled(platform_cfg):
 
 
 def test_every_event_is_accounted_exactly_once(settled):
-    cfg, planned, _, counts = settled
+    cfg, planned, _, counts, _ = settled
     assert counts["priced"] == counts["attributed"] == counts["accrued"] == EVENTS
     ids = {row[0] for row in query(cfg, "SELECT event_id FROM priced_events FINAL")[1]}
     assert ids == {p.event.event_id for p in planned}
@@ -71,23 +78,26 @@ def test_every_event_is_accounted_exactly_once(settled):
                        "GROUP BY event_id HAVING count() != 1)") == 0
 
 
-def test_each_event_pool_is_split_exactly(settled):
-    cfg = settled[0]
-    mismatched = scalar(cfg, """
-        SELECT count() FROM (
-          SELECT p.event_id, any(p.pool_micros) AS pool, sum(l.amount_micros) AS credited
-          FROM (SELECT event_id, pool_micros FROM priced_events FINAL) AS p
-          INNER JOIN (SELECT event_id, amount_micros FROM ledger_entries FINAL
-                      WHERE entry_type = 'accrual') AS l ON p.event_id = l.event_id
-          GROUP BY p.event_id) WHERE pool != credited""")
-    assert mismatched == 0
+def test_each_event_pool_is_split_exactly_and_refunds_reverse_it_exactly(settled):
+    cfg, _, _, _, refunded = settled
+    _, rows = query(cfg, """
+        SELECT p.event_id, any(p.pool_micros) AS pool,
+               sumIf(l.amount_micros, l.entry_type = 'accrual') AS credited,
+               sumIf(l.amount_micros, l.entry_type = 'accrual_reversal') AS reversed
+        FROM (SELECT event_id, pool_micros FROM priced_events FINAL) AS p
+        INNER JOIN (SELECT event_id, entry_type, amount_micros FROM ledger_entries FINAL) AS l
+          ON p.event_id = l.event_id
+        GROUP BY p.event_id""")
+    assert len(rows) == EVENTS
+    for event_id, pool, credited, reversed_ in rows:
+        assert credited == pool, event_id
+        assert reversed_ == (pool if event_id in refunded else 0), event_id
     pool = scalar(cfg, "SELECT sum(pool_micros) FROM priced_events FINAL")
-    holders = scalar(cfg, "SELECT sum(amount_micros) FROM ledger_entries FINAL "
-                          "WHERE entry_type = 'accrual' AND credit_account LIKE 'holder:%'")
-    escrow = scalar(cfg, "SELECT sum(amount_micros) FROM ledger_entries FINAL "
-                         "WHERE credit_account = 'escrow:unattributed'")
-    assert pool > 0 and holders > 0 and escrow > 0
-    assert holders + escrow == pool
+    holders = scalar(cfg, "SELECT sum(accrued_micros) FROM holder_balances")
+    escrow = scalar(cfg, "SELECT sum(escrow_micros) FROM unattributed_escrow")
+    refunded_pool = sum(p for e, p, _, _ in rows if e in refunded)
+    assert pool > 0 and holders > 0 and escrow > 0 and refunded_pool > 0
+    assert holders + escrow == pool - refunded_pool
 
 
 def test_no_ledger_entry_is_visible_twice(settled):
@@ -101,7 +111,7 @@ def test_no_ledger_entry_is_visible_twice(settled):
 
 
 def test_stripe_transfers_equal_the_payouts_in_the_ledger(settled):
-    cfg, _, recorder, counts = settled
+    cfg, _, recorder, counts, _ = settled
     _, ledger = query(cfg, "SELECT payout_id, amount_micros, transfer_id FROM ledger_entries FINAL "
                            "WHERE entry_type = 'payout' ORDER BY payout_id")
     transfers = recorder.transfers()
@@ -117,9 +127,18 @@ def test_stripe_transfers_equal_the_payouts_in_the_ledger(settled):
         assert int(form["amount"]) * 10_000 == amount
         assert form["transfer_group"] == payout_id and form["metadata[payout_id]"] == payout_id
         assert transfer_id.startswith("tr_")
-    # payouts never exceed what was accrued; what is left is below the threshold
-    for holder, accrued, paid, unpaid, _ in query(cfg, "SELECT * FROM holder_balances")[1]:
-        assert 0 <= paid <= accrued and unpaid < THRESHOLD + 10_000, holder
+    # payouts never exceed what was accrued; what is left is below the threshold, except
+    # where the holder's own policy holds it (sample catalog: h-austen pays from $2.00,
+    # h-gothic at most weekly, so once in this run)
+    balances = {row[0]: row[1:] for row in query(cfg, "SELECT * FROM holder_balances")[1]}
+    for holder, (accrued, paid, unpaid, payouts) in balances.items():
+        assert 0 <= paid <= accrued, holder
+        if holder == "h-gothic":
+            assert payouts == 1
+        elif holder == "h-austen":
+            assert unpaid < 2_000_000
+        else:
+            assert unpaid < THRESHOLD, holder
 
 
 def test_invalid_and_duplicate_events_are_dead_lettered_with_reasons(settled):
@@ -128,12 +147,12 @@ def test_invalid_and_duplicate_events_are_dead_lettered_with_reasons(settled):
     codes = sorted(r[0] for r in rows)
     assert codes == sorted(["malformed_json", "schema_violation", "schema_violation", "schema_violation",
                             "unknown_contract", "unsupported_schema_version", "wrong_embedding_dimension",
-                            "duplicate_event_id"])
+                            "duplicate_event_id", "duplicate_refund", "refund_for_unknown_event"])
     assert all(reason for _, _, reason in rows)
 
 
 def test_planted_sources_are_found_and_unrelated_text_is_not_attributed(settled):
-    cfg, planned, _, _ = settled
+    cfg, planned, _, _, _ = settled
     works = {row[0]: set(row[1]) for row in query(cfg, "SELECT event_id, works FROM attributions FINAL")[1]}
     quotes = [p for p in planned if p.kind == "quote"]
     unrelated = [p for p in planned if p.kind == "unrelated"]

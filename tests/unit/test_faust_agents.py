@@ -61,8 +61,8 @@ def test_accrue_sends_entries_keyed_by_holder_that_sum_to_the_pool():
 
 
 def test_balances_requests_a_payout_once_even_when_entries_are_replayed():
-    entry = {"entry_id": "le_1", "entry_type": "accrual", "amount_micros": 2_500_000, "currency": "USD",
-             "holder_id": "h-replay"}
+    entry = {"entry_id": "le_1", "entry_type": "accrual", "amount_micros": 5_000_000, "currency": "USD",
+             "holder_id": "h-replay", "created_at": "2026-11-20T00:00:00+00:00"}
     escrow = {**entry, "entry_id": "le_2", "holder_id": "escrow:unattributed"}
 
     async def scenario():
@@ -70,10 +70,26 @@ def test_balances_requests_a_payout_once_even_when_entries_are_replayed():
             async with streams_app.balances_agent.test_context() as agent:
                 for value in (entry, entry, escrow):
                     await agent.put(json.dumps(value).encode())
-                state = HolderBalance.from_json(streams_app.balances["h-replay"])
+                state = HolderBalance.from_json(streams_app.balances["h:h-replay"])
             return sent_values(payouts), state
 
     requests, state = run(scenario())
     assert len({r["payout_id"] for r in requests}) == 1
-    assert requests[0]["amount_micros"] == 2_500_000
-    assert state.accrued_micros == 2_500_000 and state.reserved_micros == 2_500_000
+    assert requests[0]["amount_micros"] == 5_000_000
+    assert state.accrued_micros == 5_000_000 and state.reserved_micros == 5_000_000
+
+
+def test_policy_agent_stores_valid_policies_and_ignores_invalid_ones():
+    async def scenario():
+        async with streams_app.policy_agent.test_context() as agent:
+            await agent.put(json.dumps({"schema_version": 1, "holder_id": "h-pol",
+                                        "min_payout_micros": 5_000_000, "min_interval_s": 86_400}).encode())
+            await agent.put(json.dumps({"schema_version": 1, "holder_id": "h-bad",
+                                        "min_payout_micros": -1}).encode())
+            await agent.put(b"not json")
+            return streams_app.book.policy("h-pol"), streams_app.balances.get("pol:h-bad")
+
+    policy, bad = run(scenario())
+    assert policy.min_payout_micros == 5_000_000 and policy.min_interval_s == 86_400
+    assert policy.fee_fixed_micros == streams_app.book.default_policy.fee_fixed_micros
+    assert bad is None

@@ -1,0 +1,150 @@
+"""Ingest dedupe window, late and future events, refunds; accrual records and reversals."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas import first_problem
+from streams.accrual import AccrualBook
+from streams.contracts import ContractBook
+from streams.ingest import IngestBook, Source
+
+BOOK = ContractBook.load()
+T0 = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def event(event_id: str, at: datetime = T0, **extra) -> bytes:
+    return json.dumps({
+        "schema_version": 1, "event_id": event_id, "occurred_at": at.isoformat(), "provider": "acme",
+        "model": {"name": "m", "revision": "r"}, "contract_id": "standard-2026",
+        "billing": {"revenue_micros": 100_000}, "output": {"text": "hello there"}, **extra}).encode()
+
+
+def refund(event_id: str, refund_id: str = "rf-1") -> bytes:
+    return json.dumps({"schema_version": 1, "kind": "refund", "refund_id": refund_id, "event_id": event_id,
+                       "occurred_at": T0.isoformat(), "provider": "acme", "reason": "chargeback"}).encode()
+
+
+def src(offset: int, partition: int = 0) -> Source:
+    return Source("inference-events", partition, offset)
+
+
+def fresh(**kwargs) -> IngestBook:
+    book = IngestBook({}, BOOK, **kwargs)
+    book.rebuild()
+    return book
+
+
+def test_redelivery_is_processed_again_but_a_copy_is_a_duplicate():
+    book = fresh()
+    first = book.handle(event("e1"), src(0), T0)
+    assert first.request is not None
+    again = book.handle(event("e1"), src(0), T0)  # the same message after a crash
+    assert again.request == first.request
+    copy = book.handle(event("e1"), src(5), T0)
+    assert copy.rejection.code == "duplicate_event_id" and "offset 0" in copy.rejection.reason
+
+
+def test_marks_expire_and_events_older_than_the_window_are_late():
+    book = fresh(window_s=3600)
+    book.handle(event("old", T0), src(0), T0)
+    book.handle(event("new", T0 + timedelta(hours=2)), src(1), T0 + timedelta(hours=2))
+    assert "ev:old" not in book.table  # expired: beyond the window
+    late = book.handle(event("older", T0 - timedelta(minutes=1)), src(2), T0 + timedelta(hours=2))
+    assert late.rejection.code == "late_event" and late.rejection.field == "occurred_at"
+    # other partitions keep their own watermark
+    assert book.handle(event("p1", T0), src(0, partition=1), T0).request is not None
+
+
+def test_future_timestamps_are_rejected_against_the_kafka_timestamp():
+    decision = fresh().handle(event("e1", T0 + timedelta(hours=3)), src(0), T0)
+    assert decision.rejection.code == "occurred_at_in_future"
+
+
+def test_refunds_need_an_accepted_event_and_happen_once():
+    book = fresh()
+    assert book.handle(refund("nope"), src(0), T0).rejection.code == "refund_for_unknown_event"
+    book.handle(event("e1"), src(1), T0)
+    decision = book.handle(refund("e1"), src(2), T0)
+    assert decision.correction["correction_id"] == "rf-1" and decision.correction["event_id"] == "e1"
+    assert first_problem("correction.v1", decision.correction) is None
+    assert book.handle(refund("e1"), src(2), T0).correction == decision.correction  # redelivery
+    assert book.handle(refund("e1", "rf-2"), src(3), T0).rejection.code == "duplicate_refund"
+
+
+def test_rebuild_restores_the_window_from_the_table():
+    book = fresh(window_s=3600)
+    book.handle(event("a", T0), src(0), T0)
+    restarted = IngestBook(book.table, BOOK, window_s=3600)
+    restarted.rebuild()
+    restarted.handle(event("b", T0 + timedelta(hours=2)), src(1), T0 + timedelta(hours=2))
+    assert "ev:a" not in restarted.table
+
+
+def attribution(event_id: str = "e1", pool: int = 1001) -> dict:
+    return {"schema_version": 1, "attribution_id": f"at-{event_id}", "event_id": event_id, "provider": "acme",
+            "occurred_at": T0.isoformat(),
+            "contract": {"contract_id": "standard-2026", "version": 1, "royalty_rate_bps": 2000, "currency": "USD"},
+            "pool_micros": pool, "unattributed_ppm": 400_000, "evidence": {"matches": []},
+            "shares_ppm": [{"work_id": "w1", "holder_id": "h1", "share_ppm": 600_000}]}
+
+
+def correction(event_id: str = "e1", correction_id: str = "rf-1") -> dict:
+    return {"schema_version": 1, "kind": "refund", "correction_id": correction_id, "event_id": event_id,
+            "provider": "acme", "reason": "chargeback", "occurred_at": T0.isoformat()}
+
+
+def net(entries: list[dict]) -> dict[str, int]:
+    unique = {e["entry_id"]: e for e in entries}.values()
+    out: dict[str, int] = {}
+    for e in unique:
+        sign = -1 if e["entry_type"] == "accrual_reversal" else 1
+        out[e["holder_id"]] = out.get(e["holder_id"], 0) + sign * e["amount_micros"]
+    return out
+
+
+@given(refund_first=st.booleans(), replays=st.integers(min_value=0, max_value=3))
+def test_a_refund_reverses_the_accrual_exactly_in_either_order(refund_first, replays):
+    book = AccrualBook({})
+    book.rebuild()
+    sent = []
+    steps = [("c", correction()), ("a", attribution())]
+    if not refund_first:
+        steps.reverse()
+    for kind, message in steps + steps[:1] * replays:
+        handler = book.on_correction if kind == "c" else book.on_attribution
+        sent += handler(message, 0, "2026-11-20T01:00:00+00:00")
+    assert net(sent) == {"h1": 0, "escrow:unattributed": 0}
+    accruals = [e for e in sent if e["entry_type"] == "accrual"]
+    assert sum({e["entry_id"]: e["amount_micros"] for e in accruals}.values()) == 1001
+    for e in sent:
+        assert first_problem("ledger-entry.v1", e) is None
+
+
+def test_replayed_attribution_resends_identical_entries():
+    book = AccrualBook({})
+    book.rebuild()
+    first = book.on_attribution(attribution(), 0, "2026-11-20T01:00:00+00:00")
+    again = book.on_attribution(attribution(), 0, "2026-11-20T09:00:00+00:00")
+    assert first == again  # same ids and the same created_at
+
+
+def test_a_second_attribution_of_the_same_event_does_not_accrue_twice():
+    book = AccrualBook({})
+    book.rebuild()
+    book.on_attribution(attribution(), 0, "2026-11-20T01:00:00+00:00")
+    other = {**attribution(), "attribution_id": "at-other"}
+    assert book.on_attribution(other, 0, "2026-11-20T01:00:00+00:00") == []
+
+
+def test_accrual_records_expire_after_the_refund_window():
+    book = AccrualBook({}, refund_window_s=3600)
+    book.rebuild()
+    book.on_attribution(attribution("e1"), 0, "x")
+    later = {**attribution("e2"), "occurred_at": (T0 + timedelta(hours=2)).isoformat()}
+    book.on_attribution(later, 0, "y")
+    assert "ac:e1" not in book.table and "ac:e2" in book.table
