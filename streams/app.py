@@ -62,6 +62,9 @@ app = faust.App(
     key_serializer="json",
     consumer_auto_offset_reset="earliest",
     broker_commit_interval=0.5,
+    # a killed worker's partitions move after 10 s, not the default minute
+    broker_session_timeout=10.0,
+    broker_heartbeat_interval=3.0,
     web_enabled=True,
     web_host="127.0.0.1",
     web_port=int(os.environ.get("TRIBUTARY_STREAMS_WEB_PORT", "6066")),

@@ -36,6 +36,14 @@ def platform_cfg(tmp_path_factory: pytest.TempPathFactory):
     local.down(cfg)
 
 
+def reset_platform(cfg) -> None:
+    """Stop every stage and start the platform again on empty data (between modules)."""
+    from tributary.platform import local
+
+    local.down(cfg, wipe=True, log=lambda m: None)
+    local.up(cfg, log=lambda m: None)
+
+
 @pytest.fixture(scope="session")
 def real_embedder():
     from gpu_workers.embedder import SentenceTransformerEmbedder

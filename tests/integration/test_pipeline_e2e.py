@@ -12,6 +12,7 @@ import pytest
 from producers.events import InferenceRefund
 from producers.sdk import EventProducer
 from schemas import examples
+from tests.conftest import reset_platform
 from tributary import demo
 from tributary.kafka import TopicReader
 from tributary.platform import local
@@ -31,6 +32,7 @@ THRESHOLD = 250_000  # $0.25, so every holder is paid several times
 @pytest.fixture(scope="module")
 def settled(platform_cfg):
     cfg = platform_cfg
+    reset_platform(cfg)
     recorder = StripeRecorder(cfg.stripe_api_base).start()
     env = {"TRIBUTARY_STRIPE_API_BASE": recorder.url, "TRIBUTARY_PAYOUT_THRESHOLD_MICROS": str(THRESHOLD),
            "TRIBUTARY_PAYOUT_FEE_FIXED_MICROS": "10000"}
