@@ -88,8 +88,6 @@ def parse_event(raw: bytes, book: ContractBook) -> dict[str, Any] | Rejection:
                     "wrong_embedding_dimension", f"output/embeddings/{i}",
                     f"has {len(vector)} dimensions; {EMBEDDING_MODEL} gives {EMBEDDING_DIM}", event_id,
                 )
-    elif not output["text"].strip():
-        return Rejection("empty_output", "output/text", "output text is empty", event_id)
     if not book.known(event["contract_id"]):
         return Rejection(
             "unknown_contract", "contract_id",

@@ -80,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--name", required=True)
     h.add_argument("--email", required=True)
 
+    p = sub.add_parser("loadgen", help="publish synthetic inference events at a steady rate",
+                       description="Publish --count events at --rate per second through the producer "
+                                   "SDK (idempotent, acks=all), showing progress every second.")
+    p.add_argument("--rate", type=float, default=100.0, help="events per second (default 100)")
+    p.add_argument("--count", type=int, default=1000, help="events to publish (default 1000)")
+    p.add_argument("--invalid", type=float, default=0.0, metavar="FRACTION",
+                   help="share of malformed events, e.g. 0.01 (default 0)")
+    p.add_argument("--seed", type=int, default=1, help="seed: event ids are loadgen-<seed>-<n>")
+
     p = sub.add_parser("sql", help="run a read-only SQL query against ClickHouse",
                        description="Runs while the pipeline runs (through the sink's query server) "
                                    "or offline (opens the embedded engine read-only).")
@@ -186,6 +195,14 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
         catalog.publish(cfg.bootstrap_servers, [catalog.holder_record(holder, account)])
         print(f"onboarded {args.holder_id} as Connect account {account}")
         return 0
+    if args.command == "loadgen":
+        from tributary import loadgen
+
+        if args.rate <= 0 or args.count < 1 or not 0 <= args.invalid < 1:
+            print("error: need --rate > 0, --count >= 1 and 0 <= --invalid < 1", file=sys.stderr)
+            return 2
+        result = loadgen.run(cfg.bootstrap_servers, args.rate, args.count, args.invalid, args.seed)
+        return 0 if result["undelivered"] == 0 and result["failed"] == 0 else 1
     if args.command == "demo":
         from tributary import demo
 

@@ -1,0 +1,87 @@
+"""The producer SDK against the real broker (and real librdkafka buffering)."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+from confluent_kafka import Consumer
+
+from producers import BufferFullError, EventProducer, InferenceEvent, InferenceRefund
+from producers.openai_wrapper import instrument
+from tests.openai_server import ANSWER, OpenAIServer
+from tributary.topics import Topic
+
+pytestmark = pytest.mark.kafka
+
+
+def read_all(bootstrap: str, group: str, expected: int) -> list:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest"})
+    consumer.subscribe([Topic.INFERENCE_EVENTS.value])
+    out = []
+    for _ in range(60):
+        msg = consumer.poll(1.0)
+        if msg is not None and not msg.error():
+            out.append(msg)
+        if len(out) >= expected and msg is None:
+            break
+    consumer.close()
+    return out
+
+
+def test_events_and_refunds_are_delivered_keyed_and_co_partitioned(platform_cfg):
+    events = [InferenceEvent(provider="acme", model_name="m", model_revision="r", contract_id="standard-2026",
+                             output_text=f"text {i}", revenue_micros=1000, event_id=f"sdk-test-{i}")
+              for i in range(50)]
+    with EventProducer(platform_cfg.bootstrap_servers) as producer:
+        for event in events:
+            assert producer.emit(event)
+        producer.refund(InferenceRefund(event_id="sdk-test-7", provider="acme", reason="chargeback",
+                                        refund_id="sdk-refund-7"))
+        assert producer.flush(30) == 0
+        assert producer.sent == 51 and producer.failed == 0
+    messages = [m for m in read_all(platform_cfg.bootstrap_servers, "sdk-test-1", 51)
+                if (m.key() or b"").startswith(b"sdk-test-")]
+    by_id: dict[str, list] = {}
+    for m in messages:
+        by_id.setdefault(m.key().decode(), []).append(m)
+    assert len(by_id) == 50 and all(len(v) == 1 for k, v in by_id.items() if k != "sdk-test-7")
+    event_msg, refund_msg = sorted(by_id["sdk-test-7"], key=lambda m: m.offset())
+    assert json.loads(refund_msg.value())["kind"] == "refund"
+    assert event_msg.partition() == refund_msg.partition()  # the refund follows its event
+
+
+def test_instrumented_openai_client_publishes_to_kafka(platform_cfg):
+    server = OpenAIServer().start()
+    try:
+        with EventProducer(platform_cfg.bootstrap_servers) as producer:
+            client = instrument(openai.OpenAI(api_key="sk-test", base_url=server.base_url), producer,
+                                provider="openai-test", contract_id="standard-2026")
+            client.chat.completions.create(model="acme-chat", messages=[{"role": "user", "content": "hi"}])
+            list(client.chat.completions.create(model="acme-chat", messages=[], stream=True))
+            assert producer.flush(30) == 0
+    finally:
+        server.stop()
+    values = [json.loads(m.value()) for m in read_all(platform_cfg.bootstrap_servers, "sdk-test-2", 2)
+              if (m.key() or b"").startswith(b"openai-test:")]
+    assert sorted(v["event_id"] for v in values) == ["openai-test:chatcmpl-1", "openai-test:chatcmpl-2"]
+    assert all(v["output"]["text"] == ANSWER for v in values)
+
+
+def test_a_full_buffer_follows_the_policy_instead_of_blocking_the_model():
+    unreachable = "127.0.0.1:1"  # nothing listens: librdkafka queues until the buffer is full
+    event = InferenceEvent(provider="acme", model_name="m", model_revision="r", contract_id="standard-2026",
+                           output_text="x", revenue_micros=1)
+    raising = EventProducer(unreachable, max_buffered_events=5, extra_config={"message.timeout.ms": 2000})
+    for _ in range(5):
+        raising.emit(event)
+    with pytest.raises(BufferFullError, match="send buffer full"):
+        raising.emit(event)
+    dropping = EventProducer(unreachable, max_buffered_events=5, on_full="drop",
+                             extra_config={"message.timeout.ms": 2000})
+    results = [dropping.emit(event) for _ in range(8)]
+    assert results.count(False) == 3 and dropping.dropped == 3
+    # undeliverable events are reported as failed, not silently lost
+    assert raising.close(10) == 0 and raising.failed == 5
+    dropping.close(10)
