@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tributary-installed
 
-.PHONY: setup demo test test-unit lint down clean
+.PHONY: setup demo test test-unit lint docs bench down clean
 
 # Creates the virtualenv once and reuses it (torch is large: installed once).
 setup: $(STAMP)
@@ -30,6 +30,9 @@ test-unit: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+docs: setup
+	$(PY) -m schemas.docs > docs/topics.md
 
 down:
 	$(VENV)/bin/tributary down

@@ -44,6 +44,24 @@ def _platform_args(parser: argparse.ArgumentParser) -> None:
                    help="port of the ClickHouse sink's query server (default 18123)")
 
 
+def _policy_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("payout policy")
+    g.add_argument("--min-payout", type=float, metavar="USD", help="smallest payout, e.g. 5.00")
+    g.add_argument("--max-fee-share", type=float, metavar="FRACTION",
+                   help="no payout while estimated fees exceed this share of it, e.g. 0.05")
+    g.add_argument("--cadence-days", type=float, metavar="DAYS", help="at most one payout per this many days")
+    g.add_argument("--pause", action="store_true", help="hold all payouts for this holder")
+
+
+def _policy_from_args(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "min_payout_micros": round(args.min_payout * 1_000_000) if args.min_payout is not None else None,
+        "max_fee_bps": round(args.max_fee_share * 10_000) if args.max_fee_share is not None else None,
+        "min_interval_s": round(args.cadence_days * 86_400) if args.cadence_days is not None else None,
+        "paused": True if args.pause else None,
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tributary", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--id", required=True, dest="holder_id")
     h.add_argument("--name", required=True)
     h.add_argument("--email", required=True)
+    _policy_args(h)
+    h = hsub.add_parser("policy", help="set a holder's payout policy (unset fields keep the defaults)")
+    h.add_argument("--id", required=True, dest="holder_id")
+    _policy_args(h)
 
     p = sub.add_parser("loadgen", help="publish synthetic inference events at a steady rate",
                        description="Publish --count events at --rate per second through the producer "
@@ -190,10 +212,21 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
     if args.command == "holders":
         from tributary import catalog
 
-        holder = {"holder_id": args.holder_id, "name": args.name, "email": args.email}
-        account = catalog.onboard_holder(holder, load_pipeline().stripe_api_key, cfg.stripe_api_base)
-        catalog.publish(cfg.bootstrap_servers, [catalog.holder_record(holder, account)])
-        print(f"onboarded {args.holder_id} as Connect account {account}")
+        settings = _policy_from_args(args)
+        try:
+            policy = catalog.policy_record(args.holder_id, **settings)
+        except catalog.CatalogError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.holders_command == "add":
+            holder = {"holder_id": args.holder_id, "name": args.name, "email": args.email}
+            account = catalog.onboard_holder(holder, load_pipeline().stripe_api_key, cfg.stripe_api_base)
+            catalog.publish(cfg.bootstrap_servers, [catalog.holder_record(holder, account)])
+            print(f"onboarded {args.holder_id} as Connect account {account}")
+        if args.holders_command == "policy" or any(v is not None for v in settings.values()):
+            catalog.publish_policies(cfg.bootstrap_servers, [policy])
+            print(f"payout policy for {args.holder_id}: "
+                  + (", ".join(f"{k}={v}" for k, v in settings.items() if v is not None) or "defaults"))
         return 0
     if args.command == "loadgen":
         from tributary import loadgen

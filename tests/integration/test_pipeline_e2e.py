@@ -148,6 +148,7 @@ def test_invalid_and_duplicate_events_are_dead_lettered_with_reasons(settled):
     _, rows = query(cfg, "SELECT error_code, field, reason FROM dead_letters FINAL")
     codes = sorted(r[0] for r in rows)
     assert codes == sorted(["malformed_json", "schema_violation", "schema_violation", "schema_violation",
+                            "schema_violation",
                             "unknown_contract", "unsupported_schema_version", "wrong_embedding_dimension",
                             "duplicate_event_id", "duplicate_refund", "refund_for_unknown_event"])
     assert all(reason for _, _, reason in rows)

@@ -17,6 +17,7 @@ EXPECTED_CODES = {
     "invalid-schema-version.json": ("unsupported_schema_version", "schema_version"),
     "invalid-wrong-type.json": ("schema_violation", "billing/revenue_micros"),
     "invalid-embedding-dimension.json": ("wrong_embedding_dimension", "output/embeddings/0"),
+    "invalid-refund-without-reason.json": ("schema_violation", "reason"),
 }
 
 
