@@ -11,7 +11,6 @@ state update is idempotent, so a crash and replay never double-credits a holder.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -20,6 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from schemas import first_problem
 from streams.accrual import AccrualBook
@@ -43,13 +44,19 @@ pipeline = load_pipeline()
 contracts = ContractBook.load()
 dlq_limit = DeadLetterLimit(pipeline.dlq_window, pipeline.dlq_max_fraction)
 
+EVENTS_IN = Counter("tributary_ingest_events_total", "Inference events and refunds read by ingest")
+DEAD_LETTERED = Counter("tributary_ingest_dead_lettered_total", "Inputs sent to the dead-letter topic")
+ENTRIES_OUT = Counter("tributary_ledger_entries_total", "Ledger entries produced by accrue")
+ENTRIES_APPLIED = Counter("tributary_balance_entries_total", "Ledger entries read by balances")
+PAYOUTS_REQUESTED = Counter("tributary_payout_requests_total", "Payout requests sent (re-sends included)")
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 app = faust.App(
@@ -62,6 +69,7 @@ app = faust.App(
     key_serializer="json",
     consumer_auto_offset_reset="earliest",
     broker_commit_interval=0.5,
+    producer_linger=0.005,  # batch sends for 5 ms: far fewer produce requests under load
     # a killed worker's partitions move after 10 s, not the default minute
     broker_session_timeout=10.0,
     broker_heartbeat_interval=3.0,
@@ -130,7 +138,9 @@ async def ingest(stream: faust.StreamT) -> None:
         raw: bytes = event.value or b""
         source = Source(msg.topic, msg.partition, msg.offset)
         decision = ingest_book.handle(raw, source, _received_at(event))
+        EVENTS_IN.inc()
         if decision.rejection is not None:
+            DEAD_LETTERED.inc()
             await _reject(raw, decision.rejection, source)
         if decision.request is not None:
             await attribution_requests.send(key=decision.request["event_id"].encode(),
@@ -147,6 +157,7 @@ async def ingest(stream: faust.StreamT) -> None:
 
 
 async def _send_entries(entries: list[dict[str, Any]]) -> None:
+    ENTRIES_OUT.inc(len(entries))
     for entry in entries:
         await royalty_ledger.send(key=entry["holder_id"].encode(), value=_dumps(entry))
 
@@ -156,7 +167,7 @@ async def accrue_agent(stream: faust.StreamT) -> None:
     async for event in stream.events():
         if accrual_book.needs_rebuild:
             accrual_book.rebuild()
-        attribution = json.loads(event.value)
+        attribution = orjson.loads(event.value)
         await _send_entries(accrual_book.on_attribution(attribution, event.message.partition, _now()))
 
 
@@ -165,7 +176,7 @@ async def corrections_agent(stream: faust.StreamT) -> None:
     async for event in stream.events():
         if accrual_book.needs_rebuild:
             accrual_book.rebuild()
-        correction = json.loads(event.value)
+        correction = orjson.loads(event.value)
         await _send_entries(accrual_book.on_correction(correction, event.message.partition, _now()))
 
 
@@ -174,7 +185,8 @@ async def balances_agent(stream: faust.StreamT) -> None:
     async for event in stream.events():
         if book.needs_rebuild:
             await _resend(book.rebuild())
-        entry = json.loads(event.value)
+        entry = orjson.loads(event.value)
+        ENTRIES_APPLIED.inc()
         if entry["holder_id"].startswith("escrow:"):
             continue  # escrow is never paid out; ClickHouse reports it
         await _resend(book.apply(entry, event.message.partition, event.message.offset))
@@ -186,7 +198,7 @@ async def policy_agent(stream: faust.StreamT) -> None:
     async for event in stream.events():
         problem: object
         try:
-            raw = json.loads(event.value)
+            raw = orjson.loads(event.value)
         except ValueError as exc:
             raw, problem = None, f"not JSON: {exc}"
         else:
@@ -201,6 +213,7 @@ async def policy_agent(stream: faust.StreamT) -> None:
 
 
 async def _resend(requests: list[dict[str, Any]]) -> None:
+    PAYOUTS_REQUESTED.inc(len(requests))
     for request in requests:
         log.info("payout requested payout_id=%s holder=%s amount_micros=%d",
                  request["payout_id"], request["holder_id"], request["amount_micros"])
@@ -220,12 +233,18 @@ async def resend_pending_payouts() -> None:
         await _resend(book.rebuild())
 
 
-def main() -> None:
-    try:
-        from faust.sensors.prometheus import setup_prometheus_sensors
+@app.page("/metrics")
+async def metrics(web: Any, request: Any) -> Any:
+    """Prometheus metrics. (Faust's own per-message Prometheus sensor cost ~20% of
+    throughput in the benchmark, so the agents keep cheap counters instead.)"""
+    return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-        setup_prometheus_sensors(app)  # /metrics on the Faust web port
-    except Exception as exc:  # noqa: BLE001 - metrics are optional, processing is not
-        log.warning("prometheus sensors unavailable: %s", exc)
+
+@app.page("/healthz")
+async def healthz(web: Any, request: Any) -> Any:
+    return web.json({"status": "ok", "rebalancing": bool(app.rebalancing)})
+
+
+def main() -> None:
     worker = faust.Worker(app, loglevel="INFO")
     worker.execute_from_commandline()

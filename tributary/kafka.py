@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
 from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 log = logging.getLogger("tributary.kafka")
 
 
 def dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def producer(bootstrap: str, **extra: Any) -> Producer:

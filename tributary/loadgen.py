@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from datetime import UTC, datetime
 from collections.abc import Callable
 
 from producers.sdk import EventProducer
@@ -35,7 +36,8 @@ def run(bootstrap: str, rate: float, count: int, invalid_fraction: float = 0.0, 
                 invalid += 1
             else:
                 event = item.event
-                producer.emit(type(event)(**{**event.__dict__, "event_id": f"loadgen-{seed}-{i:09d}"}))
+                producer.emit(type(event)(**{**event.__dict__, "event_id": f"loadgen-{seed}-{i:09d}",
+                                             "occurred_at": datetime.now(UTC).isoformat()}))
             sent += 1
             if time.monotonic() - last_report >= 1:
                 last_report = time.monotonic()
