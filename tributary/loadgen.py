@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from producers.sdk import EventProducer
 from tributary.sample import load_catalog, plan_events
