@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import openai
 import pytest
@@ -16,15 +17,16 @@ from tributary.topics import Topic
 pytestmark = pytest.mark.kafka
 
 
-def read_all(bootstrap: str, group: str, expected: int) -> list:
+def read_all(bootstrap: str, group: str, prefix: bytes, expected: int) -> list:
+    """Messages keyed with ``prefix`` (the topic may hold other tests' events too)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest"})
     consumer.subscribe([Topic.INFERENCE_EVENTS.value])
     out = []
-    for _ in range(60):
-        msg = consumer.poll(1.0)
-        if msg is not None and not msg.error():
-            out.append(msg)
-        if len(out) >= expected and msg is None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        batch = consumer.consume(500, 1.0)
+        out += [m for m in batch if not m.error() and (m.key() or b"").startswith(prefix)]
+        if len(out) >= expected and not batch:
             break
     consumer.close()
     return out
@@ -41,8 +43,7 @@ def test_events_and_refunds_are_delivered_keyed_and_co_partitioned(platform_cfg)
                                         refund_id="sdk-refund-7"))
         assert producer.flush(30) == 0
         assert producer.sent == 51 and producer.failed == 0
-    messages = [m for m in read_all(platform_cfg.bootstrap_servers, "sdk-test-1", 51)
-                if (m.key() or b"").startswith(b"sdk-test-")]
+    messages = read_all(platform_cfg.bootstrap_servers, "sdk-test-1", b"sdk-test-", 51)
     by_id: dict[str, list] = {}
     for m in messages:
         by_id.setdefault(m.key().decode(), []).append(m)
@@ -63,8 +64,8 @@ def test_instrumented_openai_client_publishes_to_kafka(platform_cfg):
             assert producer.flush(30) == 0
     finally:
         server.stop()
-    values = [json.loads(m.value()) for m in read_all(platform_cfg.bootstrap_servers, "sdk-test-2", 2)
-              if (m.key() or b"").startswith(b"openai-test:")]
+    values = [json.loads(m.value()) for m in read_all(platform_cfg.bootstrap_servers, "sdk-test-2",
+                                                      b"openai-test:", 2)]
     assert sorted(v["event_id"] for v in values) == ["openai-test:chatcmpl-1", "openai-test:chatcmpl-2"]
     assert all(v["output"]["text"] == ANSWER for v in values)
 
