@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tributary-installed
 
-.PHONY: setup demo test test-unit lint docs bench down clean
+.PHONY: setup tools demo test test-unit lint docs bench down clean
 
 # Creates the virtualenv once and reuses it (torch is large: installed once).
 setup: $(STAMP)
@@ -16,16 +16,26 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# helm for the chart tests (built once with Go into $GOPATH/bin)
+HELM := $(shell command -v helm 2>/dev/null || echo $${GOPATH:-$$HOME/go}/bin/helm)
+tools: $(HELM)
+$(HELM):
+	@echo "building helm with go install (first run only)"
+	go install helm.sh/helm/v3/cmd/helm@v3.22.0
+
 demo: setup
 	$(VENV)/bin/tributary demo
 
-test: setup
+test: setup tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -ra
 
 test-unit: setup
-	$(VENV)/bin/pytest -ra -m "not kafka and not clickhouse and not stripe and not model and not qdrant"
+	$(VENV)/bin/pytest -ra -m "not kafka and not clickhouse and not stripe and not model and not qdrant and not helm"
+
+bench: setup
+	$(VENV)/bin/python benchmarks/streams_bench.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

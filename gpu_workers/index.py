@@ -45,12 +45,13 @@ def _point_id(chunk_id: str) -> str:
 
 
 class QdrantIndex:
-    def __init__(self, location: str = ":memory:", collection: str = "catalog_chunks", dim: int = 384):
+    def __init__(self, location: str = ":memory:", collection: str = "catalog_chunks", dim: int = 384,
+                 api_key: str | None = None):
         from qdrant_client import QdrantClient, models
 
         self._models = models
         if location.startswith(("http://", "https://")):
-            self.client = QdrantClient(url=location)
+            self.client = QdrantClient(url=location, api_key=api_key)
         elif location == ":memory:":
             self.client = QdrantClient(location=":memory:")
         else:

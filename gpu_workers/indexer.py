@@ -11,6 +11,7 @@ from typing import Any
 from gpu_workers.chunking import chunk_text
 from gpu_workers.embedder import Embedder
 from tributary import kafka
+from tributary.health import Health
 from tributary.ids import chunk_id
 from tributary.topics import Topic
 
@@ -37,15 +38,18 @@ def chunk_records(update: dict[str, Any], catalog_version: int, embedder: Embedd
     ]
 
 
-def run(bootstrap: str, embedder: Embedder, stop: threading.Event) -> None:
+def run(bootstrap: str, embedder: Embedder, stop: threading.Event, health: Health | None = None) -> None:
+    health = health or Health()
     consumer = kafka.consumer(bootstrap, GROUP_ID)
     producer = kafka.producer(bootstrap)
     consumer.subscribe([Topic.CATALOG_UPDATES.value])
     # work_id -> chunk ids currently published, to tombstone them on withdrawal/re-registration
     published: dict[str, list[str]] = {}
     log.info("indexer ready model=%s revision=%s", embedder.name, embedder.revision)
+    health.mark_ready(model=embedder.name, revision=embedder.revision)
     try:
         while not stop.is_set():
+            health.beat()
             messages = kafka.good_messages(consumer.consume(num_messages=32, timeout=0.5))
             for msg in messages:
                 value = msg.value()

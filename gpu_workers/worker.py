@@ -29,6 +29,7 @@ from gpu_workers.index import Match, VectorIndex
 from gpu_workers.scoring import build_attribution
 from tributary import kafka
 from tributary.config import PipelineConfig
+from tributary.health import Health
 from tributary.topics import Topic
 
 log = logging.getLogger("tributary.attribution")
@@ -114,13 +115,16 @@ class AttributionWorker:
         self.assigned = {p.partition for p in partitions}
         log.info("partitions assigned: %s", sorted(self.assigned))
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, health: Health | None = None) -> None:
+        health = health or Health()
         self.catalog.sync()
         self.consumer.subscribe([Topic.ATTRIBUTION_REQUESTS.value], on_assign=self._on_assign)
         log.info("attribution worker ready catalog_chunks=%d catalog_version=%d",
                  self.catalog.chunks, self.catalog.version)
+        health.mark_ready(catalog_chunks=self.catalog.chunks, model=self.embedder.name)
         try:
             while not stop.is_set():
+                health.beat()
                 messages = kafka.good_messages(self.consumer.consume(
                     num_messages=self.cfg.batch_max_size, timeout=self.cfg.batch_max_wait_ms / 1000))
                 if messages:

@@ -74,7 +74,7 @@ app = faust.App(
     broker_session_timeout=10.0,
     broker_heartbeat_interval=3.0,
     web_enabled=True,
-    web_host="127.0.0.1",
+    web_host=os.environ.get("TRIBUTARY_HTTP_HOST", "127.0.0.1"),  # 0.0.0.0 in a pod
     web_port=int(os.environ.get("TRIBUTARY_STREAMS_WEB_PORT", "6066")),
     datadir=str(platform.data_dir / "streams"),
 )

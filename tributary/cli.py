@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("down", help="stop every process tributary started",
                        description="Stop the stages, stripe-mock and Kafka (no orphan JVMs).")
     p.add_argument("--wipe", action="store_true", help="also delete Kafka and ClickHouse data")
+    p = sub.add_parser("topics", help="create the pipeline's topics from schemas/topics (any Kafka)")
+    tsub = p.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
+    tsub.add_parser("create", help="create missing topics (TRIBUTARY_KAFKA_BOOTSTRAP for an external cluster); "
+                                   "a topic whose partition count differs from its manifest is an error")
     sub.add_parser("status", help="what is running, where, and its log file")
     p = sub.add_parser("doctor", help="check this machine and the platform; each failure says how to fix it")
     p.add_argument("--skip-model", action="store_true", help="do not load the embedding model")
@@ -81,8 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run one pipeline stage in the foreground", description=STAGE_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stage", choices=["streams", "indexer", "attribution", "sink-clickhouse", "sink-stripe"])
-    p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus /metrics here (0: off)")
-    p.add_argument("--web-port", type=int, default=6066, help="streams: Faust web port (/metrics too)")
+    p.add_argument("--metrics-port", type=int, default=0,
+                   help="indexer, attribution, sink-stripe: serve /healthz, /readyz and Prometheus "
+                        "/metrics on this port (0: off)")
+    p.add_argument("--web-port", type=int, default=6066,
+                   help="streams: Faust web port (/healthz and /metrics)")
     p.add_argument("--worker-id", default="0",
                    help="attribution: unique per worker (its Kafka transactional id); default 0")
 
@@ -169,6 +176,16 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
         from tributary.platform import local
 
         local.down(cfg, wipe=args.wipe)
+        return 0
+    if args.command == "topics":
+        from tributary.platform.topics import ensure_topics
+
+        try:
+            ensure_topics(cfg.bootstrap_servers)
+        except Exception as exc:  # noqa: BLE001 - report the broker's answer, not a traceback
+            print(f"error: could not create topics on {cfg.bootstrap_servers}: {exc}", file=sys.stderr)
+            return 1
+        print(f"topics present on {cfg.bootstrap_servers}")
         return 0
     if args.command == "status":
         from tributary.platform import local

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from datetime import date, datetime
 from decimal import Decimal
@@ -59,7 +60,7 @@ def serve_queries(store: ClickHouseStore, port: int) -> ThreadingHTTPServer:
             self.wfile.write(body)
 
         def do_GET(self) -> None:  # noqa: N802
-            if self.path == "/healthz":
+            if self.path in ("/healthz", "/readyz"):
                 self._send(200, b'{"status":"ok"}')
             elif self.path == "/metrics":
                 self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
@@ -82,7 +83,8 @@ def serve_queries(store: ClickHouseStore, port: int) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             log.debug("query server: " + format, *args)
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    host = os.environ.get("TRIBUTARY_HTTP_HOST", "127.0.0.1")  # 0.0.0.0 in a pod
+    server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="query-server", daemon=True).start()
     return server
 

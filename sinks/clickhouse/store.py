@@ -6,6 +6,7 @@ server (``CLICKHOUSE_URL=http://user:pass@host:8123/db``).
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 from urllib.parse import urlparse
@@ -27,7 +28,8 @@ def open_client(dsn: str, readonly: bool = False) -> Any:
     parsed = urlparse(dsn)
     return clickhouse_connect.get_client(
         host=parsed.hostname or "localhost", port=parsed.port or 8123,
-        username=parsed.username or "default", password=parsed.password or "",
+        username=parsed.username or "default",
+        password=parsed.password or os.environ.get("CLICKHOUSE_PASSWORD", ""),
         database=(parsed.path or "/default").lstrip("/") or "default",
         secure=parsed.scheme == "https",
         settings={"readonly": 1} if readonly else None,

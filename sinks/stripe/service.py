@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from confluent_kafka import Message
-from prometheus_client import Counter, start_http_server
+from prometheus_client import Counter
 
 from sinks.stripe.payouts import (
     RetryableStripeError,
@@ -25,6 +25,7 @@ from sinks.stripe.payouts import (
 )
 from streams.accrual import payout_entry
 from tributary import kafka
+from tributary.health import Health
 from tributary.kafka import TopicReader
 from tributary.topics import Topic
 
@@ -75,17 +76,18 @@ def completed_payouts(bootstrap: str) -> dict[str, dict[str, Any]]:
     return done
 
 
-def run(bootstrap: str, api: TransferApi, stop: threading.Event, metrics_port: int = 0) -> None:
-    if metrics_port:
-        start_http_server(metrics_port, addr="127.0.0.1")
+def run(bootstrap: str, api: TransferApi, stop: threading.Event, health: Health | None = None) -> None:
+    health = health or Health()
     holders = HolderDirectory(bootstrap)
     done = completed_payouts(bootstrap)
     log.info("stripe sink ready holders=%d completed_payouts=%d", len(holders.accounts), len(done))
     consumer = kafka.consumer(bootstrap, GROUP_ID)
     producer = kafka.producer(bootstrap)
     consumer.subscribe([Topic.PAYOUT_REQUESTS.value])
+    health.mark_ready(holders=len(holders.accounts))
     try:
         while not stop.is_set():
+            health.beat()
             messages = kafka.good_messages(consumer.consume(num_messages=50, timeout=0.5))
             if not messages:
                 continue

@@ -30,7 +30,8 @@ def test_secret_is_not_in_repr():
 def test_help_for_every_command():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001
-    assert {"up", "down", "status", "doctor", "run", "catalog", "holders", "sql", "demo"} <= set(commands)
+    assert {"up", "down", "status", "doctor", "run", "catalog", "holders", "sql", "demo", "topics",
+            "loadgen"} <= set(commands)
     for name in commands:
         out = subprocess.run([sys.executable, "-m", "tributary.cli", name, "--help"],
                              capture_output=True, text=True, timeout=60)

@@ -1,0 +1,61 @@
+{{/* Names and labels shared by every component. */}}
+{{- define "tributary.fullname" -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "tributary.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "tributary.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* Environment common to every component (the ConfigMap holds the pipeline settings). */}}
+{{- define "tributary.env" -}}
+- name: TRIBUTARY_KAFKA_BOOTSTRAP
+  value: {{ required "kafka.bootstrapServers is required" .Values.kafka.bootstrapServers | quote }}
+- name: TRIBUTARY_HTTP_HOST
+  value: "0.0.0.0"
+- name: TRIBUTARY_DATA_DIR
+  value: /var/lib/tributary
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: STRIPE_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "stripe.apiKeySecret.name is required" .Values.stripe.apiKeySecret.name }}
+      key: {{ .Values.stripe.apiKeySecret.key }}
+{{- with .Values.stripe.apiBase }}
+- name: TRIBUTARY_STRIPE_API_BASE
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.clickhouse.url }}
+- name: CLICKHOUSE_URL
+  value: {{ .Values.clickhouse.url | quote }}
+{{- end }}
+{{- if .Values.clickhouse.passwordSecret.name }}
+- name: CLICKHOUSE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.clickhouse.passwordSecret.name }}
+      key: {{ .Values.clickhouse.passwordSecret.key }}
+{{- end }}
+{{- with .Values.qdrant.url }}
+- name: QDRANT_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.qdrant.apiKeySecret.name }}
+- name: QDRANT_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.qdrant.apiKeySecret.name }}
+      key: {{ .Values.qdrant.apiKeySecret.key }}
+{{- end }}
+{{- end -}}

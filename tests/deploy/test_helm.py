@@ -1,0 +1,141 @@
+"""The Helm chart: lint and render every scenario, validate the manifests against the
+Kubernetes schemas offline, and check that bad values are refused by name."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+pytestmark = pytest.mark.helm
+
+CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "tributary"
+SCENARIOS = sorted(p.name for p in (CHART / "ci").glob("values-*.yaml"))
+COMPONENTS = {"streams", "attribution", "indexer", "sink-clickhouse", "sink-stripe"}
+KUBERNETES_VERSION = "1.31.0"
+
+
+def helm() -> str:
+    found = shutil.which("helm") or str(Path(os.environ.get("GOPATH", Path.home() / "go")) / "bin" / "helm")
+    if not Path(found).exists():
+        pytest.fail("helm is not installed: `make tools` installs it (go install helm.sh/helm/v3/cmd/helm)")
+    return found
+
+
+def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm(), *args], capture_output=True, text=True, timeout=120)
+
+
+def render(*values: str, set_: tuple[str, ...] = ()) -> list[dict]:
+    args = ["template", "rel", str(CHART)]
+    for v in values:
+        args += ["-f", str(CHART / "ci" / v) if not os.path.isabs(v) else v]
+    for s in set_:
+        args += ["--set", s]
+    out = run_helm(*args)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def test_every_scenario_exists():
+    assert SCENARIOS == ["values-external.yaml", "values-gpu.yaml", "values-minimal.yaml"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_lint_passes(scenario):
+    out = run_helm("lint", str(CHART), "-f", str(CHART / "ci" / scenario), "--strict")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_rendered_manifests_are_valid_kubernetes(scenario):
+    docs = render(scenario)
+    for doc in docs:
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            # a CRD: no schema in the Kubernetes set; check its shape
+            assert doc["kind"] == "ServiceMonitor" and doc["spec"]["endpoints"][0]["port"] == "http"
+            continue
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_component_is_a_probed_scraped_deployment(scenario):
+    docs = render(scenario)
+    deployments = by_kind(docs, "Deployment")
+    assert {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in deployments.values()} == COMPONENTS
+    for dep in deployments.values():
+        pod = dep["spec"]["template"]
+        container = pod["spec"]["containers"][0]
+        assert container["args"][:2] == ["run", dep["metadata"]["labels"]["app.kubernetes.io/component"]]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] in ("/healthz", "/readyz")
+        assert len(pod["metadata"]["annotations"]["checksum/config"]) == 64
+        assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+        env = {e["name"]: e for e in container["env"]}
+        assert env["STRIPE_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "tributary-stripe"
+        assert "value" not in env["STRIPE_API_KEY"]  # secrets only by reference
+    services = by_kind(docs, "Service")
+    assert len(services) == len(COMPONENTS)
+    job = by_kind(docs, "Job")["rel-tributary-topics"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["topics", "create"]
+    assert "pre-install" in job["metadata"]["annotations"]["helm.sh/hook"]
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    assert {"rel-tributary-streams", "rel-tributary-attribution"} <= set(pdbs)
+
+
+def test_gpu_scenario_requests_gpus_on_gpu_nodes():
+    attribution = by_kind(render("values-gpu.yaml"), "Deployment")["rel-tributary-attribution"]
+    spec = attribution["spec"]["template"]["spec"]
+    assert attribution["spec"]["replicas"] == 4
+    assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert "$(POD_NAME)" in spec["containers"][0]["args"]  # a distinct transactional id per pod
+
+
+def test_embedded_chdb_gets_a_volume_and_one_replica_and_external_does_not():
+    minimal = render("values-minimal.yaml")
+    sink = by_kind(minimal, "Deployment")["rel-tributary-sink-clickhouse"]
+    assert sink["spec"]["strategy"]["type"] == "Recreate" and sink["spec"]["replicas"] == 1
+    assert by_kind(minimal, "PersistentVolumeClaim")
+    external = render("values-external.yaml")
+    assert not by_kind(external, "PersistentVolumeClaim")
+    env = {e["name"]: e for e in by_kind(external, "Deployment")["rel-tributary-sink-clickhouse"]
+           ["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CLICKHOUSE_URL"]["value"].startswith("http://")
+    assert env["CLICKHOUSE_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "tributary-clickhouse"
+    assert env["QDRANT_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "tributary-qdrant"
+    assert by_kind(external, "ServiceMonitor")
+
+
+def test_a_config_change_rolls_the_pods():
+    def checksum(*set_: str) -> str:
+        dep = by_kind(render("values-minimal.yaml", set_=set_), "Deployment")["rel-tributary-streams"]
+        return dep["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    assert checksum() != checksum("pipeline.payoutThresholdMicros=5000000")
+
+
+@pytest.mark.parametrize("bad,named", [
+    ("components:\n  attribution:\n    replicas: two\n", "/components/attribution/replicas"),
+    ("components:\n  streams:\n    replicas: 9\n", "/components/streams/replicas"),
+    ("components:\n  sinkClickhouse:\n    replicas: 2\n", "/components/sinkClickhouse/replicas"),
+    ("kafka:\n  bootstrapServers: not a host list\n", "/kafka/bootstrapServers"),
+    ("pipeline:\n  payoutFeeBps: -1\n", "/pipeline/payoutFeeBps"),
+    ("compnents: {}\n", "compnents"),
+])
+def test_bad_values_are_refused_naming_the_value(tmp_path, bad, named):
+    values = tmp_path / "bad.yaml"
+    values.write_text(bad)
+    out = run_helm("template", "rel", str(CHART), "-f", str(CHART / "ci" / "values-minimal.yaml"), "-f", str(values))
+    assert out.returncode != 0
+    assert named in out.stderr, out.stderr
