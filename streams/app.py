@@ -11,9 +11,11 @@ state update is idempotent, so a crash and replay never double-credits a holder.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
+import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +37,7 @@ from streams.ingest import (
     dead_letter_headers,
 )
 from tributary.config import load_pipeline, load_platform
+from tributary.lag import pending_partitions
 from tributary.topics import Topic
 
 log = logging.getLogger("tributary.streams")
@@ -49,6 +52,20 @@ DEAD_LETTERED = Counter("tributary_ingest_dead_lettered_total", "Inputs sent to 
 ENTRIES_OUT = Counter("tributary_ledger_entries_total", "Ledger entries produced by accrue")
 ENTRIES_APPLIED = Counter("tributary_balance_entries_total", "Ledger entries read by balances")
 PAYOUTS_REQUESTED = Counter("tributary_payout_requests_total", "Payout requests sent (re-sends included)")
+
+
+# the watchdog: Faust can stop fetching after a rebalance (faust-streaming #175, #640);
+# a worker that has lag on its own partitions but made no progress for this long exits
+# with STALLED_EXIT_CODE, and `tributary run streams` (or Kubernetes) restarts it
+STALL_AFTER_S = float(os.environ.get("TRIBUTARY_STREAMS_STALL_S", "60"))
+STALLED_EXIT_CODE = 75
+HALTED_EXIT_CODE = 3  # stopped by the DLQ rate limit: not to be restarted blindly
+_halted = {"reason": ""}
+_progress = {"at": time.monotonic()}
+
+
+def _progressed() -> None:
+    _progress["at"] = time.monotonic()
 
 
 def _now() -> str:
@@ -121,6 +138,7 @@ async def _reject(raw: bytes, rejection: Rejection, source: Source) -> None:
 
 def _halt(reason: str) -> None:
     log.critical("halting ingest: %s", reason)
+    _halted["reason"] = reason
     os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -132,6 +150,7 @@ def _received_at(event: faust.EventT) -> datetime:
 @app.agent(inference_events)
 async def ingest(stream: faust.StreamT) -> None:
     async for event in stream.events():
+        _progressed()
         if ingest_book.needs_rebuild:
             ingest_book.rebuild()
         msg = event.message
@@ -165,6 +184,7 @@ async def _send_entries(entries: list[dict[str, Any]]) -> None:
 @app.agent(attributions)
 async def accrue_agent(stream: faust.StreamT) -> None:
     async for event in stream.events():
+        _progressed()
         if accrual_book.needs_rebuild:
             accrual_book.rebuild()
         attribution = orjson.loads(event.value)
@@ -174,6 +194,7 @@ async def accrue_agent(stream: faust.StreamT) -> None:
 @app.agent(corrections)
 async def corrections_agent(stream: faust.StreamT) -> None:
     async for event in stream.events():
+        _progressed()
         if accrual_book.needs_rebuild:
             accrual_book.rebuild()
         correction = orjson.loads(event.value)
@@ -183,6 +204,7 @@ async def corrections_agent(stream: faust.StreamT) -> None:
 @app.agent(royalty_ledger)
 async def balances_agent(stream: faust.StreamT) -> None:
     async for event in stream.events():
+        _progressed()
         if book.needs_rebuild:
             await _resend(book.rebuild())
         entry = orjson.loads(event.value)
@@ -233,6 +255,27 @@ async def resend_pending_payouts() -> None:
         await _resend(book.rebuild())
 
 
+@app.timer(interval=5.0)
+async def watchdog() -> None:
+    if app.rebalancing or app.in_recovery:
+        _progressed()
+        return
+    idle = time.monotonic() - _progress["at"]
+    if idle < STALL_AFTER_S:
+        return
+    sources = {t.value for t in (Topic.INFERENCE_EVENTS, Topic.ATTRIBUTIONS, Topic.ROYALTY_LEDGER,
+                                 Topic.CORRECTIONS, Topic.HOLDER_POLICIES)}
+    mine = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in sources]
+    pending = await asyncio.get_running_loop().run_in_executor(
+        None, pending_partitions, platform.bootstrap_servers, app.conf.id, mine)
+    if pending:
+        log.critical("stalled: records waiting on %s and no progress for %.0fs; exiting to be restarted",
+                     pending, idle)
+        logging.shutdown()
+        os._exit(STALLED_EXIT_CODE)
+    _progressed()  # idle with nothing to do
+
+
 @app.page("/metrics")
 async def metrics(web: Any, request: Any) -> Any:
     """Prometheus metrics. (Faust's own per-message Prometheus sensor cost ~20% of
@@ -247,4 +290,9 @@ async def healthz(web: Any, request: Any) -> Any:
 
 def main() -> None:
     worker = faust.Worker(app, loglevel="INFO")
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if _halted["reason"]:
+            logging.shutdown()
+            os._exit(HALTED_EXIT_CODE)

@@ -275,7 +275,7 @@ def _run_stage(args: argparse.Namespace, cfg: PlatformConfig) -> int:
               "(or set TRIBUTARY_KAFKA_BOOTSTRAP)", file=sys.stderr)
         return 1
     if args.stage == "streams":
-        stages.run_streams(cfg, pipeline, args.web_port)
+        return stages.run_streams(cfg, pipeline, args.web_port)
     elif args.stage == "indexer":
         stages.run_indexer(cfg, pipeline, args.metrics_port)
     elif args.stage == "attribution":

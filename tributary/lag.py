@@ -48,3 +48,33 @@ class LagReader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def pending_partitions(bootstrap: str, group: str, partitions: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The partitions where ``group`` has at least one committed record it has not
+    committed past. Reads (read_committed) from the committed offset, so transaction
+    markers, which count in the high watermark, are not mistaken for work."""
+    if not partitions:
+        return []
+    reader = LagReader(bootstrap)
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-lag-probe",
+                      "enable.auto.commit": False, "isolation.level": "read_committed"})
+    try:
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        future = reader.admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, tps)])
+        committed = {(tp.topic, tp.partition): tp.offset for tp in future[group].result().topic_partitions}
+        pending = []
+        for tp in tps:
+            low, high = reader.consumer.get_watermark_offsets(tp, timeout=10)
+            start = committed.get((tp.topic, tp.partition), -1)
+            start = start if start >= 0 else low
+            if high <= start:
+                continue
+            probe.assign([TopicPartition(tp.topic, tp.partition, start)])
+            msg = probe.poll(3.0)
+            if msg is not None and not msg.error():
+                pending.append((tp.topic, tp.partition))
+        return pending
+    finally:
+        probe.close()
+        reader.close()

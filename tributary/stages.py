@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 
 from tributary.config import PipelineConfig, PlatformConfig
 from tributary.health import Health
@@ -14,14 +18,60 @@ from tributary.logs import setup
 log = logging.getLogger("tributary.stages")
 
 
-def run_streams(platform: PlatformConfig, pipeline: PipelineConfig, web_port: int) -> None:
+STALLED_EXIT_CODE = 75  # streams.app: the watchdog found the worker stalled
+HALTED_EXIT_CODE = 3  # streams.app: the DLQ rate limit stopped ingest
+
+
+def run_streams(platform: PlatformConfig, pipeline: PipelineConfig, web_port: int) -> int:
+    """Run the Faust worker under a small supervisor that restarts it when its watchdog
+    reports a stall (or it crashes), and leaves it stopped after a clean stop or a DLQ halt."""
     os.environ["TRIBUTARY_DATA_DIR"] = str(platform.data_dir)
     os.environ["TRIBUTARY_KAFKA_PORT"] = str(platform.kafka_port)
     os.environ["TRIBUTARY_STREAMS_WEB_PORT"] = str(web_port)
-    sys.argv = [sys.argv[0]]
-    from streams.app import main
+    if os.environ.get("TRIBUTARY_STREAMS_CHILD") == "1":
+        sys.argv = [sys.argv[0]]
+        from streams.app import main
 
-    main()
+        main()
+        return 0
+    setup("streams-supervisor")
+    argv = [sys.executable, "-m", "tributary.cli", *sys.argv[1:]]
+    return supervise(argv, {**os.environ, "TRIBUTARY_STREAMS_CHILD": "1"}, stop_on_signals())
+
+
+def supervise(argv: list[str], env: dict[str, str], stop: threading.Event, max_backoff_s: float = 30) -> int:
+    """Run ``argv``; restart it after a stall or a crash (with backoff, at most 10 times
+    in 5 minutes); return when it stops cleanly (0), is halted by the DLQ limit, or
+    ``stop`` is set (the child then gets SIGTERM)."""
+    crashes: list[float] = []
+    while True:
+        child = subprocess.Popen(argv, env=env)
+        log.info("streams worker started pid=%d", child.pid)
+        while child.poll() is None:
+            if stop.wait(0.5):
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(90)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                return 0
+        code = child.returncode
+        if code == 0 or stop.is_set():
+            log.info("streams worker stopped")
+            return 0
+        if code == HALTED_EXIT_CODE:
+            log.critical("streams worker halted by the dead-letter rate limit; not restarting. "
+                         "Fix the producers, then start `tributary run streams` again")
+            return code
+        now = time.monotonic()
+        crashes = [t for t in crashes if now - t < 300] + [now]
+        if len(crashes) > 10:
+            log.critical("streams worker exited %d times in 5 minutes (last code %d); giving up", len(crashes), code)
+            return code
+        reason = "stalled (watchdog)" if code == STALLED_EXIT_CODE else f"exited with code {code}"
+        log.warning("streams worker %s; restarting", reason)
+        if stop.wait(min(2 ** (len(crashes) - 1), max_backoff_s)):
+            return 0
 
 
 def run_indexer(platform: PlatformConfig, pipeline: PipelineConfig, http_port: int) -> None:

@@ -58,10 +58,13 @@ def scaled(platform_cfg):
         "streams-2": ManagedProcess("streams-2", cfg.run_dir, cfg.log_dir),
         "attribution-2": ManagedProcess("attribution-2", cfg.run_dir, cfg.log_dir),
     }
-    demo.start_stages(cfg, log=lambda m: None)
-    extra["streams-2"].start(demo.stage_argv(cfg, "streams", ["--web-port", str(base + 11)]))
+    # Faust can stop fetching after a rebalance (faust-streaming #175); the watchdog
+    # restarts a stalled worker: 20 s here instead of the default 60 s
+    env = {"TRIBUTARY_STREAMS_STALL_S": "20"}
+    demo.start_stages(cfg, log=lambda m: None, env=env)
+    extra["streams-2"].start(demo.stage_argv(cfg, "streams", ["--web-port", str(base + 11)]), env=env)
     extra["attribution-2"].start(demo.stage_argv(cfg, "attribution", ["--metrics-port", str(base + 12),
-                                                                      "--worker-id", "1"]))
+                                                                      "--worker-id", "1"]), env=env)
     observed: dict[str, object] = {}
     try:
         sample = demo.register_catalog(cfg, load_pipeline(), log=lambda m: None)
