@@ -36,6 +36,7 @@ from streams.ingest import (
     dead_letter,
     dead_letter_headers,
 )
+from streams.offsets import OffsetGuard, records_between
 from tributary.config import load_pipeline, load_platform
 from tributary.lag import pending_partitions
 from tributary.topics import Topic
@@ -123,6 +124,27 @@ balances = app.Table("holder-balances", default=None, partitions=4)
 book = BalanceBook(balances, default_policy=pipeline.payout_policy, dedupe_window=pipeline.ledger_dedupe_window)
 
 
+ingest_offsets = OffsetGuard(seen_events, Topic.INFERENCE_EVENTS.value)
+accrue_offsets = OffsetGuard(accrued_events, Topic.ATTRIBUTIONS.value)
+corrections_offsets = OffsetGuard(accrued_events, Topic.CORRECTIONS.value)
+ledger_offsets = OffsetGuard(balances, Topic.ROYALTY_LEDGER.value)
+
+
+async def _guard(guard: OffsetGuard, event: faust.EventT) -> None:
+    """Exit (before acknowledging ``event``) if records before it were skipped."""
+    gap = guard.gap(event.message.partition, event.message.offset)
+    if gap is None:
+        return
+    skipped = await asyncio.get_running_loop().run_in_executor(
+        None, records_between, platform.bootstrap_servers, guard.topic, event.message.partition, *gap)
+    if skipped:
+        log.critical("records %s..%s of %s/%d were skipped by the consumer (a rebalance race); exiting "
+                     "before acknowledging %d, to restart from the committed offset",
+                     gap[0], gap[1] - 1, guard.topic, event.message.partition, event.message.offset)
+        logging.shutdown()
+        os._exit(STALLED_EXIT_CODE)
+
+
 async def _reject(raw: bytes, rejection: Rejection, source: Source) -> None:
     log.warning(
         "dead-lettered event_id=%s code=%s field=%s reason=%s source=%s/%d@%d",
@@ -151,6 +173,7 @@ def _received_at(event: faust.EventT) -> datetime:
 async def ingest(stream: faust.StreamT) -> None:
     async for event in stream.events():
         _progressed()
+        await _guard(ingest_offsets, event)
         if ingest_book.needs_rebuild:
             ingest_book.rebuild()
         msg = event.message
@@ -167,6 +190,7 @@ async def ingest(stream: faust.StreamT) -> None:
         if decision.correction is not None:
             await corrections.send(key=decision.correction["event_id"].encode(),
                                    value=_dumps(decision.correction))
+        ingest_offsets.advance(msg.partition, msg.offset)
         dlq_limit.record(decision.rejection is not None)
         if dlq_limit.exceeded():
             _halt(
@@ -187,8 +211,10 @@ async def accrue_agent(stream: faust.StreamT) -> None:
         _progressed()
         if accrual_book.needs_rebuild:
             accrual_book.rebuild()
+        await _guard(accrue_offsets, event)
         attribution = orjson.loads(event.value)
         await _send_entries(accrual_book.on_attribution(attribution, event.message.partition, _now()))
+        accrue_offsets.advance(event.message.partition, event.message.offset)
 
 
 @app.agent(corrections)
@@ -197,8 +223,10 @@ async def corrections_agent(stream: faust.StreamT) -> None:
         _progressed()
         if accrual_book.needs_rebuild:
             accrual_book.rebuild()
+        await _guard(corrections_offsets, event)
         correction = orjson.loads(event.value)
         await _send_entries(accrual_book.on_correction(correction, event.message.partition, _now()))
+        corrections_offsets.advance(event.message.partition, event.message.offset)
 
 
 @app.agent(royalty_ledger)
@@ -207,11 +235,12 @@ async def balances_agent(stream: faust.StreamT) -> None:
         _progressed()
         if book.needs_rebuild:
             await _resend(book.rebuild())
+        await _guard(ledger_offsets, event)
         entry = orjson.loads(event.value)
         ENTRIES_APPLIED.inc()
-        if entry["holder_id"].startswith("escrow:"):
-            continue  # escrow is never paid out; ClickHouse reports it
-        await _resend(book.apply(entry, event.message.partition, event.message.offset))
+        if not entry["holder_id"].startswith("escrow:"):  # escrow is never paid out
+            await _resend(book.apply(entry, event.message.partition, event.message.offset))
+        ledger_offsets.advance(event.message.partition, event.message.offset)
 
 
 @app.agent(holder_policies)

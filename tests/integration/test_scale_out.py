@@ -49,6 +49,26 @@ def wait_split(cfg, group: str, topic: Topic, members: int, timeout: float = 180
     raise AssertionError(f"{group} did not settle on {members} member(s) owning {topic}: {current}")
 
 
+def offsets_report(cfg) -> str:
+    """High watermarks and committed offsets of every stage, for a failure message."""
+    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+
+    admin = AdminClient({"bootstrap.servers": cfg.bootstrap_servers})
+    consumer = Consumer({"bootstrap.servers": cfg.bootstrap_servers, "group.id": "report"})
+    lines = []
+    for group, topics in (("tributary-streams", [Topic.INFERENCE_EVENTS, Topic.ATTRIBUTIONS, Topic.ROYALTY_LEDGER]),
+                          ("tributary-attribution", [Topic.ATTRIBUTION_REQUESTS]),
+                          ("tributary-sink-clickhouse", [Topic.ATTRIBUTION_REQUESTS, Topic.ATTRIBUTIONS])):
+        for topic in topics:
+            tps = [TopicPartition(topic.value, p) for p in range(4)]
+            highs = [consumer.get_watermark_offsets(tp, timeout=5)[1] for tp in tps]
+            result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, tps)])
+            done = [tp.offset for tp in result[group].result().topic_partitions]
+            lines.append(f"{group:28} {topic.value:22} high={highs} committed={done}")
+    consumer.close()
+    return "\n".join(lines)
+
+
 @pytest.fixture(scope="module")
 def scaled(platform_cfg):
     cfg = platform_cfg
@@ -89,8 +109,12 @@ def scaled(platform_cfg):
             for item in planned[EVENTS // 2:]:
                 producer.emit(item.event)
             assert producer.flush(30) == 0
-        observed["counts"] = demo.wait_for(cfg, "pipeline", demo.settle_probe(cfg, EVENTS, 0), timeout=900,
-                                           log=print)
+        try:
+            observed["counts"] = demo.wait_for(cfg, "pipeline", demo.settle_probe(cfg, EVENTS, 0), timeout=300,
+                                               log=print)
+        except Exception:
+            print(offsets_report(cfg))
+            raise
         yield cfg, observed
     finally:
         for proc in extra.values():
