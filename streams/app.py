@@ -4,8 +4,10 @@
     attributions     -> accrue  -> royalty-ledger         (key holder_id)
     royalty-ledger   -> balances -> payout-requests       (key holder_id)
 
-Delivery is at-least-once (Faust commits after the agent has processed an event and
-its sends are flushed); every record derived here has a deterministic id and every
+Delivery is at-least-once. Every send is made with ``force=True``: it goes to the
+producer at once instead of being "attached" to the event and published at commit
+time (we saw attached sends lost around rebalances), and Faust flushes the producer
+before every offset commit, so an acknowledged event's outputs are durable; every record derived here has a deterministic id and every
 state update is idempotent, so a crash and replay never double-credits a holder.
 """
 
@@ -155,6 +157,7 @@ async def _reject(raw: bytes, rejection: Rejection, source: Source) -> None:
         key=(rejection.event_id or "").encode() or None,
         value=_dumps(dead_letter(raw, rejection, source)),
         headers=dead_letter_headers(rejection, source),
+        force=True,
     )
 
 
@@ -186,10 +189,10 @@ async def ingest(stream: faust.StreamT) -> None:
             await _reject(raw, decision.rejection, source)
         if decision.request is not None:
             await attribution_requests.send(key=decision.request["event_id"].encode(),
-                                            value=_dumps(decision.request))
+                                            value=_dumps(decision.request), force=True)
         if decision.correction is not None:
             await corrections.send(key=decision.correction["event_id"].encode(),
-                                   value=_dumps(decision.correction))
+                                   value=_dumps(decision.correction), force=True)
         ingest_offsets.advance(msg.partition, msg.offset)
         dlq_limit.record(decision.rejection is not None)
         if dlq_limit.exceeded():
@@ -202,7 +205,7 @@ async def ingest(stream: faust.StreamT) -> None:
 async def _send_entries(entries: list[dict[str, Any]]) -> None:
     ENTRIES_OUT.inc(len(entries))
     for entry in entries:
-        await royalty_ledger.send(key=entry["holder_id"].encode(), value=_dumps(entry))
+        await royalty_ledger.send(key=entry["holder_id"].encode(), value=_dumps(entry), force=True)
 
 
 @app.agent(attributions)
@@ -268,7 +271,7 @@ async def _resend(requests: list[dict[str, Any]]) -> None:
     for request in requests:
         log.info("payout requested payout_id=%s holder=%s amount_micros=%d",
                  request["payout_id"], request["holder_id"], request["amount_micros"])
-        await payout_requests.send(key=request["holder_id"].encode(), value=_dumps(request))
+        await payout_requests.send(key=request["holder_id"].encode(), value=_dumps(request), force=True)
 
 
 @app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
