@@ -126,6 +126,22 @@ def indexed_works(cfg: PlatformConfig, reader: TopicReader, seen: set[str]) -> i
     return len(seen)
 
 
+def register_and_index(cfg: PlatformConfig, pipeline: PipelineConfig, timeout: float,
+                       log: Any = print) -> dict[str, Any]:
+    """Register the sample catalog and wait until the indexer has embedded every work."""
+    sample = register_catalog(cfg, pipeline, log=log)
+    reader = TopicReader(cfg.bootstrap_servers, Topic.CATALOG_CHUNKS.value)
+    seen: set[str] = set()
+    n_works = len(sample["works"])
+    try:
+        wait_for(cfg, "catalog indexed",
+                 lambda: (indexed_works(cfg, reader, seen) >= n_works,
+                          f"{len(seen)}/{n_works} works embedded", None), timeout, log=log)
+    finally:
+        reader.close()
+    return sample
+
+
 SETTLE_SQL = {
     "priced": "SELECT count() FROM priced_events FINAL",
     "attributed": "SELECT count() FROM attributions FINAL",
@@ -251,14 +267,7 @@ def run(base: PlatformConfig, pipeline: PipelineConfig, events: int, keep_runnin
         print("[3/6] starting the pipeline stages, one process each")
         start_stages(cfg)
         print("[4/6] registering the sample catalog and onboarding holders")
-        sample = register_catalog(cfg, pipeline)
-        reader = TopicReader(cfg.bootstrap_servers, Topic.CATALOG_CHUNKS.value)
-        seen: set[str] = set()
-        n_works = len(sample["works"])
-        wait_for(cfg, "catalog indexed",
-                 lambda: (indexed_works(cfg, reader, seen) >= n_works,
-                          f"{len(seen)}/{n_works} works embedded", None), timeout)
-        reader.close()
+        sample = register_and_index(cfg, pipeline, timeout)
         print(f"[5/6] publishing {events} inference events (+ the invalid examples from schemas/, "
               "+ refunds of 2% of the events)")
         planned = plan_events(sample, events)

@@ -12,11 +12,9 @@ from producers.sdk import EventProducer
 from tests.conftest import reset_platform
 from tributary import demo
 from tributary.config import load_pipeline
-from tributary.kafka import TopicReader
 from tributary.platform import local
 from tributary.query import query, scalar
 from tributary.sample import plan_events
-from tributary.topics import Topic
 
 from .stripe_proxy import StripeRecorder
 
@@ -46,13 +44,7 @@ def after_chaos(platform_cfg):
     streams = local.stage_process(cfg, "streams")
     kills = []
     try:
-        sample = demo.register_catalog(cfg, load_pipeline(), log=lambda m: None)
-        reader = TopicReader(cfg.bootstrap_servers, Topic.CATALOG_CHUNKS.value)
-        seen: set[str] = set()
-        demo.wait_for(cfg, "catalog indexed",
-                      lambda: (demo.indexed_works(cfg, reader, seen) >= len(sample["works"]), "", None),
-                      timeout=600, log=lambda m: None)
-        reader.close()
+        sample = demo.register_and_index(cfg, load_pipeline(), 600, log=lambda m: None)
         planned = plan_events(sample, EVENTS, seed=23)
 
         def publish() -> None:

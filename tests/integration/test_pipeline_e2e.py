@@ -14,7 +14,7 @@ from producers.sdk import EventProducer
 from schemas import examples
 from tests.conftest import reset_platform
 from tributary import demo
-from tributary.kafka import TopicReader
+from tributary.config import load_pipeline
 from tributary.platform import local
 from tributary.query import query, scalar
 from tributary.sample import plan_events
@@ -38,15 +38,7 @@ def settled(platform_cfg):
            "TRIBUTARY_PAYOUT_FEE_FIXED_MICROS": "10000"}
     demo.start_stages(cfg, log=lambda m: None, env=env)
     try:
-        from tributary.config import load_pipeline
-
-        sample = demo.register_catalog(cfg, load_pipeline(), log=lambda m: None)
-        reader = TopicReader(cfg.bootstrap_servers, Topic.CATALOG_CHUNKS.value)
-        seen: set[str] = set()
-        demo.wait_for(cfg, "catalog indexed",
-                      lambda: (demo.indexed_works(cfg, reader, seen) >= len(sample["works"]), "", None),
-                      timeout=600, log=lambda m: None)
-        reader.close()
+        sample = demo.register_and_index(cfg, load_pipeline(), 600, log=lambda m: None)
         planned = plan_events(sample, EVENTS, seed=11)
         invalid = [raw for name, raw in examples(Topic.INFERENCE_EVENTS.value) if name.startswith("invalid-")]
         refunds = demo.refund_plan(planned)
