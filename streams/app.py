@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -197,7 +198,7 @@ async def ingest(stream: faust.StreamT) -> None:
         dlq_limit.record(decision.rejection is not None)
         if dlq_limit.exceeded():
             _halt(
-                f"{dlq_limit.fraction:.0%} of the last {len(dlq_limit._outcomes)} events were "
+                f"{dlq_limit.fraction:.0%} of the last {dlq_limit.seen} events were "
                 "dead-lettered; check the producers' deploy, then restart `tributary run streams`"
             )
 
@@ -208,28 +209,26 @@ async def _send_entries(entries: list[dict[str, Any]]) -> None:
         await royalty_ledger.send(key=entry["holder_id"].encode(), value=_dumps(entry), force=True)
 
 
-@app.agent(attributions)
-async def accrue_agent(stream: faust.StreamT) -> None:
+async def _accrue(stream: faust.StreamT, guard: OffsetGuard,
+                  handle: Callable[[dict[str, Any], int, str], list[dict[str, Any]]]) -> None:
+    """The accrue loop, shared by attributions and corrections (same table, same keys)."""
     async for event in stream.events():
         _progressed()
         if accrual_book.needs_rebuild:
             accrual_book.rebuild()
-        await _guard(accrue_offsets, event)
-        attribution = orjson.loads(event.value)
-        await _send_entries(accrual_book.on_attribution(attribution, event.message.partition, _now()))
-        accrue_offsets.advance(event.message.partition, event.message.offset)
+        await _guard(guard, event)
+        await _send_entries(handle(orjson.loads(event.value), event.message.partition, _now()))
+        guard.advance(event.message.partition, event.message.offset)
+
+
+@app.agent(attributions)
+async def accrue_agent(stream: faust.StreamT) -> None:
+    await _accrue(stream, accrue_offsets, accrual_book.on_attribution)
 
 
 @app.agent(corrections)
 async def corrections_agent(stream: faust.StreamT) -> None:
-    async for event in stream.events():
-        _progressed()
-        if accrual_book.needs_rebuild:
-            accrual_book.rebuild()
-        await _guard(corrections_offsets, event)
-        correction = orjson.loads(event.value)
-        await _send_entries(accrual_book.on_correction(correction, event.message.partition, _now()))
-        corrections_offsets.advance(event.message.partition, event.message.offset)
+    await _accrue(stream, corrections_offsets, accrual_book.on_correction)
 
 
 @app.agent(royalty_ledger)

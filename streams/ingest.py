@@ -179,6 +179,10 @@ class DeadLetterLimit:
             del self._outcomes[: len(self._outcomes) - self.window]
 
     @property
+    def seen(self) -> int:
+        return len(self._outcomes)
+
+    @property
     def fraction(self) -> float:
         return sum(self._outcomes) / len(self._outcomes) if self._outcomes else 0.0
 

@@ -190,8 +190,19 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
     if args.command == "status":
         from tributary.platform import local
 
-        for name, state, detail in local.status(cfg):
+        components = local.status(cfg)
+        for name, state, detail in components:
             print(f"{name:<16} {state:<9} {detail}")
+        if components[0][1] == "running":
+            from tributary.lag import LagReader
+
+            try:
+                lags = LagReader(cfg.bootstrap_servers).stage_lags()
+            except Exception as exc:  # noqa: BLE001 - status must not crash on a sick broker
+                print(f"consumer lag unavailable: {exc}")
+            else:
+                print("consumer lag (messages not yet committed; transactional topics show 1 per "
+                      "partition when caught up): " + ", ".join(f"{k} {v}" for k, v in lags.items()))
         return 0
     if args.command == "doctor":
         from tributary.doctor import report, run_checks
