@@ -10,10 +10,7 @@ passes reliably, run one streams worker (its kill -9 recovery is tested)."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from producers.sdk import EventProducer
 from tests.conftest import reset_platform
@@ -25,54 +22,12 @@ from tributary.query import scalar
 from tributary.sample import plan_events
 from tributary.topics import Topic
 
+from .test_scale_out import offsets_report, wait_split
+
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.stripe, pytest.mark.model, pytest.mark.e2e,
               pytest.mark.faust_rebalance]
 
 EVENTS = 240
-
-
-def assignment(cfg, group: str, topic: Topic) -> dict[str, list[int]]:
-    """member id -> partitions of ``topic`` it owns (live members only)."""
-    admin = AdminClient({"bootstrap.servers": cfg.bootstrap_servers})
-    description = admin.describe_consumer_groups([group])[group].result()
-    out = {}
-    for member in description.members:
-        parts = sorted(tp.partition for tp in (member.assignment.topic_partitions if member.assignment else [])
-                       if tp.topic == topic.value)
-        out[member.member_id] = parts
-    return out
-
-
-def wait_split(cfg, group: str, topic: Topic, members: int, timeout: float = 180) -> dict[str, list[int]]:
-    deadline = time.monotonic() + timeout
-    current: dict[str, list[int]] = {}
-    while time.monotonic() < deadline:
-        current = assignment(cfg, group, topic)
-        owned = sorted(p for parts in current.values() for p in parts)
-        if len(current) == members and owned == [0, 1, 2, 3] and all(current.values()):
-            return current
-        time.sleep(1)
-    raise AssertionError(f"{group} did not settle on {members} member(s) owning {topic}: {current}")
-
-
-def offsets_report(cfg) -> str:
-    """High watermarks and committed offsets of every stage, for a failure message."""
-    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-
-    admin = AdminClient({"bootstrap.servers": cfg.bootstrap_servers})
-    consumer = Consumer({"bootstrap.servers": cfg.bootstrap_servers, "group.id": "report"})
-    lines = []
-    for group, topics in (("tributary-streams", [Topic.INFERENCE_EVENTS, Topic.ATTRIBUTIONS, Topic.ROYALTY_LEDGER]),
-                          ("tributary-attribution", [Topic.ATTRIBUTION_REQUESTS]),
-                          ("tributary-sink-clickhouse", [Topic.ATTRIBUTION_REQUESTS, Topic.ATTRIBUTIONS])):
-        for topic in topics:
-            tps = [TopicPartition(topic.value, p) for p in range(4)]
-            highs = [consumer.get_watermark_offsets(tp, timeout=5)[1] for tp in tps]
-            result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, tps)])
-            done = [tp.offset for tp in result[group].result().topic_partitions]
-            lines.append(f"{group:28} {topic.value:22} high={highs} committed={done}")
-    consumer.close()
-    return "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
