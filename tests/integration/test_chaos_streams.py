@@ -16,6 +16,7 @@ from tributary.platform import local
 from tributary.query import query, scalar
 from tributary.sample import plan_events
 
+from .checks import events_not_split_exactly
 from .stripe_proxy import StripeRecorder
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.stripe, pytest.mark.model,
@@ -84,13 +85,7 @@ def test_the_worker_was_killed_mid_stream(after_chaos):
 def test_no_event_lost_or_counted_twice(after_chaos):
     cfg, planned, _, counts, _ = after_chaos
     assert counts["priced"] == counts["attributed"] == counts["accrued"] == EVENTS
-    assert scalar(cfg, """
-        SELECT count() FROM (
-          SELECT p.event_id, any(p.pool_micros) AS pool, sum(l.amount_micros) AS credited
-          FROM (SELECT event_id, pool_micros FROM priced_events FINAL) AS p
-          INNER JOIN (SELECT event_id, amount_micros FROM ledger_entries FINAL
-                      WHERE entry_type = 'accrual') AS l ON p.event_id = l.event_id
-          GROUP BY p.event_id) WHERE pool != credited""") == 0
+    assert events_not_split_exactly(cfg) == 0
     assert scalar(cfg, "SELECT count() FROM dead_letters FINAL") == 0  # replays are not duplicates
 
 

@@ -20,6 +20,8 @@ from tributary.query import scalar
 from tributary.sample import plan_events
 from tributary.topics import Topic
 
+from .checks import events_not_split_exactly
+
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.stripe, pytest.mark.model, pytest.mark.e2e]
 
 EVENTS = 240
@@ -130,13 +132,7 @@ def test_totals_stay_exact(scaled):
     cfg, observed = scaled
     counts = observed["counts"]
     assert counts["priced"] == counts["attributed"] == counts["accrued"] == EVENTS
-    assert scalar(cfg, """
-        SELECT count() FROM (
-          SELECT p.event_id, any(p.pool_micros) AS pool, sum(l.amount_micros) AS credited
-          FROM (SELECT event_id, pool_micros FROM priced_events FINAL) AS p
-          INNER JOIN (SELECT event_id, amount_micros FROM ledger_entries FINAL
-                      WHERE entry_type = 'accrual') AS l ON p.event_id = l.event_id
-          GROUP BY p.event_id) WHERE pool != credited""") == 0
+    assert events_not_split_exactly(cfg) == 0
     assert scalar(cfg, "SELECT count() FROM dead_letters FINAL") == 0
     paid = scalar(cfg, "SELECT sum(amount_micros) FROM ledger_entries FINAL WHERE entry_type = 'payout'") or 0
     requested = scalar(cfg, "SELECT sum(amount_micros) FROM payout_requests FINAL") or 0

@@ -1,0 +1,19 @@
+"""Read-back checks shared by the integration modules."""
+
+from __future__ import annotations
+
+from tributary.config import PlatformConfig
+from tributary.query import scalar
+
+MISSPLIT_SQL = """
+    SELECT count() FROM (
+      SELECT p.event_id, any(p.pool_micros) AS pool, sum(l.amount_micros) AS credited
+      FROM (SELECT event_id, pool_micros FROM priced_events FINAL) AS p
+      INNER JOIN (SELECT event_id, amount_micros FROM ledger_entries FINAL
+                  WHERE entry_type = 'accrual') AS l ON p.event_id = l.event_id
+      GROUP BY p.event_id) WHERE pool != credited"""
+
+
+def events_not_split_exactly(cfg: PlatformConfig) -> int:
+    """Events whose accrual entries do not add up to their pool, to the micro."""
+    return int(scalar(cfg, MISSPLIT_SQL))
