@@ -133,6 +133,33 @@ corrections_offsets = OffsetGuard(accrued_events, Topic.CORRECTIONS.value)
 ledger_offsets = OffsetGuard(balances, Topic.ROYALTY_LEDGER.value)
 
 
+async def _after_recovery(event: faust.EventT) -> None:
+    """Hold an event handed over while the tables are still being restored.
+
+    During recovery Faust resumes its flow to read the changelogs, and a record
+    prefetched before the rebalance can reach an agent then (faust-streaming #221):
+    processed against half-restored tables it would miss its dedupe mark or rebuild
+    the in-memory balances from old values (a payout id issued twice). So the agent
+    waits until the tables are complete. If another rebalance starts meanwhile (whose
+    revocation would wait for this unacknowledged event) or recovery takes longer than
+    the stall limit, the worker exits unacknowledged and restarts from its committed
+    offsets."""
+    if not app.in_recovery:
+        return
+    generation = app.rebalancing_count
+    deadline = time.monotonic() + STALL_AFTER_S
+    log.warning("event %s/%d@%d arrived while tables are being restored; holding it until recovery ends",
+                event.message.topic, event.message.partition, event.message.offset)
+    while app.in_recovery:
+        if app.rebalancing_count != generation or time.monotonic() > deadline:
+            log.critical("recovery did not finish while holding %s/%d@%d; exiting unacknowledged to restart "
+                         "from the committed offsets", event.message.topic, event.message.partition,
+                         event.message.offset)
+            logging.shutdown()
+            os._exit(STALLED_EXIT_CODE)
+        await asyncio.sleep(0.05)
+
+
 async def _guard(guard: OffsetGuard, event: faust.EventT) -> None:
     """Exit (before acknowledging ``event``) if records before it were skipped."""
     gap = guard.gap(event.message.partition, event.message.offset)
@@ -177,6 +204,7 @@ def _received_at(event: faust.EventT) -> datetime:
 async def ingest(stream: faust.StreamT) -> None:
     async for event in stream.events():
         _progressed()
+        await _after_recovery(event)
         await _guard(ingest_offsets, event)
         if ingest_book.needs_rebuild:
             ingest_book.rebuild()
@@ -214,6 +242,7 @@ async def _accrue(stream: faust.StreamT, guard: OffsetGuard,
     """The accrue loop, shared by attributions and corrections (same table, same keys)."""
     async for event in stream.events():
         _progressed()
+        await _after_recovery(event)
         if accrual_book.needs_rebuild:
             accrual_book.rebuild()
         await _guard(guard, event)
@@ -235,6 +264,7 @@ async def corrections_agent(stream: faust.StreamT) -> None:
 async def balances_agent(stream: faust.StreamT) -> None:
     async for event in stream.events():
         _progressed()
+        await _after_recovery(event)
         if book.needs_rebuild:
             await _resend(book.rebuild())
         await _guard(ledger_offsets, event)
@@ -249,6 +279,7 @@ async def balances_agent(stream: faust.StreamT) -> None:
 async def policy_agent(stream: faust.StreamT) -> None:
     """Per-holder payout policies, stored beside the balances (same key, same partition)."""
     async for event in stream.events():
+        await _after_recovery(event)
         problem: object
         try:
             raw = orjson.loads(event.value)

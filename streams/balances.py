@@ -50,14 +50,20 @@ class PayoutPolicy:
     # at most one payout per this many seconds of ledger time (0: no cadence)
     min_interval_s: int = 0
     paused: bool = False
+    # after a permanent failure (e.g. a restricted Connect account), wait this long
+    # (ledger time) before trying again, instead of failing on every new accrual
+    retry_failed_after_s: int = 86_400
 
     def estimated_fee(self, amount_micros: int) -> int:
         return self.fee_fixed_micros + -(-amount_micros * self.fee_bps // BPS_DENOMINATOR)
 
-    def blocked(self, amount_micros: int, since_last_s: float | None) -> str | None:
+    def blocked(self, amount_micros: int, since_last_s: float | None,
+                since_failure_s: float | None = None) -> str | None:
         """Why a payout of ``amount_micros`` may not be issued now; None if it may."""
         if self.paused:
             return "payouts paused for this holder"
+        if since_failure_s is not None and since_failure_s < self.retry_failed_after_s:
+            return "the last payout failed: waiting before the next attempt"
         if amount_micros < self.min_payout_micros:
             return "below the minimum payout"
         if self.estimated_fee(amount_micros) * BPS_DENOMINATOR > amount_micros * self.max_fee_bps:
@@ -81,6 +87,7 @@ class HolderBalance:
     paid_micros: int = 0  # confirmed paid by Stripe
     payout_sequence: int = 0
     last_payout_at: str | None = None  # ledger time of the last payout request
+    last_failure_at: str | None = None  # ledger time of the last permanently failed payout
     upto: int = -1  # ledger offset this balance is folded up to
 
     @property
@@ -101,14 +108,15 @@ def _seconds_between(earlier: str | None, later: str) -> float | None:
     return (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds()
 
 
-def apply_amount(state: HolderBalance, entry_type: str, amount: int) -> None:
-    """The effect of one ledger entry on a holder's balance."""
+def apply_amount(state: HolderBalance, entry_type: str, amount: int, at: str | None = None) -> None:
+    """The effect of one ledger entry (created at ``at``) on a holder's balance."""
     if entry_type in CREDITS:
         state.accrued_micros += CREDITS[entry_type] * amount
     elif entry_type == "payout":
         state.paid_micros += amount
     elif entry_type == "payout_reversal":
         state.reserved_micros -= amount
+        state.last_failure_at = max(filter(None, [state.last_failure_at, at]), default=None)
     else:
         raise ValueError(f"unknown entry_type {entry_type!r}")
 
@@ -116,7 +124,8 @@ def apply_amount(state: HolderBalance, entry_type: str, amount: int) -> None:
 def payout_due(state: HolderBalance, policy: PayoutPolicy, entry_time: str) -> dict[str, Any] | None:
     """The payout request to issue now, if the policy allows one. Reserves it."""
     amount = whole_cents(state.unpaid_micros)  # sub-cent remainders stay on the balance
-    if amount <= 0 or policy.blocked(amount, _seconds_between(state.last_payout_at, entry_time)):
+    if amount <= 0 or policy.blocked(amount, _seconds_between(state.last_payout_at, entry_time),
+                                     _seconds_between(state.last_failure_at, entry_time)):
         return None
     request = {
         "schema_version": 1,
@@ -185,7 +194,7 @@ class BalanceBook:
                 completed.add(mark["pid"])
             state = states.setdefault(mark["h"], HolderBalance(mark["h"], mark.get("cur", "USD")))
             if mark["o"] > state.upto:
-                apply_amount(state, mark["t"], mark["a"])
+                apply_amount(state, mark["t"], mark["a"], mark.get("at"))
         for request in sorted(payouts.values(), key=lambda r: (r["holder_id"], r["sequence"])):
             state = states.setdefault(request["holder_id"], HolderBalance(request["holder_id"]))
             if request["o"] > state.upto and request["sequence"] >= state.payout_sequence:
@@ -203,7 +212,7 @@ class BalanceBook:
             return [strip(request)] if request else []
         holder_id = entry["holder_id"]
         state = self.state(holder_id, entry.get("currency", "USD"))
-        apply_amount(state, entry["entry_type"], int(entry["amount_micros"]))
+        apply_amount(state, entry["entry_type"], int(entry["amount_micros"]), entry.get("created_at"))
         request = None
         if entry["entry_type"] in ("accrual", "payout_reversal"):
             request = payout_due(state, self.policy(holder_id), entry.get("created_at") or "")
@@ -213,6 +222,7 @@ class BalanceBook:
             "h": holder_id, "t": entry["entry_type"], "a": int(entry["amount_micros"]), "o": offset,
             "part": partition, "cur": state.currency, "pid": entry.get("payout_id"),
             "p": request["payout_id"] if request else None,
+            **({"at": entry.get("created_at")} if entry["entry_type"] == "payout_reversal" else {}),
         }
         state.upto = offset
         self.table[f"h:{holder_id}"] = state.to_json()

@@ -90,6 +90,9 @@ class PipelineConfig:
     payout_fee_bps: int = 25
     payout_max_fee_bps: int = 1_000
     payout_min_interval_s: int = 0
+    # after a payout fails permanently (restricted account, ...), the holder's next attempt
+    # waits this long in ledger time instead of failing again on every new accrual
+    payout_retry_failed_after_s: int = 86_400
     # a duplicate ledger entry is recognised within this many offsets of the original
     ledger_dedupe_window: int = 1_000_000
     # duplicate event_ids are caught within this much event time (older events are late)
@@ -115,14 +118,14 @@ class PipelineConfig:
         return PayoutPolicy(
             min_payout_micros=self.payout_threshold_micros, fee_fixed_micros=self.payout_fee_fixed_micros,
             fee_bps=self.payout_fee_bps, max_fee_bps=self.payout_max_fee_bps,
-            min_interval_s=self.payout_min_interval_s,
+            min_interval_s=self.payout_min_interval_s, retry_failed_after_s=self.payout_retry_failed_after_s,
         )
 
     def validate(self) -> None:
         problems: list[str] = []
         if not 0 <= self.payout_fee_bps < self.payout_max_fee_bps <= 10_000:
             problems.append("need 0 <= payout_fee_bps < payout_max_fee_bps <= 10000")
-        if self.payout_fee_fixed_micros < 0 or self.payout_min_interval_s < 0:
+        if min(self.payout_fee_fixed_micros, self.payout_min_interval_s, self.payout_retry_failed_after_s) < 0:
             problems.append("payout_fee_fixed_micros and payout_min_interval_s must be >= 0")
         if self.dedupe_window_s < 3600 or self.refund_window_s < 3600:
             problems.append("dedupe_window_s and refund_window_s must be >= 3600")

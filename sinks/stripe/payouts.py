@@ -35,8 +35,18 @@ class Outcome:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class FoundTransfer:
+    id: str
+    amount_cents: int
+    destination: str | None
+    transfer_group: str | None
+    payout_id: str | None  # from metadata
+    created: int
+
+
 class TransferApi(Protocol):
-    def find(self, payout_id: str) -> str | None: ...
+    def find(self, payout_id: str) -> FoundTransfer | None: ...
     def create(self, payout: dict[str, Any], destination: str) -> str: ...
 
 
@@ -47,12 +57,25 @@ class StripeTransfers:
         self.client = stripe.StripeClient(api_key, base_addresses={"api": api_base} if api_base else None,
                                           max_network_retries=0)
 
-    def find(self, payout_id: str) -> str | None:
+    def find(self, payout_id: str) -> FoundTransfer | None:
         listing = self.client.v1.transfers.list(params={"transfer_group": payout_id, "limit": 10})
         for transfer in listing.data:
             if transfer.transfer_group == payout_id:
-                return str(transfer.id)
+                return _found(transfer)
         return None
+
+    def all_transfers(self, created_gte: int | None = None) -> list[FoundTransfer]:
+        """Every transfer of the platform (newest first), following Stripe's pagination."""
+        params: dict[str, Any] = {"limit": 100}
+        if created_gte is not None:
+            params["created"] = {"gte": created_gte}
+        out: list[FoundTransfer] = []
+        while True:
+            page = self.client.v1.transfers.list(params=params)
+            out += [_found(t) for t in page.data]
+            if not page.has_more or not page.data:
+                return out
+            params["starting_after"] = page.data[-1].id
 
     def create(self, payout: dict[str, Any], destination: str) -> str:
         transfer = self.client.v1.transfers.create(
@@ -62,11 +85,24 @@ class StripeTransfers:
                 "destination": destination,
                 "transfer_group": payout["payout_id"],
                 "metadata": {"payout_id": payout["payout_id"], "holder_id": payout["holder_id"],
-                             "sequence": str(payout["sequence"])},
+                             "sequence": str(payout["sequence"]),
+                             # the balance this payout settles: everything accrued up to then
+                             "period": f"through {payout.get('requested_at') or ''}"},
             },
             options={"idempotency_key": payout["payout_id"]},
         )
         return str(transfer.id)
+
+
+def _found(transfer: Any) -> FoundTransfer:
+    raw = transfer.to_dict()
+    metadata = raw.get("metadata") or {}
+    destination = raw.get("destination")
+    if isinstance(destination, dict):  # expanded
+        destination = destination.get("id")
+    return FoundTransfer(id=str(raw["id"]), amount_cents=int(raw["amount"]), destination=destination,
+                         transfer_group=raw.get("transfer_group"), payout_id=metadata.get("payout_id"),
+                         created=int(raw.get("created") or 0))
 
 
 def is_retryable(exc: Exception) -> bool:
@@ -89,7 +125,13 @@ def execute(payout: dict[str, Any], destination: str | None, api: TransferApi) -
     try:
         existing = api.find(payout["payout_id"])
         if existing:
-            return Outcome("paid", existing, destination)
+            if existing.amount_cents * MICROS_PER_CENT != payout["amount_micros"]:
+                # never report someone else's transfer as this payout: fail it loudly, its amount
+                # returns to the holder's balance, and `tributary reconcile` lists the conflict
+                return Outcome("failed", None, destination,
+                               f"transfer {existing.id} already exists for payout id {payout['payout_id']} "
+                               f"with {existing.amount_cents} cents, not {payout['amount_micros'] // MICROS_PER_CENT}")
+            return Outcome("paid", existing.id, destination)
         return Outcome("paid", api.create(payout, destination), destination)
     except Exception as exc:
         if is_retryable(exc):

@@ -108,7 +108,8 @@ def test_failed_payout_is_returned_and_paid_again():
     reversal = payout_entry({"payout_id": request["payout_id"], "holder_id": "h1", "status": "failed",
                              "amount_micros": request["amount_micros"]}, "USD", T0.isoformat())
     assert first_problem("ledger-entry.v1", reversal) is None
-    [retry] = book.apply(reversal, 0, 1)
+    assert book.apply(reversal, 0, 1) == []  # not at once: see the retry_failed_after_s test below
+    [retry] = book.apply(entry("e2", 1, minute=24 * 60 + 1), 0, 2)
     assert retry["payout_id"] != request["payout_id"] and retry["amount_micros"] == 2_000_000
 
 
@@ -192,3 +193,29 @@ def test_exact_after_a_crash_at_any_write_and_a_replay(spec, crash, resume):
 def test_state_round_trips_through_json():
     state = HolderBalance("h1", accrued_micros=5, upto=3)
     assert HolderBalance.from_json(state.to_json()) == state
+
+
+def test_a_permanently_failed_payout_is_not_retried_on_every_accrual():
+    from streams.balances import BalanceBook, PayoutPolicy
+
+    book = BalanceBook({}, default_policy=PayoutPolicy(min_payout_micros=1_000_000, fee_fixed_micros=0,
+                                                       retry_failed_after_s=3_600))
+    book.rebuild()
+
+    def entry(n, kind, amount, at, payout_id=None):
+        return {"entry_id": f"e{n}", "holder_id": "h1", "entry_type": kind, "amount_micros": amount,
+                "currency": "USD", "created_at": at, "payout_id": payout_id}
+
+    [first] = book.apply(entry(1, "accrual", 1_500_000, "2026-11-20T10:00:00+00:00"), 0, 1)
+    # Stripe refused it (restricted account): the amount comes back, no new request at once
+    assert book.apply(entry(2, "payout_reversal", first["amount_micros"], "2026-11-20T10:00:05+00:00",
+                            first["payout_id"]), 0, 2) == []
+    assert book.apply(entry(3, "accrual", 10_000, "2026-11-20T10:30:00+00:00"), 0, 3) == []
+    # an hour of ledger time later the holder is tried again, for the whole unpaid balance
+    [second] = book.apply(entry(4, "accrual", 10_000, "2026-11-20T11:00:06+00:00"), 0, 4)
+    assert second["amount_micros"] == 1_520_000 and second["payout_id"] != first["payout_id"]
+    # the same state after a crash: rebuilt from the table, the failure time is kept
+    again = BalanceBook(book.table, default_policy=book.default_policy)
+    again.rebuild()
+    assert again.state("h1").last_failure_at == "2026-11-20T10:00:05+00:00"
+    assert again.state("h1").reserved_micros == 1_520_000

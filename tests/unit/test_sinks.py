@@ -7,7 +7,7 @@ import pytest
 import stripe
 
 from sinks.clickhouse.rows import to_row
-from sinks.stripe.payouts import Outcome, RetryableStripeError, execute, is_retryable, result_record
+from sinks.stripe.payouts import FoundTransfer, Outcome, RetryableStripeError, execute, is_retryable, result_record
 from streams.accrual import accrue
 from tributary.topics import Topic
 
@@ -29,7 +29,8 @@ class FakeTransfers:
             raise self.fail_with
         transfer_id = f"tr_{len(self.created)}"
         self.created.append((payout["payout_id"], payout["amount_micros"] // 10_000, destination))
-        self.existing[payout["payout_id"]] = transfer_id
+        self.existing[payout["payout_id"]] = FoundTransfer(
+            transfer_id, payout["amount_micros"] // 10_000, destination, payout["payout_id"], payout["payout_id"], 0)
         return transfer_id
 
 
