@@ -7,7 +7,14 @@ import pytest
 import stripe
 
 from sinks.clickhouse.rows import to_row
-from sinks.stripe.payouts import FoundTransfer, Outcome, RetryableStripeError, execute, is_retryable, result_record
+from sinks.stripe.payouts import (
+    FoundTransfer,
+    Outcome,
+    RetryableStripeError,
+    execute,
+    is_retryable,
+    result_record,
+)
 from streams.accrual import accrue
 from tributary.topics import Topic
 
