@@ -71,7 +71,7 @@ class StripeTransfers:
             params["created"] = {"gte": created_gte}
         out: list[FoundTransfer] = []
         while True:
-            page = self.client.v1.transfers.list(params=params)
+            page = self.client.v1.transfers.list(params=params)  # type: ignore[arg-type]
             out += [_found(t) for t in page.data]
             if not page.has_more or not page.data:
                 return out
