@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -22,9 +23,14 @@ class Contract:
     price_per_1k_output_tokens_micros: int
     valid_from: datetime
     valid_to: datetime
+    # the models this version prices (shell-style patterns); empty: every model
+    models: tuple[str, ...] = ()
 
     def covers(self, when: datetime) -> bool:
         return self.valid_from <= when < self.valid_to
+
+    def covers_model(self, name: str) -> bool:
+        return not self.models or any(fnmatch.fnmatchcase(name, pattern) for pattern in self.models)
 
     def summary(self) -> dict[str, Any]:
         out = asdict(self)
@@ -66,6 +72,7 @@ class ContractBook:
                     price_per_1k_output_tokens_micros=int(item["price_per_1k_output_tokens_micros"]),
                     valid_from=parse_time(item["valid_from"]),
                     valid_to=parse_time(item["valid_to"]),
+                    models=tuple(item.get("models", ())),
                 )
             )
         return cls(contracts)

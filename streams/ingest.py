@@ -47,12 +47,21 @@ def parse_event(raw: bytes, book: ContractBook) -> dict[str, Any] | Rejection:
     if len(raw) > MAX_EVENT_BYTES:
         return Rejection("too_large", None, f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
     try:
-        event = json.loads(raw)
+        event = json.loads(raw, parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return Rejection("malformed_json", None, f"not valid JSON: {exc}")
+    except ValueError as exc:  # NaN / Infinity: not JSON, and not a number we can price
+        return Rejection("malformed_json", None, f"not valid JSON: {exc}")
+    except RecursionError:
+        return Rejection("malformed_json", None, "not valid JSON: nested too deeply")
     if not isinstance(event, dict):
         return Rejection("malformed_json", None, f"expected a JSON object, got {type(event).__name__}")
     event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+    bad_text = _invalid_unicode(event)
+    if bad_text is not None:
+        return Rejection("bad_unicode", bad_text or None,
+                         "contains a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not text; "
+                         "encode the string as valid UTF-8", event_id if bad_text != "event_id" else None)
     if event.get("kind") == "refund":
         problem = first_problem("inference-refund.v1", event)
         if problem is not None:
@@ -93,12 +102,49 @@ def parse_event(raw: bytes, book: ContractBook) -> dict[str, Any] | Rejection:
             "unknown_contract", "contract_id",
             f"contract {event['contract_id']!r} is not registered; register it or fix the producer", event_id,
         )
-    if book.find(event["contract_id"], occurred_at) is None:
+    contract = book.find(event["contract_id"], occurred_at)
+    if contract is None:
         return Rejection(
             "contract_not_in_force", "occurred_at",
             f"contract {event['contract_id']!r} has no version in force at {event['occurred_at']}", event_id,
         )
+    if not contract.covers_model(event["model"]["name"]):
+        return Rejection(
+            "unknown_model", "model/name",
+            f"model {event['model']['name']!r} is not covered by contract {contract.contract_id} "
+            f"v{contract.version} (it covers {', '.join(contract.models)}); use the contract that covers "
+            "this model or register the model in a new contract version", event_id,
+        )
     return event
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _invalid_unicode(value: Any, path: str = "") -> str | None:
+    """The path of the first string (or key) holding a lone surrogate, if any."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = str(key).encode("utf-8", "backslashreplace").decode()
+            where = f"{path}/{name}" if path else name
+            found = _invalid_unicode(key, where)
+            if found is None:
+                found = _invalid_unicode(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _invalid_unicode(item, f"{path}/{i}")
+            if found is not None:
+                return found
+    return None
 
 
 def revenue_micros(billing: dict[str, int], contract: Contract) -> int:

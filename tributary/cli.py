@@ -124,11 +124,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--format", choices=["table", "json"], default="table")
 
+    p = sub.add_parser("report", help="named analyst reports: earnings, escrow, coverage, payouts",
+                       description="Named reports over the ClickHouse ledger (exact: read through the "
+                                   "deduplicating FINAL views). Runs while the pipeline runs. Example: "
+                                   "tributary report earnings --by holder,model --last-days 7",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", choices=["earnings", "escrow", "coverage", "payouts"],
+                   help="earnings: accruals net of refunds; escrow: unattributed money; coverage: share "
+                        "of events attributed; payouts: every payout and its outcome")
+    p.add_argument("--by", default="holder",
+                   help="earnings only: comma-separated dimensions among holder, work, model, provider, day "
+                        "(default holder)")
+    _period_args(p)
+    p.add_argument("--holder", help="earnings and payouts: only this holder id")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+
+    p = sub.add_parser("statement", help="a rights holder's statement: accruals, refunds, payouts, remainder",
+                       description="The holder's unpaid balance brought forward, royalties per day/work/model, "
+                                   "refunds, payouts (with Stripe transfer ids and failures) and the remainder "
+                                   "carried forward, for a period of ledger dates.")
+    p.add_argument("holder_id")
+    _period_args(p)
+    p.add_argument("--format", choices=["text", "csv", "html"], default="text")
+    p.add_argument("--output", type=Path, help="write to this file instead of standard output")
+
+    p = sub.add_parser("explain", help="why a payout or an event paid what it did, down to matched chunks",
+                       description="Given a payout id: its outcome, the ledger credits it settles (first in, "
+                                   "first out), their events and the catalog chunks they matched. Given an "
+                                   "event id: its pricing, attribution with evidence, ledger entries and payouts.")
+    p.add_argument("id", help="a payout id (po_...) or an event id")
+    p.add_argument("--limit", type=int, default=20, help="show at most this many credits (default 20)")
+
+    p = sub.add_parser("reconcile", help="compare the ledger's payouts with the transfers Stripe reports",
+                       description="Lists every mismatch: duplicate transfers, amounts or destinations that "
+                                   "differ, payouts paid in the ledger but absent at Stripe, transfers no "
+                                   "payout explains, failed payouts that were transferred anyway. Exit code 1 "
+                                   "if any mismatch. Uses TRIBUTARY_STRIPE_API_KEY / TRIBUTARY_STRIPE_API_BASE. "
+                                   "stripe-mock keeps no state (it lists one fixture transfer), so run this "
+                                   "against Stripe itself.")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+
     p = sub.add_parser("demo", help="run the whole pipeline end to end on sample data and print a summary")
     p.add_argument("--events", type=int, default=1000, help="inference events to publish (default 1000)")
     p.add_argument("--keep-running", action="store_true", help="leave the platform and stages running")
     p.add_argument("--timeout", type=float, default=1200, help="seconds to wait for each phase")
     return parser
+
+
+def _period_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", help="first day, inclusive (YYYY-MM-DD)")
+    p.add_argument("--until", help="last day, inclusive (YYYY-MM-DD)")
+    p.add_argument("--last-days", type=int, help="the last N days up to --until (default today)")
 
 
 def _platform(args: argparse.Namespace) -> PlatformConfig:
@@ -218,11 +264,10 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
         except QueryError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        if args.format == "json":
-            print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=1))
-        else:
-            _print_table(columns, rows)
+        _emit(columns, rows, args.format)
         return 0
+    if args.command in ("report", "statement", "explain", "reconcile"):
+        return _reporting(args, cfg)
     if args.command == "catalog":
         from tributary import catalog
 
@@ -272,6 +317,77 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
             return 2
         return demo.run(cfg, load_pipeline(), args.events, args.keep_running, args.timeout)
     raise AssertionError(args.command)
+
+
+def _reporting(args: argparse.Namespace, cfg: PlatformConfig) -> int:
+    from tributary import reports
+
+    run = reports.runner(cfg)
+    try:
+        if args.command == "reconcile":
+            return _reconcile(args, cfg, run)
+        if args.command == "explain":
+            print("\n".join(reports.explain(run, args.id, args.limit)))
+            return 0
+        since, until = reports.dates(args.since, args.until, args.last_days)
+        if args.command == "statement":
+            st = reports.statement(run, args.holder_id, since, until)
+            render = {"text": reports.statement_text, "csv": reports.statement_csv, "html": reports.statement_html}
+            text = render[args.format](st)
+            if args.output:
+                args.output.write_text(text)
+                print(f"wrote {args.output} ({len(st.lines)} lines; carried forward "
+                      f"{st.closing_micros} micros)")
+            else:
+                print(text, end="")
+            return 0
+        if args.name == "earnings":
+            columns, rows = reports.earnings(run, args.by.split(","), since, until, args.holder)
+        elif args.name == "payouts":
+            columns, rows = reports.payouts(run, since, until, args.holder)
+        elif args.name == "escrow":
+            columns, rows = reports.escrow(run, since, until)
+        else:
+            columns, rows = reports.coverage(run, since, until)
+    except reports.ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _emit(columns, rows, args.format)
+    return 0
+
+
+def _emit(columns: list[str], rows: list[list[object]], fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=1))
+    elif fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        _print_table(columns, rows)
+
+
+def _reconcile(args: argparse.Namespace, cfg: PlatformConfig, run: object) -> int:
+    from sinks.stripe.payouts import StripeTransfers
+    from sinks.stripe.reconcile import LEDGER_SQL, ledger_payouts, reconcile
+    from tributary.query import query
+
+    pipeline = load_pipeline()
+    payouts = ledger_payouts(query(cfg, LEDGER_SQL)[1])
+    transfers = StripeTransfers(pipeline.stripe_api_key, cfg.stripe_api_base).all_transfers()
+    findings = reconcile(payouts, transfers)
+    mismatches = [f for f in findings if f.is_mismatch]
+    if args.format == "json":
+        print(json.dumps({"payouts": len(payouts), "transfers": len(transfers),
+                          "findings": [f.as_dict() for f in findings]}, indent=1))
+    else:
+        _print_table(["kind", "payout_id", "holder_id", "detail"],
+                     [[f.kind, f.payout_id, f.holder_id, f.detail] for f in findings])
+        print(f"{len(payouts)} ledger payouts, {len(transfers)} Stripe transfers: "
+              + (f"{len(mismatches)} MISMATCH(ES)" if mismatches else "books agree"))
+    return 1 if mismatches else 0
 
 
 def _run_stage(args: argparse.Namespace, cfg: PlatformConfig) -> int:

@@ -1,0 +1,384 @@
+"""Analyst and rights-holder surfaces over ClickHouse: named reports, holder
+statements and ``explain`` (payout -> ledger entries -> events -> matched chunks).
+
+Everything reads through :func:`tributary.query.query` (the sink's query server
+while the pipeline runs, the chdb directory read-only otherwise, or a ClickHouse
+server), through the FINAL views, so retried inserts never count twice. User input
+reaches SQL only as escaped string literals or validated dates.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from tributary.config import PlatformConfig
+from tributary.money import format_micros
+from tributary.query import query
+
+Query = Callable[[str], tuple[list[str], list[list[Any]]]]
+
+
+class ReportError(ValueError):
+    pass
+
+
+def literal(value: str) -> str:
+    """A ClickHouse string literal for ``value`` (backslash and quote escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def parse_day(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ReportError(f"{name}={value!r}: expected a date like 2026-11-20") from None
+
+
+# -- named reports ---------------------------------------------------------------
+EARNINGS_BY = {"holder": "holder_id", "work": "work_id", "model": "model_name", "provider": "provider",
+               "day": "day"}
+
+
+def earnings(run: Query, by: list[str], since: date | None = None, until: date | None = None,
+             holder: str | None = None) -> tuple[list[str], list[list[Any]]]:
+    """Earnings (accruals net of refunds) grouped by any of holder/work/model/provider/day,
+    by the day the inference happened; ``until`` is inclusive."""
+    unknown = [b for b in by if b not in EARNINGS_BY]
+    if unknown or not by:
+        raise ReportError(f"--by {','.join(unknown) or '(nothing)'}: choose from {', '.join(EARNINGS_BY)}")
+    dims = [EARNINGS_BY[b] for b in by]
+    where = _where(since, until, "day", holder)
+    columns, rows = run(f"""
+        SELECT {', '.join(dims)}, currency, sum(earned_micros) AS earned_micros, sum(entries) AS entries
+        FROM holder_earnings_daily {where}
+        GROUP BY {', '.join(dims)}, currency ORDER BY {', '.join(dims)}""")
+    return columns, rows
+
+
+def escrow(run: Query, since: date | None = None, until: date | None = None) -> tuple[list[str], list[list[Any]]]:
+    """Unattributed money held in escrow, per day, provider and model."""
+    return run(f"""SELECT day, provider, model_name, sum(escrow_micros) AS escrow_micros, sum(events) AS events
+                   FROM unattributed_escrow {_where(since, until, "day")}
+                   GROUP BY day, provider, model_name ORDER BY day, provider, model_name""")
+
+
+def coverage(run: Query, since: date | None = None, until: date | None = None) -> tuple[list[str], list[list[Any]]]:
+    """How much of the traffic (and of the pool) attribution explains, per day and model."""
+    return run(f"""SELECT day, model_name, sum(events) AS events, sum(events_attributed) AS events_attributed,
+                          round(sum(events_attributed) / sum(events), 4) AS fraction_of_events
+                   FROM attribution_coverage {_where(since, until, "day")}
+                   GROUP BY day, model_name ORDER BY day, model_name""")
+
+
+def payouts(run: Query, since: date | None = None, until: date | None = None,
+            holder: str | None = None) -> tuple[list[str], list[list[Any]]]:
+    """Every payout request with its outcome."""
+    where = _where(since, until, "toDate(r.requested_at)", holder, holder_column="r.holder_id")
+    return run(f"""
+        SELECT r.payout_id, r.holder_id, r.amount_micros, r.requested_at,
+               if(s.payout_id = '', 'pending', s.status) AS status, s.transfer_id, s.error
+        FROM (SELECT * FROM payout_requests FINAL) AS r
+        LEFT JOIN (SELECT * FROM payout_results FINAL) AS s ON r.payout_id = s.payout_id
+        {where} ORDER BY r.requested_at, r.payout_id SETTINGS join_use_nulls = 0""")
+
+
+def _where(since: date | None, until: date | None, day_expr: str, holder: str | None = None,
+           holder_column: str = "holder_id") -> str:
+    clauses = []
+    if since:
+        clauses.append(f"{day_expr} >= toDate('{since.isoformat()}')")
+    if until:
+        clauses.append(f"{day_expr} <= toDate('{until.isoformat()}')")
+    if holder:
+        clauses.append(f"{holder_column} = {literal(holder)}")
+    return ("WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+# -- holder statement ------------------------------------------------------------
+SIGNED = ("multiIf(entry_type = 'accrual', amount_micros, entry_type = 'accrual_reversal', -amount_micros, "
+          "entry_type = 'payout', -amount_micros, 0)")
+
+
+@dataclass
+class Statement:
+    holder_id: str
+    name: str
+    since: date | None
+    until: date | None
+    opening_micros: int
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def accrued_micros(self) -> int:
+        return sum(line["amount_micros"] for line in self.lines if line["kind"] == "accrual")
+
+    @property
+    def reversed_micros(self) -> int:
+        return -sum(line["amount_micros"] for line in self.lines if line["kind"] == "refund")
+
+    @property
+    def paid_micros(self) -> int:
+        return -sum(line["amount_micros"] for line in self.lines if line["kind"] == "payout")
+
+    @property
+    def closing_micros(self) -> int:
+        return self.opening_micros + sum(line["amount_micros"] for line in self.lines)
+
+
+def statement(run: Query, holder: str, since: date | None, until: date | None) -> Statement:
+    """A holder's statement for [since, until] (ledger dates, inclusive): the unpaid
+    balance brought forward, accruals per day/work/model, refunds, payouts with their
+    Stripe transfers and failures, and the remainder carried forward."""
+    h = literal(holder)
+    _, names = run(f"SELECT name FROM holders FINAL WHERE holder_id = {h}")
+    _, seen = run(f"SELECT count() FROM ledger_entries FINAL WHERE holder_id = {h}")
+    if not names and not seen[0][0]:
+        raise ReportError(f"no holder {holder!r} in the ledger or the catalog; list them with "
+                          "`tributary sql \"SELECT holder_id, name FROM holders FINAL\"`")
+    before = f"toDate(created_at) < toDate('{since.isoformat()}')" if since else "0"
+    _, opening = run(f"SELECT sum({SIGNED}) FROM ledger_entries FINAL WHERE holder_id = {h} AND {before}")
+    period = _where(since, until, "toDate(l.created_at)", holder, holder_column="l.holder_id")
+    _, accruals = run(f"""
+        SELECT toDate(l.created_at) AS day, l.entry_type, l.work_id, any(w.title), p.model_name,
+               sum(l.amount_micros), count()
+        FROM (SELECT * FROM ledger_entries FINAL) AS l
+        LEFT JOIN (SELECT work_id, title FROM works FINAL) AS w ON l.work_id = w.work_id
+        LEFT JOIN (SELECT event_id, model_name FROM priced_events FINAL) AS p ON l.event_id = p.event_id
+        {period} AND l.entry_type IN ('accrual', 'accrual_reversal')
+        GROUP BY day, l.entry_type, l.work_id, p.model_name ORDER BY day, l.entry_type, l.work_id, p.model_name
+        SETTINGS join_use_nulls = 0""")
+    _, outcomes = run(f"""
+        SELECT toDate(l.created_at) AS day, l.entry_type, l.payout_id, l.amount_micros, l.transfer_id, r.error
+        FROM (SELECT * FROM ledger_entries FINAL) AS l
+        LEFT JOIN (SELECT payout_id, error FROM payout_results FINAL) AS r ON l.payout_id = r.payout_id
+        {period} AND l.entry_type IN ('payout', 'payout_reversal')
+        ORDER BY l.created_at, l.payout_id SETTINGS join_use_nulls = 0""")
+    st = Statement(holder, names[0][0] if names else "", since, until, int(opening[0][0] or 0))
+    for day, kind, work, title, model, amount, entries in accruals:
+        refund = kind == "accrual_reversal"
+        st.lines.append({"day": str(day), "kind": "refund" if refund else "accrual",
+                         "description": f"{'refunds of' if refund else 'royalties from'} {entries} "
+                                        f"inference(s) of {model or '?'} drawing on {title or work}",
+                         "work_id": work, "model": model, "reference": "",
+                         "amount_micros": -int(amount) if refund else int(amount)})
+    for day, kind, payout_id, amount, transfer, error in outcomes:
+        if kind == "payout":
+            st.lines.append({"day": str(day), "kind": "payout", "description": f"paid by Stripe transfer {transfer}",
+                             "work_id": "", "model": "", "reference": payout_id, "amount_micros": -int(amount)})
+        else:
+            st.lines.append({"day": str(day), "kind": "failed_payout",
+                             "description": f"payout of {format_micros(int(amount))} failed ({error or 'see explain'}); "
+                                            "the amount stays on the balance",
+                             "work_id": "", "model": "", "reference": payout_id, "amount_micros": 0})
+    st.lines.sort(key=lambda line: (line["day"], line["kind"] != "accrual", line["reference"]))
+    return st
+
+
+STATEMENT_COLUMNS = ["day", "kind", "description", "work_id", "model", "reference", "amount_micros", "amount"]
+
+
+def statement_csv(st: Statement) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(STATEMENT_COLUMNS)
+    writer.writerow(["", "opening", "unpaid balance brought forward", "", "", "", st.opening_micros,
+                     format_micros(st.opening_micros)])
+    for line in st.lines:
+        writer.writerow([*(line[c] for c in STATEMENT_COLUMNS[:-1]), format_micros(line["amount_micros"])])
+    writer.writerow(["", "closing", "unpaid balance carried forward (below the payout threshold or "
+                     "awaiting payout)", "", "", "", st.closing_micros, format_micros(st.closing_micros)])
+    return out.getvalue()
+
+
+def _summary(st: Statement) -> list[tuple[str, int]]:
+    return [("Unpaid balance brought forward", st.opening_micros), ("Royalties accrued", st.accrued_micros),
+            ("Refunds reversed", -st.reversed_micros), ("Paid out", -st.paid_micros),
+            ("Unpaid balance carried forward", st.closing_micros)]
+
+
+def _period(st: Statement) -> str:
+    return f"{st.since or 'the beginning'} to {st.until or 'today'}"
+
+
+def statement_text(st: Statement) -> str:
+    lines = [f"Statement for {st.name or st.holder_id} ({st.holder_id})", f"Period: {_period(st)}", ""]
+    lines += [f"  {label:<34} {format_micros(amount):>18}" for label, amount in _summary(st)]
+    lines += ["", f"  {'day':<10}  {'kind':<13}  {'amount':>16}  description"]
+    for line in st.lines:
+        lines.append(f"  {line['day']:<10}  {line['kind']:<13}  {format_micros(line['amount_micros']):>16}  "
+                     f"{line['description']}{'  [' + line['reference'] + ']' if line['reference'] else ''}")
+    lines += ["", "Amounts are exact to the micro-dollar; sub-cent remainders stay on the balance. "
+                  "`tributary explain <payout_id>` shows the inferences and matched passages behind a payout."]
+    return "\n".join(lines) + "\n"
+
+
+def statement_html(st: Statement) -> str:
+    e = html.escape
+    summary = "".join(f"<tr><th>{e(label)}</th><td class=num>{e(format_micros(a))}</td></tr>"
+                      for label, a in _summary(st))
+    rows = "".join(
+        f"<tr><td>{e(line['day'])}</td><td>{e(line['kind'])}</td><td>{e(line['description'])}</td>"
+        f"<td>{e(line['reference'])}</td><td class=num>{e(format_micros(line['amount_micros']))}</td></tr>"
+        for line in st.lines)
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>Statement {e(st.holder_id)}</title>"
+            "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}"
+            ".num{text-align:right;font-variant-numeric:tabular-nums}</style></head><body>"
+            f"<h1>Statement for {e(st.name or st.holder_id)}</h1><p>{e(st.holder_id)} &middot; {e(_period(st))}</p>"
+            f"<table>{summary}</table><h2>Entries</h2><table><tr><th>Day</th><th>Kind</th><th>Description</th>"
+            f"<th>Reference</th><th>Amount</th></tr>{rows}</table></body></html>\n")
+
+
+# -- explain ---------------------------------------------------------------------
+def _entries_of(run: Query, holder: str) -> list[list[Any]]:
+    _, rows = run(f"""SELECT entry_id, entry_type, amount_micros, event_id, work_id, payout_id, created_at
+                      FROM ledger_entries FINAL WHERE holder_id = {literal(holder)}
+                      ORDER BY created_at, entry_id""")
+    return rows
+
+
+def payout_coverage(entries: list[list[Any]], payout_order: list[tuple[str, int]]) -> dict[str, list[tuple[str, int]]]:
+    """Which credits each payout settles, first in first out: payouts (in sequence
+    order, failed ones left out: their amount went back) consume the holder's accruals
+    (net of refunds) in ledger order. Returns payout_id -> [(entry_id, micros)]."""
+    credits = [(r[0], int(r[2]) if r[1] == "accrual" else -int(r[2]))
+               for r in entries if r[1] in ("accrual", "accrual_reversal")]
+    out: dict[str, list[tuple[str, int]]] = {}
+    i, left = 0, credits[0][1] if credits else 0
+    for payout_id, amount in payout_order:
+        need, parts = amount, []
+        while need > 0 and i < len(credits):
+            take = min(need, left) if left > 0 else left
+            if take:
+                parts.append((credits[i][0], take))
+                need -= take
+                left -= take
+            if left <= 0:
+                i += 1
+                left = credits[i][1] if i < len(credits) else 0
+        out[payout_id] = parts
+    return out
+
+
+def _payout_order(run: Query, holder: str) -> list[tuple[str, int]]:
+    _, rows = run(f"""
+        SELECT r.payout_id, r.amount_micros FROM (SELECT * FROM payout_requests FINAL) AS r
+        LEFT JOIN (SELECT payout_id, status FROM payout_results FINAL) AS s ON r.payout_id = s.payout_id
+        WHERE r.holder_id = {literal(holder)} AND s.status != 'failed'
+        ORDER BY r.sequence SETTINGS join_use_nulls = 0""")
+    return [(str(r[0]), int(r[1])) for r in rows]
+
+
+def _matches(evidence_json: str, work_id: str | None = None) -> list[dict[str, Any]]:
+    evidence = json.loads(evidence_json or "{}")
+    return [m for m in evidence.get("matches", []) if m.get("chosen") and (work_id is None or m["work_id"] == work_id)]
+
+
+def explain(run: Query, ident: str, limit: int = 20) -> list[str]:
+    """Human-readable lines walking from a payout or an event down to the evidence."""
+    lit = literal(ident)
+    _, payout = run(f"""SELECT r.payout_id, r.holder_id, r.amount_micros, r.sequence, r.requested_at,
+                               s.status, s.transfer_id, s.destination, s.error
+                        FROM (SELECT * FROM payout_requests FINAL WHERE payout_id = {lit}) AS r
+                        LEFT JOIN (SELECT * FROM payout_results FINAL) AS s ON r.payout_id = s.payout_id
+                        SETTINGS join_use_nulls = 0""")
+    if payout:
+        return _explain_payout(run, payout[0], limit)
+    _, event = run(f"SELECT event_id FROM priced_events FINAL WHERE event_id = {lit}")
+    if event:
+        return _explain_event(run, ident)
+    raise ReportError(f"{ident!r} is neither a payout id nor an event id in the ledger "
+                      "(payout ids look like po_...; list them with `tributary report payouts`)")
+
+
+def _explain_payout(run: Query, row: list[Any], limit: int) -> list[str]:
+    payout_id, holder, amount, sequence, requested_at, status, transfer, destination, error = row
+    lines = [f"payout {payout_id}: {format_micros(int(amount))} to {holder} (payout #{sequence} of this holder)",
+             f"  requested {requested_at} when the unpaid balance crossed the holder's payout threshold",
+             f"  outcome: {status or 'pending'}"
+             + (f", Stripe transfer {transfer} to {destination}" if transfer else "")
+             + (f" ({error})" if error else "")]
+    if status == "failed":
+        return [*lines, "  the amount went back to the holder's balance and is paid by a later payout"]
+    entries = _entries_of(run, holder)
+    cover = payout_coverage(entries, _payout_order(run, holder)).get(payout_id, [])
+    by_id = {r[0]: r for r in entries}
+    total = sum(m for _, m in cover)
+    lines.append(f"  settles {len(cover)} ledger credit(s) totalling {format_micros(total)} "
+                 "(first in, first out over the holder's accruals net of refunds):")
+    event_ids = sorted({by_id[e][3] for e, _ in cover})
+    evidence: dict[str, str] = {}
+    if event_ids:
+        in_list = ", ".join(literal(e) for e in event_ids[:limit])
+        _, rows = run(f"SELECT event_id, evidence FROM attributions FINAL WHERE event_id IN ({in_list})")
+        evidence = {r[0]: r[1] for r in rows}
+    for entry_id, micros in cover[:limit]:
+        entry = by_id[entry_id]
+        lines.append(f"    {format_micros(micros):>14}  {entry[1]:<16} event {entry[3]}  work {entry[4]}  "
+                     f"({entry_id})")
+        for m in _matches(evidence.get(entry[3], ""), entry[4])[:3]:
+            lines.append(f"                    matched chunk {m['chunk_id']} (#{m['chunk_index']}) "
+                         f"score {m['score']:.3f}")
+    if len(cover) > limit:
+        lines.append(f"    ... and {len(cover) - limit} more credits")
+    return lines
+
+
+def _explain_event(run: Query, event_id: str) -> list[str]:
+    lit = literal(event_id)
+    _, ev = run(f"""SELECT provider, model_name, model_revision, contract_id, contract_version, currency,
+                           revenue_micros, pool_micros, occurred_at FROM priced_events FINAL WHERE event_id = {lit}""")
+    provider, model, revision, contract, version, currency, revenue, pool, occurred = ev[0]
+    lines = [f"event {event_id}: {provider} / {model}@{revision} at {occurred}",
+             f"  revenue {format_micros(int(revenue))} {currency} x contract {contract} v{version} "
+             f"-> royalty pool {format_micros(int(pool))}"]
+    _, at = run(f"""SELECT attribution_id, attributed_ppm, threshold, embed_model, embed_revision, catalog_version,
+                           shares, evidence FROM attributions FINAL WHERE event_id = {lit}""")
+    if not at:
+        lines.append("  not attributed yet")
+    else:
+        att_id, ppm, threshold, emb, emb_rev, catalog, shares, evidence = at[0]
+        lines.append(f"  attribution {att_id}: {ppm / 10_000:.2f}% of the pool attributed "
+                     f"({emb}@{emb_rev}, catalog v{catalog}, threshold {threshold})")
+        for share in json.loads(shares):
+            lines.append(f"    {share['share_ppm'] / 10_000:6.2f}%  {share['work_id']} ({share['holder_id']})")
+            for m in _matches(evidence, share["work_id"]):
+                lines.append(f"             matched chunk {m['chunk_id']} (#{m['chunk_index']}) "
+                             f"score {m['score']:.3f} for output chunk {m['output_chunk']}")
+    _, entries = run(f"""SELECT entry_id, entry_type, holder_id, work_id, amount_micros, source_id
+                         FROM ledger_entries FINAL WHERE event_id = {lit} ORDER BY entry_type, holder_id, work_id""")
+    lines.append(f"  ledger ({len(entries)} entries; credits + escrow = pool exactly):")
+    for entry_id, kind, holder, work, amount, _source in entries:
+        lines.append(f"    {format_micros(int(amount)):>14}  {kind:<16} {holder:<22} {work or '':<24} {entry_id}")
+    for holder in sorted({e[2] for e in entries if not e[2].startswith("escrow:")}):
+        rows = _entries_of(run, holder)
+        ours = {e[0] for e in entries}
+        settled = [pid for pid, parts in payout_coverage(rows, _payout_order(run, holder)).items()
+                   if any(entry_id in ours for entry_id, _ in parts)]
+        lines.append(f"  {holder}: " + (f"paid in {', '.join(settled)}" if settled
+                                        else "not paid out yet (still on the unpaid balance)"))
+    return lines
+
+
+def dates(since: str | None, until: str | None, last_days: int | None) -> tuple[date | None, date | None]:
+    start, end = parse_day(since, "--since"), parse_day(until, "--until")
+    if last_days is not None:
+        if last_days < 1:
+            raise ReportError("--last-days must be >= 1")
+        end = end or date.today()
+        start = end - timedelta(days=last_days - 1)
+    if start and end and start > end:
+        raise ReportError(f"--since {start} is after --until {end}")
+    return start, end
+
+
+def runner(cfg: PlatformConfig) -> Query:
+    return lambda sql: query(cfg, sql)
