@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -65,11 +65,12 @@ STALL_AFTER_S = float(os.environ.get("TRIBUTARY_STREAMS_STALL_S", "60"))
 STALLED_EXIT_CODE = 75
 HALTED_EXIT_CODE = 3  # stopped by the DLQ rate limit: not to be restarted blindly
 _halted = {"reason": ""}
-_progress = {"at": time.monotonic()}
+_started = time.monotonic()
+_progress: dict[str, float] = {}  # source topic -> when its agent last handled an event
 
 
-def _progressed() -> None:
-    _progress["at"] = time.monotonic()
+def _progressed(topic: str) -> None:
+    _progress[topic] = time.monotonic()
 
 
 def _now() -> str:
@@ -78,6 +79,19 @@ def _now() -> str:
 
 def _dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+class _Table(faust.Table):  # type: ignore[misc]
+    """faust.Table, except that a changelog whose partitions the consumer's metadata
+    does not list yet (a topic created at start-up reads as 0 partitions until the next
+    metadata refresh, minutes later) is not a mismatch: Faust raised PartitionsMismatch on
+    every table write until then and the balances agent crash-looped. The check still
+    runs (and is cached) once the count is known."""
+
+    def _verify_source_topic_partitions(self, source_topic: str) -> None:
+        if not self.app.consumer.topic_partitions(self.changelog_topic_name):
+            return
+        super()._verify_source_topic_partitions(source_topic)
 
 
 app = faust.App(
@@ -98,6 +112,7 @@ app = faust.App(
     web_host=os.environ.get("TRIBUTARY_HTTP_HOST", "127.0.0.1"),  # 0.0.0.0 in a pod
     web_port=int(os.environ.get("TRIBUTARY_STREAMS_WEB_PORT", "6066")),
     datadir=str(platform.data_dir / "streams"),
+    Table=_Table,
 )
 
 
@@ -200,35 +215,55 @@ def _received_at(event: faust.EventT) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC) if timestamp else datetime.now(UTC)
 
 
+async def _each(stream: faust.StreamT, handle: Callable[[faust.EventT], Awaitable[None]]) -> None:
+    """The loop of every agent. An exception while handling an event (a bug, or Faust
+    failing a table write) exits the worker before the event is acknowledged: the
+    supervisor restarts it, the tables are recovered from their changelogs and the event
+    is handled again from the committed offset. Faust would instead restart the agent in
+    this process, with its in-memory state possibly half-updated by the failed event."""
+    async for event in stream.events():
+        _progressed(event.message.topic)
+        await _after_recovery(event)
+        try:
+            await handle(event)
+        except Exception:
+            log.exception("failed handling %s/%d@%d; exiting unacknowledged, to restart from the committed "
+                          "offsets with state rebuilt from the tables", event.message.topic,
+                          event.message.partition, event.message.offset)
+            logging.shutdown()
+            os._exit(STALLED_EXIT_CODE)
+
+
+async def _ingest(event: faust.EventT) -> None:
+    await _guard(ingest_offsets, event)
+    if ingest_book.needs_rebuild:
+        ingest_book.rebuild()
+    msg = event.message
+    raw: bytes = event.value or b""
+    source = Source(msg.topic, msg.partition, msg.offset)
+    decision = ingest_book.handle(raw, source, _received_at(event))
+    EVENTS_IN.inc()
+    if decision.rejection is not None:
+        DEAD_LETTERED.inc()
+        await _reject(raw, decision.rejection, source)
+    if decision.request is not None:
+        await attribution_requests.send(key=decision.request["event_id"].encode(),
+                                        value=_dumps(decision.request), force=True)
+    if decision.correction is not None:
+        await corrections.send(key=decision.correction["event_id"].encode(),
+                               value=_dumps(decision.correction), force=True)
+    ingest_offsets.advance(msg.partition, msg.offset)
+    dlq_limit.record(decision.rejection is not None)
+    if dlq_limit.exceeded():
+        _halt(
+            f"{dlq_limit.fraction:.0%} of the last {dlq_limit.seen} events were "
+            "dead-lettered; check the producers' deploy, then restart `tributary run streams`"
+        )
+
+
 @app.agent(inference_events)
 async def ingest(stream: faust.StreamT) -> None:
-    async for event in stream.events():
-        _progressed()
-        await _after_recovery(event)
-        await _guard(ingest_offsets, event)
-        if ingest_book.needs_rebuild:
-            ingest_book.rebuild()
-        msg = event.message
-        raw: bytes = event.value or b""
-        source = Source(msg.topic, msg.partition, msg.offset)
-        decision = ingest_book.handle(raw, source, _received_at(event))
-        EVENTS_IN.inc()
-        if decision.rejection is not None:
-            DEAD_LETTERED.inc()
-            await _reject(raw, decision.rejection, source)
-        if decision.request is not None:
-            await attribution_requests.send(key=decision.request["event_id"].encode(),
-                                            value=_dumps(decision.request), force=True)
-        if decision.correction is not None:
-            await corrections.send(key=decision.correction["event_id"].encode(),
-                                   value=_dumps(decision.correction), force=True)
-        ingest_offsets.advance(msg.partition, msg.offset)
-        dlq_limit.record(decision.rejection is not None)
-        if dlq_limit.exceeded():
-            _halt(
-                f"{dlq_limit.fraction:.0%} of the last {dlq_limit.seen} events were "
-                "dead-lettered; check the producers' deploy, then restart `tributary run streams`"
-            )
+    await _each(stream, _ingest)
 
 
 async def _send_entries(entries: list[dict[str, Any]]) -> None:
@@ -237,63 +272,65 @@ async def _send_entries(entries: list[dict[str, Any]]) -> None:
         await royalty_ledger.send(key=entry["holder_id"].encode(), value=_dumps(entry), force=True)
 
 
-async def _accrue(stream: faust.StreamT, guard: OffsetGuard,
-                  handle: Callable[[dict[str, Any], int, str], list[dict[str, Any]]]) -> None:
-    """The accrue loop, shared by attributions and corrections (same table, same keys)."""
-    async for event in stream.events():
-        _progressed()
-        await _after_recovery(event)
+def _accrue(guard: OffsetGuard, handle: Callable[[dict[str, Any], int, str], list[dict[str, Any]]]
+            ) -> Callable[[faust.EventT], Awaitable[None]]:
+    """The accrue handler, shared by attributions and corrections (same table, same keys)."""
+    async def accrue(event: faust.EventT) -> None:
         if accrual_book.needs_rebuild:
             accrual_book.rebuild()
         await _guard(guard, event)
         await _send_entries(handle(orjson.loads(event.value), event.message.partition, _now()))
         guard.advance(event.message.partition, event.message.offset)
+    return accrue
 
 
 @app.agent(attributions)
 async def accrue_agent(stream: faust.StreamT) -> None:
-    await _accrue(stream, accrue_offsets, accrual_book.on_attribution)
+    await _each(stream, _accrue(accrue_offsets, accrual_book.on_attribution))
 
 
 @app.agent(corrections)
 async def corrections_agent(stream: faust.StreamT) -> None:
-    await _accrue(stream, corrections_offsets, accrual_book.on_correction)
+    await _each(stream, _accrue(corrections_offsets, accrual_book.on_correction))
+
+
+async def _balance(event: faust.EventT) -> None:
+    if book.needs_rebuild:
+        await _resend(book.rebuild())
+    await _guard(ledger_offsets, event)
+    entry = orjson.loads(event.value)
+    ENTRIES_APPLIED.inc()
+    if not entry["holder_id"].startswith("escrow:"):  # escrow is never paid out
+        await _resend(book.apply(entry, event.message.partition, event.message.offset))
+    ledger_offsets.advance(event.message.partition, event.message.offset)
 
 
 @app.agent(royalty_ledger)
 async def balances_agent(stream: faust.StreamT) -> None:
-    async for event in stream.events():
-        _progressed()
-        await _after_recovery(event)
-        if book.needs_rebuild:
-            await _resend(book.rebuild())
-        await _guard(ledger_offsets, event)
-        entry = orjson.loads(event.value)
-        ENTRIES_APPLIED.inc()
-        if not entry["holder_id"].startswith("escrow:"):  # escrow is never paid out
-            await _resend(book.apply(entry, event.message.partition, event.message.offset))
-        ledger_offsets.advance(event.message.partition, event.message.offset)
+    await _each(stream, _balance)
+
+
+async def _policy(event: faust.EventT) -> None:
+    problem: object
+    try:
+        raw = orjson.loads(event.value)
+    except ValueError as exc:
+        raw, problem = None, f"not JSON: {exc}"
+    else:
+        problem = first_problem("holder-policy.v1", raw)
+    if raw is None or problem is not None:
+        log.error("ignored invalid payout policy at %s/%d@%d: %s", event.message.topic,
+                  event.message.partition, event.message.offset, problem)
+        return
+    policy = PayoutPolicy.from_json(raw, book.default_policy)
+    balances[f"pol:{raw['holder_id']}"] = asdict(policy)
+    log.info("payout policy holder=%s %s", raw["holder_id"], asdict(policy))
 
 
 @app.agent(holder_policies)
 async def policy_agent(stream: faust.StreamT) -> None:
     """Per-holder payout policies, stored beside the balances (same key, same partition)."""
-    async for event in stream.events():
-        await _after_recovery(event)
-        problem: object
-        try:
-            raw = orjson.loads(event.value)
-        except ValueError as exc:
-            raw, problem = None, f"not JSON: {exc}"
-        else:
-            problem = first_problem("holder-policy.v1", raw)
-        if raw is None or problem is not None:
-            log.error("ignored invalid payout policy at %s/%d@%d: %s", event.message.topic,
-                      event.message.partition, event.message.offset, problem)
-            continue
-        policy = PayoutPolicy.from_json(raw, book.default_policy)
-        balances[f"pol:{raw['holder_id']}"] = asdict(policy)
-        log.info("payout policy holder=%s %s", raw["holder_id"], asdict(policy))
+    await _each(stream, _policy)
 
 
 async def _resend(requests: list[dict[str, Any]]) -> None:
@@ -317,25 +354,32 @@ async def resend_pending_payouts() -> None:
         await _resend(book.rebuild())
 
 
+SOURCES = tuple(t.value for t in (Topic.INFERENCE_EVENTS, Topic.ATTRIBUTIONS, Topic.ROYALTY_LEDGER,
+                                   Topic.CORRECTIONS, Topic.HOLDER_POLICIES))
+
+
 @app.timer(interval=5.0)
 async def watchdog() -> None:
+    now = time.monotonic()
     if app.rebalancing or app.in_recovery:
-        _progressed()
+        for topic in SOURCES:
+            _progress[topic] = now
         return
-    idle = time.monotonic() - _progress["at"]
-    if idle < STALL_AFTER_S:
+    # per source topic: one crash-looping agent must not hide behind the others' progress
+    idle = {t: now - _progress.get(t, _started) for t in SOURCES}
+    quiet = {t for t, s in idle.items() if s >= STALL_AFTER_S}
+    if not quiet:
         return
-    sources = {t.value for t in (Topic.INFERENCE_EVENTS, Topic.ATTRIBUTIONS, Topic.ROYALTY_LEDGER,
-                                 Topic.CORRECTIONS, Topic.HOLDER_POLICIES)}
-    mine = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in sources]
+    mine = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in quiet]
     pending = await asyncio.get_running_loop().run_in_executor(
         None, pending_partitions, platform.bootstrap_servers, app.conf.id, mine)
     if pending:
-        log.critical("stalled: records waiting on %s and no progress for %.0fs; exiting to be restarted",
-                     pending, idle)
+        log.critical("stalled: records waiting on %s and no progress on them for %.0fs; exiting to be "
+                     "restarted", pending, max(idle[t] for t, _ in pending))
         logging.shutdown()
         os._exit(STALLED_EXIT_CODE)
-    _progressed()  # idle with nothing to do
+    for topic in quiet:  # idle with nothing to do
+        _progress[topic] = now
 
 
 @app.page("/metrics")

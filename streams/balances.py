@@ -204,7 +204,16 @@ class BalanceBook:
         return [strip(r) for pid, r in sorted(payouts.items()) if pid not in completed]
 
     def apply(self, entry: dict[str, Any], partition: int, offset: int) -> list[dict[str, Any]]:
-        """Apply one ledger entry read at (partition, offset); the payout requests to send."""
+        """Apply one ledger entry read at (partition, offset); the payout requests to send.
+        If applying fails half-way (a table write raising), the in-memory balances may be
+        ahead of the table: they are rebuilt from the table before the next entry."""
+        try:
+            return self._apply(entry, partition, offset)
+        except BaseException:
+            self.needs_rebuild = True
+            raise
+
+    def _apply(self, entry: dict[str, Any], partition: int, offset: int) -> list[dict[str, Any]]:
         mark_key = f"e:{entry['entry_id']}"
         mark = self.table.get(mark_key)
         if mark is not None:  # a duplicate or a replay: nothing counts twice

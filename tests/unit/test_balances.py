@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -219,3 +220,32 @@ def test_a_permanently_failed_payout_is_not_retried_on_every_accrual():
     again.rebuild()
     assert again.state("h1").last_failure_at == "2026-11-20T10:00:05+00:00"
     assert again.state("h1").reserved_micros == 1_520_000
+
+
+def test_a_failed_table_write_leaves_no_phantom_reservation():
+    """A table write that raises half-way through an entry (Faust did, on a changelog whose
+    partitions its metadata did not know yet) must not leave the in-memory balance with a
+    reservation the table never recorded: the book is rebuilt from the table first."""
+    from streams.balances import BalanceBook, PayoutPolicy
+
+    class Flaky(dict):
+        fail = True
+
+        def __setitem__(self, key, value):
+            if self.fail and key.startswith("p:"):
+                raise RuntimeError("changelog write failed")
+            super().__setitem__(key, value)
+
+    table = Flaky()
+    book = BalanceBook(table, default_policy=PayoutPolicy(min_payout_micros=1_000_000, fee_fixed_micros=0))
+    book.rebuild()
+    entry = {"entry_id": "e1", "holder_id": "h1", "entry_type": "accrual", "amount_micros": 1_500_000,
+             "currency": "USD", "created_at": "2026-11-20T10:00:00+00:00"}
+    with pytest.raises(RuntimeError):
+        book.apply(entry, 0, 7)
+    assert book.needs_rebuild
+    table.fail = False
+    book.rebuild()
+    [request] = book.apply(entry, 0, 7)  # the redelivered entry: counted once, paid once
+    assert request["amount_micros"] == 1_500_000 and request["sequence"] == 0
+    assert book.state("h1").accrued_micros == 1_500_000
