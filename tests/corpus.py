@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-def base(event_id: str, occurred_at: str = "2026-11-01T12:00:00Z") -> dict[str, Any]:
+def base(event_id: str, occurred_at: str = "2026-11-20T12:00:00Z") -> dict[str, Any]:
     return {
         "schema_version": 1, "event_id": event_id, "occurred_at": occurred_at, "provider": "acme-ai",
         "model": {"name": "acme-chat", "revision": "2026-10-01"}, "contract_id": "standard-2026",
@@ -79,7 +79,7 @@ def _cases() -> list[Case]:
     dup_id = "corpus-duplicate"
     refund_id = "corpus-refunded"
     refund = {"schema_version": 1, "kind": "refund", "event_id": refund_id, "refund_id": "corpus-refund-1",
-              "provider": "acme-ai", "occurred_at": "2026-11-01T12:05:00Z", "reason": "customer refund"}
+              "provider": "acme-ai", "occurred_at": "2026-11-20T12:05:00Z", "reason": "customer refund"}
     return [
         # not JSON at all
         _raw("truncated-json", valid[:-7], "malformed_json"),

@@ -42,21 +42,29 @@ def stage_argv(cfg: PlatformConfig, stage: str, extra: list[str] | None = None) 
     ]
 
 
-def start_stages(cfg: PlatformConfig, log: Any = print, env: dict[str, str] | None = None) -> None:
+def stage_extras(cfg: PlatformConfig, stage: str) -> list[str]:
+    """Each stage's own ports, next to the ClickHouse query port."""
     base = cfg.clickhouse_query_port
-    extras = {
+    return {
         "streams": ["--web-port", str(base + 1)],
         "indexer": ["--metrics-port", str(base + 2)],
         "attribution": ["--metrics-port", str(base + 3), "--worker-id", "0"],
         "sink-clickhouse": [],
         "sink-stripe": ["--metrics-port", str(base + 4)],
-    }
-    for stage, extra in extras.items():
+    }[stage]
+
+
+def start_stage(cfg: PlatformConfig, stage: str, env: dict[str, str] | None = None) -> int:
+    return local.stage_process(cfg, stage).start(stage_argv(cfg, stage, stage_extras(cfg, stage)), env=env)
+
+
+def start_stages(cfg: PlatformConfig, log: Any = print, env: dict[str, str] | None = None) -> None:
+    for stage in local.STAGES:
         proc = local.stage_process(cfg, stage)
         if proc.running():
             log(f"  {stage} already running (pid {proc.pid()})")
             continue
-        proc.start(stage_argv(cfg, stage, extra), env=env)
+        start_stage(cfg, stage, env)
         log(f"  started {stage} (pid {proc.pid()}, log {proc.log_file})")
 
 

@@ -17,3 +17,10 @@ MISSPLIT_SQL = """
 def events_not_split_exactly(cfg: PlatformConfig) -> int:
     """Events whose accrual entries do not add up to their pool, to the micro."""
     return int(scalar(cfg, MISSPLIT_SQL))
+
+
+def cli_args(cfg: PlatformConfig) -> list[str]:
+    """The global options that point the CLI at the test platform."""
+    return ["--data-dir", str(cfg.data_dir), "--kafka-port", str(cfg.kafka_port),
+            "--kafka-controller-port", str(cfg.kafka_controller_port), "--stripe-port", str(cfg.stripe_port),
+            "--clickhouse-query-port", str(cfg.clickhouse_query_port)]

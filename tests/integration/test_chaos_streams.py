@@ -66,8 +66,7 @@ def after_chaos(platform_cfg):
             streams.kill()  # kill -9: no shutdown, no final commit
             kills.append(accrued_events(cfg))
             time.sleep(1)
-            streams.start(demo.stage_argv(cfg, "streams", ["--web-port", str(cfg.clickhouse_query_port + 1)]),
-                          env=env)
+            demo.start_stage(cfg, "streams", env)
         publisher.join()
         counts = demo.wait_for(cfg, "pipeline", demo.settle_probe(cfg, EVENTS, 0), timeout=900, log=print)
         yield cfg, planned, recorder, counts, kills

@@ -5,7 +5,9 @@ Every assertion is read back from ClickHouse and from the Stripe requests made."
 
 from __future__ import annotations
 
+import csv
 import json
+from datetime import date, timedelta
 
 import pytest
 
@@ -20,6 +22,8 @@ from tributary.query import query, scalar
 from tributary.sample import plan_events
 from tributary.topics import Topic
 
+from ..corpus import CASES, HOSTILE_TEXT, hostile_valid, preludes
+from .checks import cli_args
 from .stripe_proxy import StripeRecorder
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.stripe, pytest.mark.model,
@@ -42,9 +46,18 @@ def settled(platform_cfg):
         planned = plan_events(sample, EVENTS, seed=11)
         invalid = [raw for name, raw in examples(Topic.INFERENCE_EVENTS.value) if name.startswith("invalid-")]
         refunds = demo.refund_plan(planned)
-        with EventProducer(cfg.bootstrap_servers) as producer:
-            for item in planned:
+        # the bad-input corpus, interleaved with the valid traffic; preludes (the first copy of a
+        # duplicate, an event and its refund) share the case's key so they arrive first
+        corpus_valid = [json.loads(raw) for raw in preludes() if b'"kind": "refund"' not in raw]
+        with EventProducer(cfg.bootstrap_servers, extra_config={"message.max.bytes": 1_048_000}) as producer:
+            for raw in preludes():
+                producer.emit_raw(json.loads(raw)["event_id"], raw)
+            for n, item in enumerate(planned):
                 producer.emit(item.event)
+                if n < len(CASES):
+                    case = CASES[n]
+                    producer.emit_raw(case.event_id if case.prelude else None, case.raw)
+            producer.emit_raw(None, json.dumps(hostile_valid()).encode())
             for raw in invalid:
                 producer.emit_raw(None, raw)
             # the same event again: accepted once, the copy is dead-lettered; same for a refund
@@ -54,9 +67,11 @@ def settled(platform_cfg):
             producer.refund(refunds[0])
             producer.refund(InferenceRefund(event_id="never-sent", provider="acme-ai", reason="test"))
             assert producer.flush(60) == 0
-        counts = demo.wait_for(cfg, "pipeline", demo.settle_probe(cfg, EVENTS, len(invalid) + 3, len(refunds)),
-                               timeout=900, log=print)
-        yield cfg, planned, recorder, counts, {r.event_id for r in refunds}
+        valid = EVENTS + len(corpus_valid) + 1
+        counts = demo.wait_for(cfg, "pipeline", demo.settle_probe(cfg, valid, len(invalid) + 3 + len(CASES),
+                                                                  len(refunds) + 1), timeout=900, log=print)
+        extra = {e["event_id"] for e in corpus_valid} | {"corpus-hostile-valid"}
+        yield cfg, planned, recorder, counts, {r.event_id for r in refunds} | {"corpus-refunded"}, extra
     finally:
         for stage in local.STAGES:
             local.stage_process(cfg, stage).stop(timeout=20)
@@ -64,16 +79,16 @@ def settled(platform_cfg):
 
 
 def test_every_event_is_accounted_exactly_once(settled):
-    cfg, planned, _, counts, _ = settled
-    assert counts["priced"] == counts["attributed"] == counts["accrued"] == EVENTS
+    cfg, planned, _, counts, _, extra = settled
+    assert counts["priced"] == counts["attributed"] == counts["accrued"] == EVENTS + len(extra)
     ids = {row[0] for row in query(cfg, "SELECT event_id FROM priced_events FINAL")[1]}
-    assert ids == {p.event.event_id for p in planned}
+    assert ids == {p.event.event_id for p in planned} | extra
     assert scalar(cfg, "SELECT count() FROM (SELECT event_id FROM attributions FINAL "
                        "GROUP BY event_id HAVING count() != 1)") == 0
 
 
 def test_each_event_pool_is_split_exactly_and_refunds_reverse_it_exactly(settled):
-    cfg, _, _, _, refunded = settled
+    cfg, _, _, _, refunded, extra = settled
     _, rows = query(cfg, """
         SELECT p.event_id, any(p.pool_micros) AS pool,
                sumIf(l.amount_micros, l.entry_type = 'accrual') AS credited,
@@ -82,7 +97,7 @@ def test_each_event_pool_is_split_exactly_and_refunds_reverse_it_exactly(settled
         INNER JOIN (SELECT event_id, entry_type, amount_micros FROM ledger_entries FINAL) AS l
           ON p.event_id = l.event_id
         GROUP BY p.event_id""")
-    assert len(rows) == EVENTS
+    assert len(rows) == EVENTS + len(extra)
     for event_id, pool, credited, reversed_ in rows:
         assert credited == pool, event_id
         assert reversed_ == (pool if event_id in refunded else 0), event_id
@@ -105,7 +120,7 @@ def test_no_ledger_entry_is_visible_twice(settled):
 
 
 def test_stripe_transfers_equal_the_payouts_in_the_ledger(settled):
-    cfg, _, recorder, counts, _ = settled
+    cfg, _, recorder, counts, _, _ = settled
     _, ledger = query(cfg, "SELECT payout_id, amount_micros, transfer_id FROM ledger_entries FINAL "
                            "WHERE entry_type = 'payout' ORDER BY payout_id")
     transfers = recorder.transfers()
@@ -150,12 +165,38 @@ def test_invalid_and_duplicate_events_are_dead_lettered_with_reasons(settled):
     assert codes == sorted(["malformed_json", "schema_violation", "schema_violation", "schema_violation",
                             "schema_violation",
                             "unknown_contract", "unsupported_schema_version", "wrong_embedding_dimension",
-                            "duplicate_event_id", "duplicate_refund", "refund_for_unknown_event"])
+                            "duplicate_event_id", "duplicate_refund", "refund_for_unknown_event"]
+                           + [case.code for case in CASES])
     assert all(reason for _, _, reason in rows)
 
 
+def test_every_corpus_case_ends_in_the_dlq_with_its_field_and_none_reaches_the_ledger(settled):
+    cfg = settled[0]
+    _, rows = query(cfg, "SELECT event_id, error_code, field FROM dead_letters FINAL "
+                         "WHERE event_id LIKE 'corpus-%'")
+    dead = {(r[0], r[1], r[2]) for r in rows}
+    for case in CASES:
+        if case.event_id is not None and case.event_id.startswith("corpus-"):
+            assert (case.event_id, case.code, case.field or "") in dead, case.name
+    accepted = {json.loads(raw)["event_id"] for raw in preludes()}
+    bad_ids = ", ".join(f"'{c.event_id}'" for c in CASES
+                        if c.event_id and c.event_id not in accepted and c.event_id.isprintable())
+    assert scalar(cfg, f"SELECT count() FROM ledger_entries FINAL WHERE event_id IN ({bad_ids})") == 0
+    assert scalar(cfg, f"SELECT count() FROM priced_events FINAL WHERE event_id IN ({bad_ids})") == 0
+
+
+def test_hostile_free_text_is_stored_verbatim_and_never_executed(settled):
+    cfg = settled[0]
+    [[model, revision, metadata]] = query(cfg, "SELECT model_name, model_revision, metadata FROM priced_events "
+                                               "FINAL WHERE event_id = 'corpus-hostile-valid'")[1]
+    assert (model, revision) == (HOSTILE_TEXT["model/name"], HOSTILE_TEXT["model/revision"])
+    assert json.loads(metadata) == HOSTILE_TEXT["metadata"]
+    assert scalar(cfg, "SELECT count() FROM ledger_entries FINAL WHERE event_id = 'corpus-hostile-valid'") > 0
+    assert scalar(cfg, "SELECT count() FROM priced_events FINAL") > 300  # nothing was dropped
+
+
 def test_planted_sources_are_found_and_unrelated_text_is_not_attributed(settled):
-    cfg, planned, _, _, _ = settled
+    cfg, planned, _, _, _, _ = settled
     works = {row[0]: set(row[1]) for row in query(cfg, "SELECT event_id, works FROM attributions FINAL")[1]}
     quotes = [p for p in planned if p.kind == "quote"]
     unrelated = [p for p in planned if p.kind == "unrelated"]
@@ -168,3 +209,46 @@ def test_planted_sources_are_found_and_unrelated_text_is_not_attributed(settled)
                                       f"WHERE event_id = '{quotes[0].event.event_id}'"))
     assert evidence["model_name"] == "all-MiniLM-L6-v2" and evidence["matches"]
     assert all(m["score"] >= evidence["threshold"] for m in evidence["matches"])
+
+
+def test_reports_statement_and_explain_agree_with_the_ledger(settled, tmp_path, capsys):
+    from tributary import reports
+    from tributary.cli import main
+
+    cfg = settled[0]
+    run = reports.runner(cfg)
+    balances = {row[0]: row[1:] for row in query(cfg, "SELECT * FROM holder_balances")[1]}
+    # earnings per holder (by inference day) add up to what each holder accrued
+    _, rows = reports.earnings(run, ["holder"])
+    assert {r[0]: r[2] for r in rows} == {h: b[0] for h, b in balances.items()}
+    _, by_model = reports.earnings(run, ["holder", "model", "day"], holder="h-austen")
+    assert sum(r[4] for r in by_model) == balances["h-austen"][0] and {r[0] for r in by_model} == {"h-austen"}
+    # a statement over all time carries forward exactly the unpaid balance
+    holder = max(balances, key=lambda h: balances[h][3])  # the holder paid most often
+    st = reports.statement(run, holder, None, None)
+    assert st.opening_micros == 0
+    assert [st.accrued_micros - st.reversed_micros, st.paid_micros, st.closing_micros] == list(balances[holder][:3])
+    # periods are ledger dates: a period after today brings everything forward and changes nothing
+    later = reports.statement(run, holder, date.today() + timedelta(days=1), None)
+    assert later.opening_micros == later.closing_micros == balances[holder][2] and later.lines == []
+    # explain a payout: the credits it settles add up to its amount, and name their evidence
+    [[payout_id, amount, transfer]] = query(cfg, f"SELECT payout_id, amount_micros, transfer_id FROM "
+                                                 f"ledger_entries FINAL WHERE entry_type = 'payout' AND holder_id = "
+                                                 f"'{holder}' ORDER BY created_at LIMIT 1")[1]
+    lines = reports.explain(run, payout_id, limit=1000)
+    assert transfer in lines[2] and f"totalling {reports.format_micros(amount)}" in lines[3]
+    assert any("matched chunk" in line for line in lines)
+    # the CLI: csv statement to a file, an event explained, a clear error for an unknown id
+    out = tmp_path / "statement.csv"
+    argv = cli_args(cfg)
+    assert main([*argv, "statement", holder, "--format", "csv", "--output", str(out)]) == 0
+    *_, closing = csv.reader(out.read_text().splitlines())
+    assert closing[1] == "closing" and int(closing[-2]) == balances[holder][2]
+    event_id = query(cfg, f"SELECT event_id FROM ledger_entries FINAL WHERE holder_id = '{holder}' LIMIT 1")[1][0][0]
+    capsys.readouterr()
+    assert main([*argv, "explain", event_id]) == 0
+    text = capsys.readouterr().out
+    assert f"event {event_id}" in text and "royalty pool" in text and holder in text
+    assert main([*argv, "explain", "po_does_not_exist"]) == 2
+    assert "neither a payout id nor an event id" in capsys.readouterr().err
+    assert main([*argv, "report", "earnings", "--by", "nonsense"]) == 2
