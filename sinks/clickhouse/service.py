@@ -108,12 +108,13 @@ def rows_for(messages: list[Any]) -> dict[str, list[Row]]:
 
 
 def run(bootstrap: str, dsn: str, query_port: int, stop: threading.Event,
-        batch_size: int = 5000, batch_wait_s: float = 0.5) -> None:
-    store = ClickHouseStore(dsn)
+        batch_size: int = 5000, batch_wait_s: float = 0.5, group_id: str = GROUP_ID,
+        store: ClickHouseStore | None = None) -> None:
+    store = store or ClickHouseStore(dsn)
     applied = migrate(store.client)
     log.info("clickhouse ready dsn=%s migrations_applied=%s", dsn.split("@")[-1], applied)
     server = serve_queries(store, query_port) if query_port else None
-    consumer = kafka.consumer(bootstrap, GROUP_ID)
+    consumer = kafka.consumer(bootstrap, group_id)
     consumer.subscribe([t.value for t in SOURCE_TOPICS])
     try:
         while not stop.is_set():

@@ -81,3 +81,80 @@ def test_real_model_separates_quotes_from_unrelated_text_at_the_threshold(real_e
     # attribution issue is what catches those with certainty.
     assert (quote_scores.max(axis=1) >= threshold).mean() >= 0.9
     assert ((unrelated @ catalog.T) < threshold).all()
+
+
+@pytest.mark.kafka
+@pytest.mark.clickhouse
+def test_the_sink_holds_its_offsets_while_clickhouse_refuses_then_writes_everything_once(platform_cfg, chdb_store):
+    """Backpressure: while ClickHouse refuses batches the sink commits nothing (a crash
+    then would re-read them), retries the same batch, and once ClickHouse takes it every
+    row is there exactly once."""
+    import json
+    import threading
+    import time
+    import uuid
+
+    from confluent_kafka.admin import AdminClient, ConsumerGroupTopicPartitions
+
+    from sinks.clickhouse import service
+    from sinks.clickhouse.store import BackpressureError
+    from tributary import kafka
+    from tributary.topics import Topic
+
+    class Refusing:
+        """The real chdb store behind a ClickHouse that is down for the first writes."""
+
+        def __init__(self, store, failures):
+            self.store, self.failures, self.refused = store, failures, 0
+            self.client = store.client
+
+        def write_batch(self, batch):
+            if self.refused < self.failures:
+                self.refused += 1
+                raise BackpressureError("connection refused (ClickHouse is down)")
+            return self.store.write_batch(batch)
+
+        def query(self, sql):
+            return self.store.query(sql)
+
+        def close(self):
+            pass
+
+    run_id = uuid.uuid4().hex[:8]
+    group = f"bp-test-{run_id}"
+    producer = kafka.producer(platform_cfg.bootstrap_servers)
+    for n in range(50):
+        entry = {"entry_id": f"bp-{run_id}-{n}", "entry_type": "accrual", "debit_account": "provider:p:royalty_liability",
+                 "credit_account": "holder:h-bp:payable", "amount_micros": 1_000 + n, "currency": "USD",
+                 "holder_id": "h-bp", "work_id": "w1", "event_id": f"e-bp-{run_id}-{n}", "source_id": "at",
+                 "created_at": "2026-11-20T00:00:00+00:00"}
+        producer.produce(Topic.ROYALTY_LEDGER.value, key=b"h-bp", value=json.dumps(entry).encode())
+    assert producer.flush(30) == 0
+    refusing = Refusing(chdb_store, failures=3)
+    stop = threading.Event()
+    worker = threading.Thread(target=service.run, args=(platform_cfg.bootstrap_servers, "chdb://unused", 0, stop),
+                              kwargs={"group_id": group, "store": refusing, "batch_wait_s": 0.2})
+    admin = AdminClient({"bootstrap.servers": platform_cfg.bootstrap_servers})
+
+    def committed() -> int:
+        result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result()
+        return sum(tp.offset for tp in result.topic_partitions if tp.offset >= 0)
+
+    worker.start()
+    try:
+        while refusing.refused < 3:
+            time.sleep(0.05)
+            assert worker.is_alive()
+        assert committed() == 0  # refused batches were not acknowledged
+        deadline = time.monotonic() + 60
+        while chdb_store.query(f"SELECT count() FROM ledger_entries FINAL WHERE holder_id = 'h-bp' "
+                               f"AND entry_id LIKE 'bp-{run_id}-%'")[1][0][0] < 50:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        worker.join(30)
+    _, rows = chdb_store.query(f"SELECT count(), sum(amount_micros) FROM ledger_entries "
+                               f"WHERE entry_id LIKE 'bp-{run_id}-%'")
+    assert rows[0] == (50, sum(1_000 + n for n in range(50)))  # each row once, even without FINAL
+    assert committed() > 0

@@ -244,7 +244,8 @@ def test_reports_statement_and_explain_agree_with_the_ledger(settled, tmp_path, 
     assert main([*argv, "statement", holder, "--format", "csv", "--output", str(out)]) == 0
     *_, closing = csv.reader(out.read_text().splitlines())
     assert closing[1] == "closing" and int(closing[-2]) == balances[holder][2]
-    event_id = query(cfg, f"SELECT event_id FROM ledger_entries FINAL WHERE holder_id = '{holder}' LIMIT 1")[1][0][0]
+    event_id = query(cfg, f"SELECT event_id FROM ledger_entries FINAL WHERE holder_id = '{holder}' "
+                          "AND entry_type = 'accrual' LIMIT 1")[1][0][0]
     capsys.readouterr()
     assert main([*argv, "explain", event_id]) == 0
     text = capsys.readouterr().out

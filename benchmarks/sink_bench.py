@@ -1,0 +1,139 @@
+"""Benchmark: the ClickHouse sink's write path and the analyst rollups, on chdb.
+
+    .venv/bin/python benchmarks/sink_bench.py [--records 200000] [--batch 5000] [--rows 10000000]
+
+Prints, from one run on this machine (a fresh chdb directory under a temp dir):
+  1. baseline: a raw clickhouse-connect insert loop of pre-built rows (batch --batch);
+  2. the sink's path for the same records: Kafka JSON bytes -> rows (sinks.clickhouse.rows)
+     -> ClickHouseStore.write_batch, rows/s and the ratio to (1);
+  3. rollup latency over --rows ledger rows (generated inside ClickHouse): the
+     earnings view by holder for one week, one holder's earnings by model and day, and
+     the balances view; p50/p99 of 10 runs each, through FINAL as the CLI runs them;
+  4. peak RSS of this process.
+Kafka is left out on purpose: its consume cost is measured by benchmarks/streams_bench.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sinks.clickhouse.rows import to_row  # noqa: E402
+from sinks.clickhouse.schema import migrate  # noqa: E402
+from sinks.clickhouse.store import ClickHouseStore  # noqa: E402
+from tributary.topics import Topic  # noqa: E402
+
+
+def ledger_record(n: int) -> bytes:
+    return json.dumps({
+        "schema_version": 1, "entry_id": f"le_bench_{n:09d}", "entry_type": "accrual",
+        "debit_account": "provider:acme-ai:royalty_liability", "credit_account": f"holder:h-{n % 500}:payable",
+        "amount_micros": 1_000 + n % 9_000, "currency": "USD", "holder_id": f"h-{n % 500}",
+        "work_id": f"w-{n % 5_000}", "event_id": f"evt-bench-{n // 3}", "source_id": f"at_{n // 3}",
+        "contract_id": "standard-2026", "contract_version": 1, "attribution_id": f"at_{n // 3}",
+        "payout_id": None, "transfer_id": None, "created_at": "2026-11-20T10:00:00+00:00",
+    }).encode()
+
+
+def rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:,.0f} rows/s ({n:,} rows in {seconds:.2f}s)"
+
+
+def bench_inserts(store: ClickHouseStore, records: int, batch: int) -> tuple[float, float]:
+    raw = [ledger_record(n) for n in range(records)]
+    # 1. baseline: rows already built, straight into clickhouse-connect
+    prebuilt = [to_row(Topic.ROYALTY_LEDGER, 0, n, raw[n]) for n in range(records)]
+    columns = list(prebuilt[0][1].keys())  # type: ignore[index]
+    tuples = [[row[c] for c in columns] for _, row in prebuilt]  # type: ignore[misc]
+    store.client.command("TRUNCATE TABLE ledger_entries")
+    start = time.perf_counter()
+    for i in range(0, records, batch):
+        store.client.insert("ledger_entries", tuples[i:i + batch], column_names=columns)
+    baseline = time.perf_counter() - start
+    print(f"baseline  raw clickhouse-connect insert      : {rate(records, baseline)}")
+    # 2. the sink's path: bytes -> rows -> write_batch (same batch size)
+    store.client.command("TRUNCATE TABLE ledger_entries")
+    start = time.perf_counter()
+    for i in range(0, records, batch):
+        rows = [to_row(Topic.ROYALTY_LEDGER, 0, n, raw[n]) for n in range(i, min(i + batch, records))]
+        store.write_batch({"ledger_entries": [r for _, r in rows]})  # type: ignore[misc]
+    sink = time.perf_counter() - start
+    print(f"sink      JSON -> rows -> write_batch        : {rate(records, sink)}  "
+          f"= {baseline / sink:.2f}x the baseline")
+    return baseline, sink
+
+
+def fill(store: ClickHouseStore, rows: int) -> float:
+    """``rows`` ledger rows and rows/3 priced events over 30 days, generated in ClickHouse."""
+    store.client.command("TRUNCATE TABLE ledger_entries")
+    store.client.command("TRUNCATE TABLE priced_events")
+    start = time.perf_counter()
+    store.client.command(f"""
+        INSERT INTO priced_events (event_id, occurred_at, provider, model_name, model_revision, contract_id,
+                                   contract_version, currency, revenue_micros, pool_micros, source_partition,
+                                   source_offset, metadata)
+        SELECT concat('evt-', toString(number)), toDateTime64('2026-10-22 00:00:00', 3, 'UTC') + (number % 2592000),
+               ['acme-ai', 'nimbus-labs'][number % 2 + 1],
+               ['acme-chat-large', 'acme-chat-small', 'nimbus-writer'][number % 3 + 1],
+               '2026-10-01', 'standard-2026', 1, 'USD', 25000, 5000, 0, number, '{{}}'
+        FROM numbers({rows // 3})""")
+    store.client.command(f"""
+        INSERT INTO ledger_entries (entry_id, entry_type, debit_account, credit_account, amount_micros, currency,
+                                    holder_id, work_id, event_id, source_id, contract_id, contract_version,
+                                    attribution_id, payout_id, transfer_id, created_at)
+        SELECT concat('le-', toString(number)), 'accrual', 'provider:acme-ai:royalty_liability',
+               concat('holder:h-', toString(number % 500), ':payable'), 1000 + number % 9000, 'USD',
+               concat('h-', toString(number % 500)), concat('w-', toString(number % 5000)),
+               concat('evt-', toString(intDiv(number, 3))), 'at', 'standard-2026', 1, 'at', '', '',
+               toDateTime64('2026-10-22 00:00:00', 3, 'UTC') + (intDiv(number, 3) % 2592000)
+        FROM numbers({rows})""")
+    return time.perf_counter() - start
+
+
+def latency(store: ClickHouseStore, name: str, sql: str, runs: int = 10) -> None:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        store.query(sql)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    p99 = times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
+    print(f"rollup  {name:<44}: p50 {statistics.median(times) * 1000:8.1f} ms  p99 {p99 * 1000:8.1f} ms  "
+          f"({runs} runs)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=200_000, help="records through the insert paths")
+    parser.add_argument("--batch", type=int, default=5_000, help="rows per insert (the sink's batch size)")
+    parser.add_argument("--rows", type=int, default=10_000_000, help="ledger rows for the rollup queries")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tributary-sink-bench-") as tmp:
+        store = ClickHouseStore(f"chdb://{tmp}/clickhouse")
+        migrate(store.client)
+        print(f"sink benchmark on chdb ({tmp}); batch {args.batch:,}")
+        bench_inserts(store, args.records, args.batch)
+        print(f"generating {args.rows:,} ledger rows and {args.rows // 3:,} priced events ...", flush=True)
+        print(f"          generated in {fill(store, args.rows):.1f}s")
+        latency(store, "earnings by holder, one week (view, FINAL)",
+                "SELECT holder_id, sum(earned_micros) FROM holder_earnings_daily "
+                "WHERE day BETWEEN '2026-11-14' AND '2026-11-20' GROUP BY holder_id")
+        latency(store, "one holder by model and day (view, FINAL)",
+                "SELECT model_name, day, sum(earned_micros) FROM holder_earnings_daily "
+                "WHERE holder_id = 'h-42' GROUP BY model_name, day")
+        latency(store, "balances of every holder (view, FINAL)", "SELECT * FROM holder_balances")
+        store.close()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process: {peak:,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
