@@ -140,10 +140,6 @@ def test_stripe_transfers_equal_the_payouts_in_the_ledger(settled):
         assert 0 <= paid <= accrued, holder  # payouts never exceed what was accrued
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug, not yet found: in some runs one holder of ledger partition 1 keeps an unpaid balance "
-    "above the threshold although every requested payout was paid (a payout reserved in the balance "
-    "state but never requested, or requested twice with one id); seen 2 times in about 6 runs"))
 def test_no_holder_is_left_above_the_threshold(settled):
     cfg = settled[0]
     # what is left is below the threshold, except where the holder's own policy holds it
