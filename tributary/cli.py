@@ -403,7 +403,10 @@ def _run_stage(args: argparse.Namespace, cfg: PlatformConfig) -> int:
         return 1
     if args.stage == "streams":
         return stages.run_streams(cfg, pipeline, args.web_port)
-    elif args.stage == "indexer":
+    outcome = stages.supervised(args.stage)  # the supervisor returns here; the child runs the stage
+    if outcome is not None:
+        return outcome
+    if args.stage == "indexer":
         stages.run_indexer(cfg, pipeline, args.metrics_port)
     elif args.stage == "attribution":
         stages.run_attribution(cfg, pipeline, args.metrics_port, args.worker_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from typing import Any
 
 import orjson
@@ -127,7 +128,7 @@ class TopicReader:
         """Call ``handle(message)`` for each new record; returns how many."""
         targets = {}
         for p in self._partitions:
-            low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout)
+            low, high = self._watermarks(p, timeout)
             # with transactions the end may be a commit marker, hence the position check below
             if high > max(self._next[p], low):
                 targets[p] = high
@@ -156,5 +157,35 @@ class TopicReader:
             count += 1
         return count
 
+    def _watermarks(self, partition: int, timeout: float) -> tuple[int, int]:
+        """The partition's (low, high) offsets; transient broker errors (a restart, a
+        leader moving) are retried for up to ``timeout`` seconds."""
+        from confluent_kafka import KafkaException
+
+        deadline = time.monotonic() + timeout
+        delay = 0.2
+        while True:
+            try:
+                low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, partition), timeout=max(1.0, deadline - time.monotonic()))
+                return int(low), int(high)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if time.monotonic() + delay > deadline or not (error.retriable() or error.code() in TRANSIENT):
+                    raise
+                log.warning("%s reader: %s; retrying in %.1fs", self.topic, error, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     def close(self) -> None:
         self._consumer.close()
+
+
+def _transient_codes() -> set[int]:
+    from confluent_kafka import KafkaError
+
+    return {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError._TRANSPORT,
+            KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN, KafkaError.REQUEST_TIMED_OUT}
+
+
+TRANSIENT = _transient_codes()

@@ -22,31 +22,49 @@ STALLED_EXIT_CODE = 75  # streams.app: the watchdog found the worker stalled
 HALTED_EXIT_CODE = 3  # streams.app: the DLQ rate limit stopped ingest
 
 
+CHILD_ENV = "TRIBUTARY_STAGE_CHILD"
+
+
+def supervised(stage: str) -> int | None:
+    """In the supervisor: run this same command as a child under :func:`supervise` and
+    return its outcome. In the child: None (go on and run the stage).
+
+    Every stage runs supervised: each is exactly-once or idempotent from its committed
+    offsets, so restarting it after a crash (a broker restart it did not ride out, a
+    transient error, a bug) is always safe, and a crashed stage never stays down
+    silently. On Kubernetes the pod restart policy does the same one level up."""
+    if os.environ.get(CHILD_ENV) == "1":
+        return None
+    setup(f"{stage}-supervisor")
+    argv = [sys.executable, "-m", "tributary.cli", *sys.argv[1:]]
+    return supervise(argv, {**os.environ, CHILD_ENV: "1"}, stop_on_signals(), name=stage)
+
+
 def run_streams(platform: PlatformConfig, pipeline: PipelineConfig, web_port: int) -> int:
     """Run the Faust worker under a small supervisor that restarts it when its watchdog
     reports a stall (or it crashes), and leaves it stopped after a clean stop or a DLQ halt."""
     os.environ["TRIBUTARY_DATA_DIR"] = str(platform.data_dir)
     os.environ["TRIBUTARY_KAFKA_PORT"] = str(platform.kafka_port)
     os.environ["TRIBUTARY_STREAMS_WEB_PORT"] = str(web_port)
-    if os.environ.get("TRIBUTARY_STREAMS_CHILD") == "1":
-        sys.argv = [sys.argv[0]]
-        from streams.app import main
+    outcome = supervised("streams")
+    if outcome is not None:
+        return outcome
+    sys.argv = [sys.argv[0]]
+    from streams.app import main
 
-        main()
-        return 0
-    setup("streams-supervisor")
-    argv = [sys.executable, "-m", "tributary.cli", *sys.argv[1:]]
-    return supervise(argv, {**os.environ, "TRIBUTARY_STREAMS_CHILD": "1"}, stop_on_signals())
+    main()
+    return 0
 
 
-def supervise(argv: list[str], env: dict[str, str], stop: threading.Event, max_backoff_s: float = 30) -> int:
+def supervise(argv: list[str], env: dict[str, str], stop: threading.Event, max_backoff_s: float = 30,
+              name: str = "streams") -> int:
     """Run ``argv``; restart it after a stall or a crash (with backoff, at most 10 times
     in 5 minutes); return when it stops cleanly (0), is halted by the DLQ limit, or
     ``stop`` is set (the child then gets SIGTERM)."""
     crashes: list[float] = []
     while True:
         child = subprocess.Popen(argv, env=env)
-        log.info("streams worker started pid=%d", child.pid)
+        log.info("%s worker started pid=%d", name, child.pid)
         while child.poll() is None:
             if stop.wait(0.5):
                 child.send_signal(signal.SIGTERM)
@@ -57,7 +75,7 @@ def supervise(argv: list[str], env: dict[str, str], stop: threading.Event, max_b
                 return 0
         code = child.returncode
         if code == 0 or stop.is_set():
-            log.info("streams worker stopped")
+            log.info("%s worker stopped", name)
             return 0
         if code == HALTED_EXIT_CODE:
             log.critical("streams worker halted by the dead-letter rate limit; not restarting. "
@@ -66,10 +84,10 @@ def supervise(argv: list[str], env: dict[str, str], stop: threading.Event, max_b
         now = time.monotonic()
         crashes = [t for t in crashes if now - t < 300] + [now]
         if len(crashes) > 10:
-            log.critical("streams worker exited %d times in 5 minutes (last code %d); giving up", len(crashes), code)
+            log.critical("%s worker exited %d times in 5 minutes (last code %d); giving up", name, len(crashes), code)
             return code
         reason = "stalled (watchdog)" if code == STALLED_EXIT_CODE else f"exited with code {code}"
-        log.warning("streams worker %s; restarting", reason)
+        log.warning("%s worker %s; restarting", name, reason)
         if stop.wait(min(2 ** (len(crashes) - 1), max_backoff_s)):
             return 0
 
@@ -81,6 +99,7 @@ def run_indexer(platform: PlatformConfig, pipeline: PipelineConfig, http_port: i
 
     health = _health(http_port)
     stop = stop_on_signals()
+    _exit_when_stalled(health, stop)
     indexer.run(platform.bootstrap_servers, SentenceTransformerEmbedder(), stop, health)
 
 
@@ -97,6 +116,7 @@ def run_attribution(platform: PlatformConfig, pipeline: PipelineConfig, http_por
     index = QdrantIndex(os.environ.get("QDRANT_URL", ":memory:"), dim=embedder.dim,
                         api_key=os.environ.get("QDRANT_API_KEY"))
     log.info("model=%s revision=%s device=%s", embedder.name, embedder.revision, embedder.device)
+    _exit_when_stalled(health, stop)
     AttributionWorker(platform.bootstrap_servers, embedder, index, pipeline, worker_id).run(stop, health)
 
 
@@ -115,7 +135,23 @@ def run_sink_stripe(platform: PlatformConfig, pipeline: PipelineConfig, http_por
 
     stop = stop_on_signals()
     api = StripeTransfers(pipeline.stripe_api_key, platform.stripe_api_base)
-    service.run(platform.bootstrap_servers, api, stop, _health(http_port))
+    health = _health(http_port)
+    _exit_when_stalled(health, stop)
+    service.run(platform.bootstrap_servers, api, stop, health)
+
+
+def _exit_when_stalled(health: Health, stop: threading.Event) -> None:
+    """A stage whose main loop stopped ticking (e.g. a transaction call that librdkafka
+    kept retrying for ten minutes after a broker restart) exits, to be restarted by its
+    supervisor from its committed offsets. (/healthz reports the same to Kubernetes.)"""
+    def watch() -> None:
+        while not stop.wait(5.0):
+            if health.ready and not health.alive:
+                log.critical("main loop made no progress for %.0fs; exiting to be restarted", health.stall_after_s)
+                logging.shutdown()
+                os._exit(STALLED_EXIT_CODE)
+
+    threading.Thread(target=watch, name="stall-watchdog", daemon=True).start()
 
 
 def _health(port: int) -> Health:

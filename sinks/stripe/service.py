@@ -105,6 +105,7 @@ def run(bootstrap: str, api: TransferApi, stop: threading.Event, health: Health 
                         RETRIES.inc()
                         log.warning("stripe retryable error payout_id=%s retry_in=%.1fs error=%s",
                                     payout["payout_id"], delay, exc)
+                        health.beat()  # waiting on Stripe is progress, not a stall
                         if stop.wait(delay):
                             return  # nothing committed for this batch: re-read on restart
                         delay = min(delay * 2, 60)
