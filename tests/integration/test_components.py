@@ -94,7 +94,8 @@ def test_the_sink_holds_its_offsets_while_clickhouse_refuses_then_writes_everyth
     import time
     import uuid
 
-    from confluent_kafka.admin import AdminClient, ConsumerGroupTopicPartitions
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
 
     from sinks.clickhouse import service
     from sinks.clickhouse.store import BackpressureError
