@@ -1,8 +1,14 @@
-"""The vector index behind attribution: one small interface over Qdrant.
+"""The vector index behind attribution: one small interface, two Qdrant engines.
 
-``QdrantIndex`` uses qdrant-client, either against a Qdrant server (``QDRANT_URL``,
-shared by all workers) or in local mode (in-process; each worker rebuilds it from the
-compacted ``catalog-chunks`` topic, the durable copy of the catalog vectors).
+- ``EdgeIndex`` (the embedded default): a qdrant-edge shard in-process, HNSW-indexed.
+  An embedded shard is locked by one process, so each attribution worker materialises
+  its own from the compacted ``catalog-chunks`` topic (the durable copy of the catalog
+  vectors) into its own directory, rebuilt at start and kept current before each batch.
+- ``QdrantIndex``: qdrant-client against a Qdrant server (``QDRANT_URL``), shared by all
+  workers; its local mode (``:memory:``, brute force in Python) runs the same contract
+  tests and suits toy catalogs only.
+
+``open_index`` picks one from the settings.
 """
 
 from __future__ import annotations
@@ -44,6 +50,82 @@ def _point_id(chunk_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"tributary:{chunk_id}"))
 
 
+def _payload(c: ChunkRecord) -> dict[str, object]:
+    return {"chunk_id": c.chunk_id, "work_id": c.work_id, "holder_id": c.holder_id,
+            "chunk_index": c.chunk_index, "catalog_version": c.catalog_version}
+
+
+def _match(payload: dict[str, object] | None, score: float) -> Match:
+    p = payload or {}
+    return Match(str(p["chunk_id"]), str(p["work_id"]), str(p["holder_id"]), int(p["chunk_index"]),  # type: ignore[call-overload]
+                 float(score))
+
+
+class EdgeIndex:
+    """qdrant-edge, embedded: one shard per process under ``path`` (wiped at start:
+    the catalog-chunks topic is the source of truth). After a bulk load the HNSW index
+    is built (``optimize``) so searches stay fast at 100k+ chunks."""
+
+    OPTIMIZE_AFTER = 1_000  # points changed since the last optimize
+
+    def __init__(self, path: str, dim: int = 384):
+        import shutil
+
+        from qdrant_edge import Distance, EdgeConfig, EdgeShard, EdgeVectorParams
+
+        shutil.rmtree(path, ignore_errors=True)
+        self.shard = EdgeShard.create(path, EdgeConfig(vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine)))
+        self._changed = 0
+
+    def upsert(self, chunks: list[ChunkRecord]) -> None:
+        from qdrant_edge import Point, UpdateOperation
+
+        if not chunks:
+            return
+        for i in range(0, len(chunks), 2_000):
+            points = [Point(_point_id(c.chunk_id), list(map(float, c.vector)), _payload(c))
+                      for c in chunks[i:i + 2_000]]
+            self.shard.update(UpdateOperation.upsert_points(points))
+        self._touched(len(chunks))
+
+    def delete(self, chunk_ids: list[str]) -> None:
+        from qdrant_edge import UpdateOperation
+
+        if chunk_ids:
+            self.shard.update(UpdateOperation.delete_points([_point_id(c) for c in chunk_ids]))
+            self._touched(len(chunk_ids))
+
+    def _touched(self, n: int) -> None:
+        self._changed += n
+        if self._changed >= self.OPTIMIZE_AFTER:
+            self.shard.optimize()
+            self._changed = 0
+
+    def search_batch(self, vectors: np.ndarray, top_k: int) -> list[list[Match]]:
+        from qdrant_edge import Query, QueryBatchRequest, QueryRequest
+
+        if len(vectors) == 0:
+            return []
+        batch = QueryBatchRequest([QueryRequest(limit=top_k, query=Query.Nearest(v.tolist()), with_payload=True)
+                                   for v in vectors])
+        return [[_match(p.payload, p.score) for p in points] for points in self.shard.query_batch(batch)]
+
+    def count(self) -> int:
+        from qdrant_edge import CountRequest
+
+        return int(self.shard.count(CountRequest(exact=True)))
+
+    def close(self) -> None:
+        self.shard.close()
+
+
+def open_index(qdrant_url: str | None, edge_path: str, dim: int, api_key: str | None = None) -> VectorIndex:
+    """A Qdrant server when ``QDRANT_URL`` is set, else this worker's embedded shard."""
+    if qdrant_url:
+        return QdrantIndex(qdrant_url, dim=dim, api_key=api_key)
+    return EdgeIndex(edge_path, dim=dim)
+
+
 class QdrantIndex:
     def __init__(self, location: str = ":memory:", collection: str = "catalog_chunks", dim: int = 384,
                  api_key: str | None = None):
@@ -66,17 +148,8 @@ class QdrantIndex:
     def upsert(self, chunks: list[ChunkRecord]) -> None:
         if not chunks:
             return
-        points = [
-            self._models.PointStruct(
-                id=_point_id(c.chunk_id),
-                vector=list(map(float, c.vector)),
-                payload={
-                    "chunk_id": c.chunk_id, "work_id": c.work_id, "holder_id": c.holder_id,
-                    "chunk_index": c.chunk_index, "catalog_version": c.catalog_version,
-                },
-            )
-            for c in chunks
-        ]
+        points = [self._models.PointStruct(id=_point_id(c.chunk_id), vector=list(map(float, c.vector)),
+                                           payload=_payload(c)) for c in chunks]
         self.client.upsert(self.collection, points=points, wait=True)
 
     def delete(self, chunk_ids: list[str]) -> None:
@@ -94,15 +167,7 @@ class QdrantIndex:
             self._models.QueryRequest(query=v.tolist(), limit=top_k, with_payload=True) for v in vectors
         ]
         responses = self.client.query_batch_points(self.collection, requests=requests)
-        out = []
-        for response in responses:
-            row = []
-            for point in response.points:
-                p = point.payload or {}
-                row.append(Match(p["chunk_id"], p["work_id"], p["holder_id"], int(p["chunk_index"]),
-                                 float(point.score)))
-            out.append(row)
-        return out
+        return [[_match(point.payload, point.score) for point in response.points] for response in responses]
 
     def count(self) -> int:
         return int(self.client.count(self.collection, exact=True).count)

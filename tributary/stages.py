@@ -107,14 +107,14 @@ def run_attribution(platform: PlatformConfig, pipeline: PipelineConfig, http_por
                     worker_id: str) -> None:
     setup(f"attribution-{worker_id}")
     from gpu_workers.embedder import SentenceTransformerEmbedder
-    from gpu_workers.index import QdrantIndex
+    from gpu_workers.index import open_index
     from gpu_workers.worker import AttributionWorker
 
     health = _health(http_port)
     stop = stop_on_signals()
     embedder = SentenceTransformerEmbedder()
-    index = QdrantIndex(os.environ.get("QDRANT_URL", ":memory:"), dim=embedder.dim,
-                        api_key=os.environ.get("QDRANT_API_KEY"))
+    index = open_index(os.environ.get("QDRANT_URL"), str(platform.data_dir / "qdrant-edge" / f"worker-{worker_id}"),
+                       dim=embedder.dim, api_key=os.environ.get("QDRANT_API_KEY"))
     log.info("model=%s revision=%s device=%s", embedder.name, embedder.revision, embedder.device)
     _exit_when_stalled(health, stop)
     AttributionWorker(platform.bootstrap_servers, embedder, index, pipeline, worker_id).run(stop, health)
