@@ -9,6 +9,7 @@ import logging
 from confluent_kafka import Message
 
 from gpu_workers.index import ChunkRecord, VectorIndex
+from gpu_workers.spans import SpanIndex
 from tributary.kafka import TopicReader
 from tributary.topics import Topic
 
@@ -16,8 +17,11 @@ log = logging.getLogger("tributary.catalog")
 
 
 class CatalogView:
+    """The vector index and the verbatim span index, both fed from the same records."""
+
     def __init__(self, bootstrap: str, index: VectorIndex, topic: str = Topic.CATALOG_CHUNKS.value):
         self.index = index
+        self.spans = SpanIndex()
         self.version = 0
         self.chunks = 0
         self._reader = TopicReader(bootstrap, topic)
@@ -30,9 +34,12 @@ class CatalogView:
         def collect(msg: Message) -> None:
             value = msg.value()
             if value is None:
-                deletes.append((msg.key() or b"").decode())
+                chunk_id = (msg.key() or b"").decode()
+                deletes.append(chunk_id)
+                self.spans.remove(chunk_id)
                 return
             rec = json.loads(value)
+            self.spans.add(rec["chunk_id"], rec["work_id"], rec["holder_id"], rec.get("text") or "")
             upserts.append(ChunkRecord(rec["chunk_id"], rec["work_id"], rec["holder_id"],
                                        int(rec["chunk_index"]), int(rec["catalog_version"]), rec["vector"]))
             self.version = max(self.version, int(rec["catalog_version"]))

@@ -27,6 +27,7 @@ from gpu_workers.chunking import chunk_text
 from gpu_workers.embedder import Embedder
 from gpu_workers.index import Match, VectorIndex
 from gpu_workers.scoring import build_attribution
+from gpu_workers.spans import SpanIndex
 from tributary import kafka
 from tributary.config import PipelineConfig
 from tributary.health import Health
@@ -44,18 +45,23 @@ BATCH_SECONDS = Histogram("tributary_attribution_batch_seconds", "End-to-end tim
 GROUP_ID = "tributary-attribution"
 
 
+def output_chunks(requests: list[dict[str, Any]]) -> list[list[str]]:
+    """Each request's output text, chunked as the catalog is (none for embeddings)."""
+    return [chunk_text(req["output"]["text"]) if "text" in req["output"] else [] for req in requests]
+
+
 def output_vectors(
-    requests: list[dict[str, Any]], embedder: Embedder
+    requests: list[dict[str, Any]], embedder: Embedder, chunks: list[list[str]] | None = None,
 ) -> tuple[list[np.ndarray], float]:
     """One (chunks, dim) array per request: text is chunked and encoded in a single
     model call for the whole batch; precomputed embeddings are used as sent."""
+    chunks = chunks if chunks is not None else output_chunks(requests)
     texts: list[str] = []
     owners: list[int] = []
-    for i, req in enumerate(requests):
-        if "text" in req["output"]:
-            for chunk in chunk_text(req["output"]["text"]):
-                texts.append(chunk)
-                owners.append(i)
+    for i, request_chunks in enumerate(chunks):
+        for chunk in request_chunks:
+            texts.append(chunk)
+            owners.append(i)
     started = time.perf_counter()
     encoded = embedder.encode(texts)
     encode_s = time.perf_counter() - started
@@ -81,20 +87,26 @@ def attribute_batch(
     index: VectorIndex,
     cfg: PipelineConfig,
     catalog_version: int,
+    spans: SpanIndex | None = None,
+    threshold: float | None = None,
 ) -> list[dict[str, Any]]:
-    vectors, encode_s = output_vectors(requests, embedder)
+    """``threshold``: the calibrated similarity threshold (default: the configured one)."""
+    chunks = output_chunks(requests)
+    vectors, encode_s = output_vectors(requests, embedder, chunks)
     ENCODE_SECONDS.observe(encode_s)
     flat = np.vstack([v for v in vectors if len(v)]) if any(len(v) for v in vectors) else np.zeros((0, embedder.dim))
     found = index.search_batch(flat, cfg.top_k) if len(flat) else []
     results = []
     cursor = 0
-    for req, vecs in zip(requests, vectors, strict=True):
+    for req, vecs, texts in zip(requests, vectors, chunks, strict=True):
         per_chunk: list[list[Match]] = found[cursor : cursor + len(vecs)]
         cursor += len(vecs)
         CHUNKS.inc(len(vecs))
+        per_chunk_spans = [spans.match(t) for t in texts] if spans is not None and texts else None
         results.append(build_attribution(
-            req, per_chunk, threshold=cfg.similarity_threshold, model_name=embedder.name,
-            model_revision=embedder.revision, catalog_version=catalog_version,
+            req, per_chunk, threshold=cfg.similarity_threshold if threshold is None else threshold,
+            model_name=embedder.name, model_revision=embedder.revision, catalog_version=catalog_version,
+            per_chunk_spans=per_chunk_spans,
         ))
     return results
 
@@ -110,6 +122,10 @@ class AttributionWorker:
         self.producer = kafka.producer(bootstrap, **{"transactional.id": f"{GROUP_ID}-{worker_id}"})
         self.producer.init_transactions(30)
         self.assigned: set[int] = set()
+        from gpu_workers.evaluate import resolve_threshold
+
+        self.threshold, source = resolve_threshold(cfg.similarity_threshold, embedder.name, embedder.revision)
+        log.info("similarity threshold=%.3f source=%s", self.threshold, source)
 
     def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
         self.assigned = {p.partition for p in partitions}
@@ -138,7 +154,8 @@ class AttributionWorker:
         started = time.perf_counter()
         self.catalog.sync()  # every request is matched against the catalog as of now
         requests = [json.loads(kafka.payload(m)) for m in messages]
-        attributions = attribute_batch(requests, self.embedder, self.index, self.cfg, self.catalog.version)
+        attributions = attribute_batch(requests, self.embedder, self.index, self.cfg, self.catalog.version,
+                                       self.catalog.spans, self.threshold)
         try:
             self.producer.begin_transaction()
             for attribution in attributions:

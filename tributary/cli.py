@@ -164,6 +164,21 @@ def build_parser() -> argparse.ArgumentParser:
                                    "against Stripe itself.")
     p.add_argument("--format", choices=["table", "json"], default="table")
 
+    p = sub.add_parser("eval", help="measure attribution quality on the labelled set; calibrate the threshold",
+                       description="Indexes the sample catalog with the real model (embedded Qdrant + verbatim "
+                                   "span index), runs the labelled set (verbatim spans in filler, light edits, "
+                                   "paraphrases, mixed works, near misses, unrelated text) through the worker's "
+                                   "code and reports recall@1/@5, MRR, attributed recall and precision, false "
+                                   "attribution and share error per level, against the targets. --calibrate "
+                                   "stores the threshold for the target false-attribution rate.")
+    p.add_argument("--calibrate", action="store_true",
+                   help="store the calibrated threshold for this model in gpu_workers/calibration.json")
+    p.add_argument("--threshold", type=float,
+                   help="evaluate at this threshold (default: the one calibrated in this run)")
+    p.add_argument("--target-false-attribution", type=float, default=0.01,
+                   help="share of unrelated outputs allowed to reach the threshold (default 0.01)")
+    p.add_argument("--json", type=Path, help="also write the full report as JSON here")
+
     p = sub.add_parser("demo", help="run the whole pipeline end to end on sample data and print a summary")
     p.add_argument("--events", type=int, default=1000, help="inference events to publish (default 1000)")
     p.add_argument("--keep-running", action="store_true", help="leave the platform and stages running")
@@ -265,6 +280,19 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
             print(f"error: {exc}", file=sys.stderr)
             return 1
         _emit(columns, rows, args.format)
+        return 0
+    if args.command == "eval":
+        from gpu_workers import evaluate
+        from gpu_workers.embedder import SentenceTransformerEmbedder
+
+        if not 0 < args.target_false_attribution < 1:
+            print("error: --target-false-attribution must be between 0 and 1", file=sys.stderr)
+            return 2
+        result = evaluate.run(SentenceTransformerEmbedder(), args.threshold, args.target_false_attribution,
+                              args.calibrate, log=lambda m: print(m, flush=True))
+        print(evaluate.render(result))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
         return 0
     if args.command in ("report", "statement", "explain", "reconcile"):
         return _reporting(args, cfg)
