@@ -43,9 +43,10 @@ def test_shares_conserve_and_respect_the_threshold():
     assert not any(e["chunk_id"] == "c4" for e in evidence)
 
 
-def test_equal_scores_break_ties_by_chunk_id():
-    shares, _, _ = shares_from_matches([[m("c9", "w9", "h9", 0.8), m("c1", "w1", "h1", 0.8)]], 0.5)
-    assert shares[0]["work_id"] == "w1"
+def test_equal_scores_of_two_works_share_the_slice_deterministically():
+    shares, unattributed, _ = shares_from_matches([[m("c9", "w9", "h9", 0.8), m("c1", "w1", "h1", 0.8)]], 0.5)
+    assert shares == [{"work_id": "w1", "holder_id": "h1", "share_ppm": 500_000},
+                      {"work_id": "w9", "holder_id": "h9", "share_ppm": 500_000}] and unattributed == 0
 
 
 def test_no_chunks_means_fully_unattributed():
