@@ -8,11 +8,14 @@ import logging
 import threading
 from typing import Any
 
+from confluent_kafka import Message
+
 from gpu_workers.chunking import chunk_text
 from gpu_workers.embedder import Embedder
 from tributary import kafka
 from tributary.health import Health
 from tributary.ids import chunk_id
+from tributary.kafka import TopicReader
 from tributary.topics import Topic
 
 log = logging.getLogger("tributary.indexer")
@@ -38,13 +41,37 @@ def chunk_records(update: dict[str, Any], catalog_version: int, embedder: Embedd
     ]
 
 
+def published_chunks(bootstrap: str) -> dict[str, list[str]]:
+    """work_id -> chunk ids live on ``catalog-chunks`` (tombstoned ones left out)."""
+    live: dict[str, str] = {}  # chunk_id -> work_id
+
+    def apply(msg: Message) -> None:
+        chunk = (msg.key() or b"").decode()
+        value = msg.value()
+        if value is None:
+            live.pop(chunk, None)
+        else:
+            live[chunk] = json.loads(value)["work_id"]
+
+    reader = TopicReader(bootstrap, Topic.CATALOG_CHUNKS.value)
+    try:
+        reader.read_to_end(apply, timeout=30)
+    finally:
+        reader.close()
+    out: dict[str, list[str]] = {}
+    for chunk, work in sorted(live.items()):
+        out.setdefault(work, []).append(chunk)
+    return out
+
+
 def run(bootstrap: str, embedder: Embedder, stop: threading.Event, health: Health | None = None) -> None:
     health = health or Health()
     consumer = kafka.consumer(bootstrap, GROUP_ID)
     producer = kafka.producer(bootstrap)
     consumer.subscribe([Topic.CATALOG_UPDATES.value])
-    # work_id -> chunk ids currently published, to tombstone them on withdrawal/re-registration
-    published: dict[str, list[str]] = {}
+    # work_id -> chunk ids currently published, to tombstone them on withdrawal/re-registration;
+    # read back from the compacted topic, so a restarted indexer still knows them
+    published = published_chunks(bootstrap)
     log.info("indexer ready model=%s revision=%s", embedder.name, embedder.revision)
     health.mark_ready(model=embedder.name, revision=embedder.revision)
     try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import stripe
@@ -72,6 +75,64 @@ def work_record(work: dict[str, Any]) -> dict[str, Any]:
     for field in ("work_id", "holder_id", "text"):
         if not record.get(field):
             raise CatalogError(f"work {work.get('work_id')!r}: {field} is required")
+    return record
+
+
+TEXT_SUFFIXES = (".txt", ".md", ".text")
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-").lower()
+    return slug or "work"
+
+
+def works_from_path(path: Path, holder_id: str | None = None, license_terms: str = "",
+                    work_id: str | None = None, title: str | None = None) -> list[dict[str, Any]]:
+    """Works to register from a JSON lines file (one {work_id, holder_id, title, license,
+    text} per line), a text file (one work) or a folder of text files (one work each,
+    work id from the file name). Text files need ``holder_id``."""
+    if path.is_dir():
+        files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in TEXT_SUFFIXES)
+        if not files:
+            raise CatalogError(f"{path}: no {'/'.join(TEXT_SUFFIXES)} files in this folder")
+        if work_id or title:
+            raise CatalogError("--work-id and --title apply to a single file, not a folder")
+        return [_text_work(f, holder_id, license_terms, None, None) for f in files]
+    if not path.exists():
+        raise CatalogError(f"{path}: no such file or folder")
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        records = []
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    work = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise CatalogError(f"{path}:{n}: not JSON: {exc}") from None
+                if holder_id and not work.get("holder_id"):
+                    work["holder_id"] = holder_id
+                try:
+                    records.append(work_record(work))
+                except CatalogError as exc:
+                    raise CatalogError(f"{path}:{n}: {exc}") from None
+        return records
+    return [_text_work(path, holder_id, license_terms, work_id, title)]
+
+
+def _text_work(path: Path, holder_id: str | None, license_terms: str, work_id: str | None,
+               title: str | None) -> dict[str, Any]:
+    if not holder_id:
+        raise CatalogError(f"{path}: a text file needs --holder (the rights holder's id)")
+    text = path.read_text(encoding="utf-8", errors="strict")
+    return work_record({"work_id": work_id or _slug(path.stem), "holder_id": holder_id,
+                        "title": title or path.stem.replace("_", " ").replace("-", " "),
+                        "license": license_terms, "text": text})
+
+
+def removal_record(work_id: str, reason: str = "") -> dict[str, Any]:
+    record = {"schema_version": 1, "kind": "work_removed", "work_id": work_id, "title": reason}
+    problem = first_problem("catalog-update.v1", record)
+    if problem is not None:
+        raise CatalogError(f"work {work_id!r}: {problem}")
     return record
 
 

@@ -95,9 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("catalog", help="register works")
     csub = p.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
-    c = csub.add_parser("add", help="register works from a JSON lines file "
-                                    "(one {work_id, holder_id, title, license, text} per line)")
+    c = csub.add_parser("add", help="register works from a JSON lines file, a text file or a folder of text files",
+                        description="PATH is a .jsonl file (one {work_id, holder_id, title, license, text} per "
+                                    "line), a .txt/.md file (one work) or a folder of them (one work per file, "
+                                    "work id from the file name). Registering a work id again replaces its text "
+                                    "(a new catalog version). The indexer chunks and embeds each work once.")
     c.add_argument("path", type=Path)
+    c.add_argument("--holder", help="holder id for text files (and JSON lines without one)")
+    c.add_argument("--license", default="", help="license terms recorded with text files")
+    c.add_argument("--work-id", help="single text file: the work id (default: from the file name)")
+    c.add_argument("--title", help="single text file: the title (default: from the file name)")
+    c = csub.add_parser("remove", help="withdraw a work: its chunks leave every index; nothing is paid for it "
+                                       "from then on (past ledger entries stand)")
+    c.add_argument("work_id")
+    c.add_argument("--reason", default="", help="recorded with the withdrawal")
     p = sub.add_parser("holders", help="onboard rights holders")
     hsub = p.add_subparsers(dest="holders_command", metavar="ACTION", required=True)
     h = hsub.add_parser("add", help="create the holder's Stripe Connect account and register it")
@@ -299,16 +310,20 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
     if args.command == "catalog":
         from tributary import catalog
 
-        records = []
-        for n, line in enumerate(args.path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append(catalog.work_record(json.loads(line)))
-                except (json.JSONDecodeError, catalog.CatalogError) as exc:
-                    print(f"error: {args.path}:{n}: {exc}", file=sys.stderr)
-                    return 1
+        try:
+            if args.catalog_command == "remove":
+                records = [catalog.removal_record(args.work_id, args.reason)]
+            else:
+                records = catalog.works_from_path(args.path, args.holder, args.license, args.work_id, args.title)
+        except catalog.CatalogError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         catalog.publish(cfg.bootstrap_servers, records)
-        print(f"registered {len(records)} works")
+        if args.catalog_command == "remove":
+            print(f"withdrew {args.work_id}: the indexer removes its chunks from every attribution worker")
+        else:
+            print(f"registered {len(records)} works: " + ", ".join(r["work_id"] for r in records[:10])
+                  + (" ..." if len(records) > 10 else ""))
         return 0
     if args.command == "holders":
         from tributary import catalog

@@ -1,0 +1,65 @@
+"""The indexer on the real broker: a registered work becomes chunk records on the
+compacted topic; after an indexer restart (nothing in memory) withdrawing the work
+still tombstones every one of its chunks, and the attribution worker's catalog view
+drops them from both indexes."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from gpu_workers import indexer
+from gpu_workers.catalog_view import CatalogView
+from gpu_workers.embedder import HashingEmbedder
+from gpu_workers.index import EdgeIndex
+from tributary import catalog
+
+pytestmark = [pytest.mark.kafka, pytest.mark.qdrant]
+
+TEXT = " ".join(f"word{i} alpha beta gamma delta" for i in range(60))  # 300 words: several chunks
+
+
+def run_indexer(cfg):
+    stop = threading.Event()
+    thread = threading.Thread(target=indexer.run, args=(cfg.bootstrap_servers, HashingEmbedder(), stop), daemon=True)
+    thread.start()
+    return stop, thread
+
+
+def wait(predicate, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_withdrawal_after_an_indexer_restart_removes_every_chunk(platform_cfg, tmp_path):
+    cfg = platform_cfg
+    work_id = f"w-test-{uuid.uuid4().hex[:8]}"
+    view = CatalogView(cfg.bootstrap_servers, EdgeIndex(str(tmp_path / "shard"), dim=384))
+    stop, thread = run_indexer(cfg)
+    try:
+        catalog.publish(cfg.bootstrap_servers, [catalog.work_record(
+            {"work_id": work_id, "holder_id": "h-test", "title": "T", "text": TEXT})])
+        wait(lambda: bool(view.sync()) and indexer.published_chunks(cfg.bootstrap_servers).get(work_id))
+    finally:
+        stop.set()
+        thread.join(30)
+    chunks = indexer.published_chunks(cfg.bootstrap_servers)[work_id]
+    assert len(chunks) >= 5
+    assert view.spans.match(TEXT[:400])[0].work_id == work_id
+    stop, thread = run_indexer(cfg)  # a new process would know nothing in memory either
+    try:
+        catalog.publish(cfg.bootstrap_servers, [catalog.removal_record(work_id, "test")])
+        wait(lambda: work_id not in indexer.published_chunks(cfg.bootstrap_servers))
+    finally:
+        stop.set()
+        thread.join(30)
+    view.sync()
+    assert view.spans.match(TEXT[:400]) == []
+    found = view.index.search_batch(HashingEmbedder().encode([TEXT[:400]]), top_k=5)[0]
+    assert all(m.work_id != work_id for m in found)
+    view.close()
