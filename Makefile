@@ -36,6 +36,8 @@ test-unit: setup
 
 bench: setup
 	$(VENV)/bin/python benchmarks/streams_bench.py
+	$(VENV)/bin/python benchmarks/sink_bench.py
+	$(VENV)/bin/python benchmarks/attribution_bench.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -79,17 +79,18 @@ spec:
             {{- $_ := set $resources "limits" $limits }}
             {{- end }}
             {{- toYaml $resources | nindent 12 }}
-          {{- if .volume }}
           volumeMounts:
             - name: data
               mountPath: /var/lib/tributary
-          {{- end }}
-      {{- if .volume }}
       volumes:
         - name: data
+          {{- if .volume }}
           persistentVolumeClaim:
             claimName: {{ .volume }}
-      {{- end }}
+          {{- else }}
+          # scratch space: the attribution worker's embedded Qdrant shard, rebuilt at start
+          emptyDir: {}
+          {{- end }}
       {{- with $c.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
