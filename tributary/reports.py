@@ -282,6 +282,21 @@ def _matches(evidence_json: str, work_id: str | None = None) -> list[dict[str, A
     return [m for m in evidence.get("matches", []) if m.get("chosen") and (work_id is None or m["work_id"] == work_id)]
 
 
+def _evidence_lines(evidence_json: str, work_id: str, indent: str) -> list[str]:
+    """Why ``work_id`` was credited: verbatim spans first, then chosen embedding matches."""
+    evidence = json.loads(evidence_json or "{}")
+    decided = evidence.get("decided_by") or []
+    lines = [f"{indent}copied {v['words']} words verbatim in output chunk {v['output_chunk']} "
+             f"(catalog chunks {', '.join(v['chunk_ids'])})"
+             for v in evidence.get("verbatim", []) if v["work_id"] == work_id]
+    for m in _matches(evidence_json, work_id):
+        if m["output_chunk"] < len(decided) and decided[m["output_chunk"]] == "verbatim":
+            continue
+        lines.append(f"{indent}matched chunk {m['chunk_id']} (#{m['chunk_index']}) score {m['score']:.3f} "
+                     f"for output chunk {m['output_chunk']}")
+    return lines
+
+
 def explain(run: Query, ident: str, limit: int = 20) -> list[str]:
     """Human-readable lines walking from a payout or an event down to the evidence."""
     lit = literal(ident)
@@ -324,9 +339,7 @@ def _explain_payout(run: Query, row: list[Any], limit: int) -> list[str]:
         entry = by_id[entry_id]
         lines.append(f"    {format_micros(micros):>14}  {entry[1]:<16} event {entry[3]}  work {entry[4]}  "
                      f"({entry_id})")
-        for m in _matches(evidence.get(entry[3], ""), entry[4])[:3]:
-            lines.append(f"                    matched chunk {m['chunk_id']} (#{m['chunk_index']}) "
-                         f"score {m['score']:.3f}")
+        lines += _evidence_lines(evidence.get(entry[3], ""), entry[4], " " * 20)[:3]
     if len(cover) > limit:
         lines.append(f"    ... and {len(cover) - limit} more credits")
     return lines
@@ -350,9 +363,7 @@ def _explain_event(run: Query, event_id: str) -> list[str]:
                      f"({emb}@{emb_rev}, catalog v{catalog}, threshold {threshold})")
         for share in json.loads(shares):
             lines.append(f"    {share['share_ppm'] / 10_000:6.2f}%  {share['work_id']} ({share['holder_id']})")
-            for m in _matches(evidence, share["work_id"]):
-                lines.append(f"             matched chunk {m['chunk_id']} (#{m['chunk_index']}) "
-                             f"score {m['score']:.3f} for output chunk {m['output_chunk']}")
+            lines += _evidence_lines(evidence, share["work_id"], " " * 13)
     _, entries = run(f"""SELECT entry_id, entry_type, holder_id, work_id, amount_micros, source_id
                          FROM ledger_entries FINAL WHERE event_id = {lit} ORDER BY entry_type, holder_id, work_id""")
     lines.append(f"  ledger ({len(entries)} entries; credits + escrow = pool exactly):")
