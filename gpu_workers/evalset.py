@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tributary.sample import EDITS, UNRELATED, load_catalog
+from tributary.sample import UNRELATED, light_edit, load_catalog
 
 PARAPHRASES = {
     "w-pride-prejudice": "Everyone agrees that a rich bachelor is surely looking for someone to marry. When such a "
@@ -196,18 +196,6 @@ def _filler(rng: random.Random, pool: list[str], n: int) -> str:
     return " ".join(rng.sample(pool, n))
 
 
-def _edit(rng: random.Random, passage: str) -> str:
-    out = []
-    for token in passage.split():
-        bare = re.sub(r"\W", "", token).lower()
-        if bare in EDITS and rng.random() < 0.9:
-            token = token.lower().replace(bare, EDITS[bare])
-        elif bare in ("the", "a", "and", "of") and rng.random() < 0.3:
-            continue
-        out.append(token)
-    return " ".join(out)
-
-
 UNRELATED_FILE = Path(__file__).resolve().parent / "data" / "unrelated_sentences.txt"
 
 # everyday sentences from templates: travel, family, weather, work, money, health, home
@@ -334,7 +322,8 @@ def build(seed: int = 17, catalog: dict[str, Any] | None = None, unrelated: int 
         tokens = work["text"].split()
         length = rng.randint(40, 60)
         start = rng.randrange(0, max(1, len(tokens) - length))
-        cases.append(EvalCase(f"edit-{n:03d}", "light_edit", _edit(rng, " ".join(tokens[start:start + length])),
+        cases.append(EvalCase(f"edit-{n:03d}", "light_edit", light_edit(rng, " ".join(tokens[start:start + length]), 0.9, 0.3,
+                                                             ("the", "a", "and", "of")),
                               {work["work_id"]: 1.0}))
     for work_id, text in sorted(PARAPHRASES.items()):
         cases.append(EvalCase(f"paraphrase-{work_id}", "paraphrase", text, {work_id: 1.0}))

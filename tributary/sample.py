@@ -72,13 +72,16 @@ def _passage(rng: random.Random, text: str, words: int) -> str:
     return " ".join(tokens[start : start + words])
 
 
-def _edit(rng: random.Random, passage: str) -> str:
+def light_edit(rng: random.Random, passage: str, swap: float = 0.8, drop: float = 0.2,
+               droppable: tuple[str, ...] = ("the", "a", "and")) -> str:
+    """``passage`` with words swapped for synonyms (EDITS, each with probability
+    ``swap``) and some short words dropped (probability ``drop``)."""
     out = []
     for token in passage.split():
         bare = re.sub(r"\W", "", token).lower()
-        if bare in EDITS and rng.random() < 0.8:
+        if bare in EDITS and rng.random() < swap:
             token = token.lower().replace(bare, EDITS[bare])
-        elif bare in ("the", "a", "and") and rng.random() < 0.2:
+        elif bare in droppable and rng.random() < drop:
             continue
         out.append(token)
     return " ".join(out)
@@ -100,7 +103,7 @@ def plan_events(catalog: dict[str, Any], count: int, seed: int = 7,
             work = rng.choice(works)
             passage = _passage(rng, work["text"], rng.randint(50, 90))
             if kind == "edit":
-                passage = _edit(rng, passage)
+                passage = light_edit(rng, passage)
             text = f"{opening} {passage} {closing}"
             planted = (work["work_id"],)
         elif kind == "mixed":
