@@ -254,10 +254,11 @@ def summary(cfg: PlatformConfig, sample: dict[str, Any], published: int, invalid
     exe = Path(sys.executable).parent / "tributary"
     cli = os.path.relpath(exe) if exe.exists() else "tributary"
     print("\nquery it yourself (ClickHouse engine, embedded):")
-    print(f"  {cli} --data-dir {cfg.data_dir} sql \"SELECT * FROM holder_earnings_daily "
-          "ORDER BY day LIMIT 20\"")
-    print(f"  {cli} --data-dir {cfg.data_dir} sql \"SELECT reason, count() FROM dead_letters "
-          "FINAL GROUP BY reason\"")
+    base = f"  {cli} --data-dir {cfg.data_dir}"
+    print(f"{base} report earnings --by holder,model")
+    print(f"{base} statement h-austen            # accruals, refunds, payouts, remainder (--format csv|html)")
+    print(f"{base} report payouts --holder h-austen   # then: explain <payout_id>, down to the matched passages")
+    print(f"{base} sql \"SELECT reason, count() FROM dead_letters FINAL GROUP BY reason\"")
     print("  views: holder_earnings_daily, unattributed_escrow, attribution_coverage, holder_balances")
     print("==========================================================\n")
     return balanced and paid_total % MICROS_PER_CENT == 0
