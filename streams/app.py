@@ -224,6 +224,10 @@ async def _each(stream: faust.StreamT, handle: Callable[[faust.EventT], Awaitabl
     async for event in stream.events():
         _progressed(event.message.topic)
         await _after_recovery(event)
+        tp = (event.message.topic, event.message.partition)
+        if tp not in _resumed:  # where each partition picks up after a (re)assignment
+            _resumed.add(tp)
+            log.info("resuming %s/%d at offset %d", tp[0], tp[1], event.message.offset)
         try:
             await handle(event)
         except Exception:
@@ -341,8 +345,13 @@ async def _resend(requests: list[dict[str, Any]]) -> None:
         await payout_requests.send(key=request["holder_id"].encode(), value=_dumps(request), force=True)
 
 
+_resumed: set[tuple[str, int]] = set()
+
+
 @app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
 async def _assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
+    log.info("assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned if tp.topic in SOURCES))
+    _resumed.clear()
     # in-memory indexes are rebuilt from the tables, which are recovered before agents resume
     book.needs_rebuild = ingest_book.needs_rebuild = accrual_book.needs_rebuild = True
 
