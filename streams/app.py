@@ -25,6 +25,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from schemas import first_problem
@@ -55,6 +56,7 @@ EVENTS_IN = Counter("tributary_ingest_events_total", "Inference events and refun
 DEAD_LETTERED = Counter("tributary_ingest_dead_lettered_total", "Inputs sent to the dead-letter topic")
 ENTRIES_OUT = Counter("tributary_ledger_entries_total", "Ledger entries produced by accrue")
 ENTRIES_APPLIED = Counter("tributary_balance_entries_total", "Ledger entries read by balances")
+REWINDS = Counter("tributary_streams_rewinds_total", "Consumer rewinds to records committed but never processed")
 PAYOUTS_REQUESTED = Counter("tributary_payout_requests_total", "Payout requests sent (re-sends included)")
 
 
@@ -175,19 +177,31 @@ async def _after_recovery(event: faust.EventT) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _guard(guard: OffsetGuard, event: faust.EventT) -> None:
-    """Exit (before acknowledging ``event``) if records before it were skipped."""
-    gap = guard.gap(event.message.partition, event.message.offset)
+_rewinding: dict[tuple[str, int], int] = {}  # (topic, partition) -> offset the consumer was sent back to
+
+
+async def _guard(guard: OffsetGuard, event: faust.EventT) -> bool:
+    """True if ``event`` is next in line; False if records before it were skipped: the
+    consumer is then sent back to the first of them and ``event`` comes again later."""
+    partition, offset = event.message.partition, event.message.offset
+    tp = (guard.topic, partition)
+    if tp in _rewinding:
+        if offset > _rewinding[tp]:
+            return False  # fetched before the rewind: it is delivered again, in order
+        del _rewinding[tp]
+    gap = guard.gap(partition, offset)
     if gap is None:
-        return
-    skipped = await asyncio.get_running_loop().run_in_executor(
-        None, records_between, platform.bootstrap_servers, guard.topic, event.message.partition, *gap)
-    if skipped:
-        log.critical("records %s..%s of %s/%d were skipped by the consumer (a rebalance race); exiting "
-                     "before acknowledging %d, to restart from the committed offset",
-                     gap[0], gap[1] - 1, guard.topic, event.message.partition, event.message.offset)
-        logging.shutdown()
-        os._exit(STALLED_EXIT_CODE)
+        return True
+    first = await asyncio.get_running_loop().run_in_executor(
+        None, records_between, platform.bootstrap_servers, guard.topic, partition, *gap)
+    if first is None:
+        return True  # only transaction markers or retention-deleted records in between
+    log.critical("records %d..%d of %s/%d were never processed (a rebalance race committed past them); "
+                 "rewinding to %d before handling %d", first, offset - 1, guard.topic, partition, first, offset)
+    REWINDS.inc()
+    _rewinding[tp] = first
+    await app.consumer.seek(TP(guard.topic, partition), first)
+    return False
 
 
 async def _reject(raw: bytes, rejection: Rejection, source: Source) -> None:
@@ -239,7 +253,8 @@ async def _each(stream: faust.StreamT, handle: Callable[[faust.EventT], Awaitabl
 
 
 async def _ingest(event: faust.EventT) -> None:
-    await _guard(ingest_offsets, event)
+    if not await _guard(ingest_offsets, event):
+        return
     if ingest_book.needs_rebuild:
         ingest_book.rebuild()
     msg = event.message
@@ -282,7 +297,8 @@ def _accrue(guard: OffsetGuard, handle: Callable[[dict[str, Any], int, str], lis
     async def accrue(event: faust.EventT) -> None:
         if accrual_book.needs_rebuild:
             accrual_book.rebuild()
-        await _guard(guard, event)
+        if not await _guard(guard, event):
+            return
         await _send_entries(handle(orjson.loads(event.value), event.message.partition, _now()))
         guard.advance(event.message.partition, event.message.offset)
     return accrue
@@ -301,7 +317,8 @@ async def corrections_agent(stream: faust.StreamT) -> None:
 async def _balance(event: faust.EventT) -> None:
     if book.needs_rebuild:
         await _resend(book.rebuild())
-    await _guard(ledger_offsets, event)
+    if not await _guard(ledger_offsets, event):
+        return
     entry = orjson.loads(event.value)
     ENTRIES_APPLIED.inc()
     if not entry["holder_id"].startswith("escrow:"):  # escrow is never paid out
@@ -352,6 +369,7 @@ _resumed: set[tuple[str, int]] = set()
 async def _assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
     log.info("assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned if tp.topic in SOURCES))
     _resumed.clear()
+    _rewinding.clear()  # Faust seeks every partition to its committed offset; the guard checks again
     # in-memory indexes are rebuilt from the tables, which are recovered before agents resume
     book.needs_rebuild = ingest_book.needs_rebuild = accrual_book.needs_rebuild = True
 

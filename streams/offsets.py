@@ -1,11 +1,17 @@
-"""Guard against skipped input. After a rebalance Faust can deliver a prefetched record
-ahead of the ones before it and then commit past them (faust-streaming #221): those
-records would never be processed. Each agent keeps, in its own table, the highest
-offset it processed per partition (``wm:<topic>:<partition>``, written with the
-event's other state and flushed before the offset commit). A record more than one
-offset ahead is checked: if real records lie in between (transaction markers do not
-count), the worker exits before acknowledging it, so it restarts from the committed
-offset and processes them in order."""
+"""Guard against skipped input. Around rebalances Faust can commit offsets of records
+no agent ever processed: a prefetched record delivered ahead of the ones before it
+(faust-streaming #221), or its read-offset bookkeeping treating the records between
+two fetches as a gap it acknowledges (``Consumer._add_gap``). Seen here: a worker that
+was stopped had committed 35 records of a partition its agent never received.
+
+Each agent keeps, in its own table, the highest offset it processed per partition
+(``wm:<topic>:<partition>``, written with the event's other state and flushed before
+the offset commit). A record that does not follow it (or, on a partition this agent
+never processed, any record after the start of the log) is checked: if real records
+lie in between (transaction markers do not count), the agent rewinds the consumer to
+the first of them and handles everything in order from there. The committed offset
+may already be past them; the watermark is what counts, so a restart finds the same
+gap and rewinds again."""
 
 from __future__ import annotations
 
@@ -29,9 +35,12 @@ class OffsetGuard:
         return f"wm:{self.topic}:{partition}"
 
     def gap(self, partition: int, offset: int) -> tuple[int, int] | None:
-        """The offsets [start, end) between the last processed record and ``offset``, if any."""
+        """The offsets [start, end) between the last processed record and ``offset``, if any
+        (from the start of the log when nothing was processed on this partition yet)."""
         last = self.table.get(self.key(partition))
-        if last is None or offset <= last + 1:
+        if last is None:
+            return (0, offset) if offset > 0 else None
+        if offset <= last + 1:
             return None
         return last + 1, offset
 
@@ -41,8 +50,8 @@ class OffsetGuard:
             self.table[self.key(partition)] = offset
 
 
-def records_between(bootstrap: str, topic: str, partition: int, start: int, end: int) -> bool:
-    """True if ``topic``/``partition`` holds a committed record with start <= offset < end."""
+def records_between(bootstrap: str, topic: str, partition: int, start: int, end: int) -> int | None:
+    """The offset of the first committed record with start <= offset < end, if any."""
     from confluent_kafka import Consumer, TopicPartition
 
     probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "tributary-gap-probe",
@@ -56,7 +65,8 @@ def records_between(bootstrap: str, topic: str, partition: int, start: int, end:
                 continue
             if msg.error():
                 continue
-            return (msg.offset() or 0) < end
-        return False
+            offset = msg.offset() or 0
+            return offset if offset < end else None
+        return None
     finally:
         probe.close()
