@@ -177,7 +177,9 @@ async def _after_recovery(event: faust.EventT) -> None:
         await asyncio.sleep(0.05)
 
 
-_rewinding: dict[tuple[str, int], int] = {}  # (topic, partition) -> offset the consumer was sent back to
+# (topic, partition) -> (offset the consumer was sent back to, when)
+_rewinding: dict[tuple[str, int], tuple[int, float]] = {}
+REWIND_TIMEOUT_S = 30.0
 
 
 async def _guard(guard: OffsetGuard, event: faust.EventT) -> bool:
@@ -186,8 +188,13 @@ async def _guard(guard: OffsetGuard, event: faust.EventT) -> bool:
     partition, offset = event.message.partition, event.message.offset
     tp = (guard.topic, partition)
     if tp in _rewinding:
-        if offset > _rewinding[tp]:
-            return False  # fetched before the rewind: it is delivered again, in order
+        target = _rewinding[tp][0]
+        if offset > target:
+            # fetched before the rewind: delivered again, in order. Seek again: Faust's fetch loop
+            # moved its read offset past the target while delivering these, and would drop the
+            # re-fetched records below it
+            await app.consumer.seek(TP(guard.topic, partition), target)
+            return False
         del _rewinding[tp]
     gap = guard.gap(partition, offset)
     if gap is None:
@@ -199,7 +206,7 @@ async def _guard(guard: OffsetGuard, event: faust.EventT) -> bool:
     log.critical("records %d..%d of %s/%d were never processed (a rebalance race committed past them); "
                  "rewinding to %d before handling %d", first, offset - 1, guard.topic, partition, first, offset)
     REWINDS.inc()
-    _rewinding[tp] = first
+    _rewinding[tp] = (first, time.monotonic())
     await app.consumer.seek(TP(guard.topic, partition), first)
     return False
 
@@ -388,6 +395,13 @@ SOURCES = tuple(t.value for t in (Topic.INFERENCE_EVENTS, Topic.ATTRIBUTIONS, To
 @app.timer(interval=5.0)
 async def watchdog() -> None:
     now = time.monotonic()
+    stuck = [tp for tp, (_, since) in _rewinding.items() if now - since > REWIND_TIMEOUT_S]
+    if stuck:
+        # a fresh process rewinds with nothing prefetched: the guard finds the same records again
+        log.critical("rewound records of %s did not arrive within %.0fs; exiting to be restarted", stuck,
+                     REWIND_TIMEOUT_S)
+        logging.shutdown()
+        os._exit(STALLED_EXIT_CODE)
     if app.rebalancing or app.in_recovery:
         for topic in SOURCES:
             _progress[topic] = now
