@@ -329,10 +329,10 @@ def _explain_payout(run: Query, row: list[Any], limit: int) -> list[str]:
     total = sum(m for _, m in cover)
     lines.append(f"  settles {len(cover)} ledger credit(s) totalling {format_micros(total)} "
                  "(first in, first out over the holder's accruals net of refunds):")
-    event_ids = sorted({by_id[e][3] for e, _ in cover})
+    event_ids = sorted({by_id[e][3] for e, _ in cover[:limit]})  # the events shown below
     evidence: dict[str, str] = {}
     if event_ids:
-        in_list = ", ".join(literal(e) for e in event_ids[:limit])
+        in_list = ", ".join(literal(e) for e in event_ids)
         _, rows = run(f"SELECT event_id, evidence FROM attributions FINAL WHERE event_id IN ({in_list})")
         evidence = {r[0]: r[1] for r in rows}
     for entry_id, micros in cover[:limit]:
