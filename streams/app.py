@@ -56,7 +56,7 @@ EVENTS_IN = Counter("tributary_ingest_events_total", "Inference events and refun
 DEAD_LETTERED = Counter("tributary_ingest_dead_lettered_total", "Inputs sent to the dead-letter topic")
 ENTRIES_OUT = Counter("tributary_ledger_entries_total", "Ledger entries produced by accrue")
 ENTRIES_APPLIED = Counter("tributary_balance_entries_total", "Ledger entries read by balances")
-REWINDS = Counter("tributary_streams_rewinds_total", "Consumer rewinds to records committed but never processed")
+REWINDS = Counter("tributary_streams_rewinds_total", "Offsets committed back to records skipped by Faust")
 PAYOUTS_REQUESTED = Counter("tributary_payout_requests_total", "Payout requests sent (re-sends included)")
 
 
@@ -177,25 +177,13 @@ async def _after_recovery(event: faust.EventT) -> None:
         await asyncio.sleep(0.05)
 
 
-# (topic, partition) -> (offset the consumer was sent back to, when)
-_rewinding: dict[tuple[str, int], tuple[int, float]] = {}
-REWIND_TIMEOUT_S = 30.0
-
-
 async def _guard(guard: OffsetGuard, event: faust.EventT) -> bool:
-    """True if ``event`` is next in line; False if records before it were skipped: the
-    consumer is then sent back to the first of them and ``event`` comes again later."""
+    """True if ``event`` is next in line. If records before it were never processed,
+    the worker commits the offset of the first of them for this partition (lower than
+    what Faust committed) and exits before acknowledging ``event``: the supervisor
+    restarts it and it handles them in order from there. (Seeking within the running
+    worker is not reliable: Faust's fetch loop can drop the re-fetched records.)"""
     partition, offset = event.message.partition, event.message.offset
-    tp = (guard.topic, partition)
-    if tp in _rewinding:
-        target = _rewinding[tp][0]
-        if offset > target:
-            # fetched before the rewind: delivered again, in order. Seek again: Faust's fetch loop
-            # moved its read offset past the target while delivering these, and would drop the
-            # re-fetched records below it
-            await app.consumer.seek(TP(guard.topic, partition), target)
-            return False
-        del _rewinding[tp]
     gap = guard.gap(partition, offset)
     if gap is None:
         return True
@@ -204,11 +192,13 @@ async def _guard(guard: OffsetGuard, event: faust.EventT) -> bool:
     if first is None:
         return True  # only transaction markers or retention-deleted records in between
     log.critical("records %d..%d of %s/%d were never processed (a rebalance race committed past them); "
-                 "rewinding to %d before handling %d", first, offset - 1, guard.topic, partition, first, offset)
+                 "committing offset %d and restarting to handle them in order", first, offset - 1, guard.topic,
+                 partition, first)
     REWINDS.inc()
-    _rewinding[tp] = (first, time.monotonic())
-    await app.consumer.seek(TP(guard.topic, partition), first)
-    return False
+    # below what Faust committed: its own commit() refuses to move an offset back
+    await app.consumer._commit({TP(guard.topic, partition): first})  # type: ignore[attr-defined]
+    logging.shutdown()
+    os._exit(STALLED_EXIT_CODE)
 
 
 async def _reject(raw: bytes, rejection: Rejection, source: Source) -> None:
@@ -376,7 +366,6 @@ _resumed: set[tuple[str, int]] = set()
 async def _assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
     log.info("assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned if tp.topic in SOURCES))
     _resumed.clear()
-    _rewinding.clear()  # Faust seeks every partition to its committed offset; the guard checks again
     # in-memory indexes are rebuilt from the tables, which are recovered before agents resume
     book.needs_rebuild = ingest_book.needs_rebuild = accrual_book.needs_rebuild = True
 
@@ -395,13 +384,6 @@ SOURCES = tuple(t.value for t in (Topic.INFERENCE_EVENTS, Topic.ATTRIBUTIONS, To
 @app.timer(interval=5.0)
 async def watchdog() -> None:
     now = time.monotonic()
-    stuck = [tp for tp, (_, since) in _rewinding.items() if now - since > REWIND_TIMEOUT_S]
-    if stuck:
-        # a fresh process rewinds with nothing prefetched: the guard finds the same records again
-        log.critical("rewound records of %s did not arrive within %.0fs; exiting to be restarted", stuck,
-                     REWIND_TIMEOUT_S)
-        logging.shutdown()
-        os._exit(STALLED_EXIT_CODE)
     if app.rebalancing or app.in_recovery:
         for topic in SOURCES:
             _progress[topic] = now

@@ -8,10 +8,9 @@ Each agent keeps, in its own table, the highest offset it processed per partitio
 (``wm:<topic>:<partition>``, written with the event's other state and flushed before
 the offset commit). A record that does not follow it (or, on a partition this agent
 never processed, any record after the start of the log) is checked: if real records
-lie in between (transaction markers do not count), the agent rewinds the consumer to
-the first of them and handles everything in order from there. The committed offset
-may already be past them; the watermark is what counts, so a restart finds the same
-gap and rewinds again."""
+lie in between (transaction markers do not count), the worker commits the offset of
+the first of them (below what Faust committed) and exits before acknowledging the
+record, so it restarts there and handles everything in order."""
 
 from __future__ import annotations
 
