@@ -173,18 +173,15 @@ def calibrate(best_scores: list[float], target: float, confidence: float = 0.95)
 
 
 def sweep(scored: list[Scored], thresholds: list[float]) -> list[dict[str, float]]:
-    """The trade-off, re-scored at each threshold: attributed recall on paraphrases and
-    false attribution on near misses and unrelated text."""
+    """The trade-off, re-scored at each threshold: the share of cases that would be
+    attributed (recall on paraphrases, false attribution on near misses and unrelated)."""
+    by_level = {level: [s for s in scored if s.case.level == level]
+                for level in ("paraphrase", "near_miss", "unrelated")}
     rows = []
     for t in thresholds:
         row: dict[str, float] = {"threshold": t}
-        for level in ("paraphrase", "near_miss", "unrelated"):
-            items = [s for s in scored if s.case.level == level]
-            if not items:
-                continue
-            if level == "paraphrase":
-                row[level] = sum(s.best_score >= t or "verbatim" in s.decided_by for s in items) / len(items)
-            else:
+        for level, items in by_level.items():
+            if items:
                 row[level] = sum(s.best_score >= t or "verbatim" in s.decided_by for s in items) / len(items)
         rows.append(row)
     return rows
