@@ -1,35 +1,45 @@
-"""Benchmark: the attribution worker's batch path against raw ``model.encode``, and the
-vector index at catalog scale.
+"""Benchmark: the attribution worker against raw ``model.encode``, the embedding
+backends, and the vector index as the catalog grows.
 
-    .venv/bin/python benchmarks/attribution_bench.py [--outputs 512] [--batch 64] [--chunks 100000]
+    .venv/bin/python benchmarks/attribution_bench.py [--outputs 512] [--batch 64]
+        [--backends torch,onnx,onnx-int8] [--chunks 1000,10000,100000] [--no-kafka]
 
 Prints, from one run on this machine (CPU here; CUDA with fp16 when present, same code):
   1. baseline: ``SentenceTransformer.encode`` of the same output chunks, chunks/s;
-  2. the worker's path per micro-batch (chunking, encode, qdrant-edge batch search,
-     verbatim span matching, shares and evidence): outputs/s, chunks/s, the ratio to (1),
-     and batch latency p50/p99;
-  3. the index at --chunks catalog chunks (random unit vectors): qdrant-edge upserts/s,
-     HNSW build time, and batch-query latency for 64 queries; qdrant-client's local mode
-     at a tenth of the size for comparison (it is brute force in Python);
-  4. peak RSS of this process.
+  2. per backend (torch; ONNX Runtime fp32 and int8 if ``tributary[onnx]`` is installed):
+     encode chunks/s, the ratio to (1), and the cosine to the torch vectors;
+  3. the worker's steps on one thread (chunking, tokenize, encode, qdrant-edge batch
+     search, verbatim spans, shares and evidence): chunks/s and the ratio to (1);
+  4. the worker end to end from Kafka to Kafka (the real ``AttributionWorker`` with its
+     poll/model/post threads and transactions, against a broker this script starts):
+     outputs/s, chunks/s, the ratio to (1), and batch latency p50/p99;
+  5. the index at each --chunks size (random unit vectors): qdrant-edge upserts/s, HNSW
+     build time and 64-query batch latency; qdrant-client's local mode at 10k at most
+     (it is brute force in Python);
+  6. peak RSS of this process.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import resource
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gpu_workers import evaluate  # noqa: E402
-from gpu_workers.embedder import SentenceTransformerEmbedder  # noqa: E402
+from gpu_workers.embedder import SentenceTransformerEmbedder, load_embedder  # noqa: E402
 from gpu_workers.index import ChunkRecord, EdgeIndex, QdrantIndex  # noqa: E402
 from gpu_workers.worker import attribute_batch, output_chunks  # noqa: E402
 from tributary.config import PipelineConfig  # noqa: E402
@@ -41,40 +51,138 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def bench_worker(outputs: int, batch: int) -> None:
-    embedder = SentenceTransformerEmbedder()
-    print(f"model {embedder.name} on {embedder.device}")
+def make_requests(outputs: int) -> list[dict[str, Any]]:
+    return [{"event_id": f"bench-{n}", "occurred_at": "2026-11-20T00:00:00Z", "provider": "p",
+             "model": {"name": "m", "revision": "r"}, "pool_micros": 1000,
+             "contract": {"contract_id": "standard-2026", "version": 1, "royalty_rate_bps": 2000, "currency": "USD"},
+             "output": {"text": planned.event.output_text}}
+            for n, planned in enumerate(plan_events(load_catalog(), outputs, seed=3))]
+
+
+def raw_encode(embedder: SentenceTransformerEmbedder, texts: list[str], batch: int) -> float:
+    """chunks/s of plain ``model.encode`` in micro-batches: the baseline."""
+    embedder.model.encode(texts[:batch], batch_size=batch, show_progress_bar=False)  # warm up
+    start = time.perf_counter()
+    for i in range(0, len(texts), batch):
+        embedder.model.encode(texts[i:i + batch], batch_size=batch, normalize_embeddings=True,
+                              convert_to_numpy=True, show_progress_bar=False)
+    return len(texts) / (time.perf_counter() - start)
+
+
+def bench_backends(names: list[str], torch_embedder: SentenceTransformerEmbedder, texts: list[str], batch: int,
+                   baseline: float) -> None:
+    reference = torch_embedder.encode(texts)
+    for name in names:
+        try:
+            embedder = torch_embedder if name == "torch" else load_embedder(name)
+        except (SystemExit, ImportError) as exc:
+            print(f"backend   {name:<10}: skipped ({exc})")
+            continue
+        embedder.encode(texts[:batch])
+        start = time.perf_counter()
+        vectors = np.vstack([embedder.encode(texts[i:i + batch]) for i in range(0, len(texts), batch)])
+        rate = len(texts) / (time.perf_counter() - start)
+        cosine = (vectors * reference).sum(axis=1)
+        print(f"backend   {name:<10}: {rate:8.1f} chunks/s = {rate / baseline:.2f}x the baseline; cosine to torch "
+              f"min {cosine.min():.4f} mean {cosine.mean():.4f}")
+
+
+def bench_steps(embedder: Any, requests: list[dict[str, Any]], texts: list[str], batch: int,
+                baseline: float) -> None:
     catalog = load_catalog()
     with tempfile.TemporaryDirectory() as tmp:
         index = EdgeIndex(f"{tmp}/shard", dim=embedder.dim)
         spans = evaluate.load_catalog_into(catalog, embedder, index)
-        requests = []
-        for n, planned in enumerate(plan_events(catalog, outputs, seed=3)):
-            requests.append({"event_id": f"bench-{n}", "occurred_at": "2026-11-20T00:00:00Z", "provider": "p",
-                             "model": {"name": "m", "revision": "r"}, "contract": {}, "pool_micros": 1000,
-                             "output": {"text": planned.event.output_text}})
-        texts = [t for chunks in output_chunks(requests) for t in chunks]
-        embedder.encode(texts[:batch])  # warm up
-        start = time.perf_counter()
-        for i in range(0, len(texts), batch):
-            embedder.model.encode(texts[i:i + batch], batch_size=batch, normalize_embeddings=True,
-                                  convert_to_numpy=True, show_progress_bar=False)
-        raw = time.perf_counter() - start
-        print(f"baseline  raw model.encode                : {len(texts) / raw:8.1f} chunks/s "
-              f"({len(texts)} chunks of {outputs} outputs in {raw:.2f}s)")
         cfg = PipelineConfig()
-        latencies = []
         start = time.perf_counter()
         for i in range(0, len(requests), batch):
-            t0 = time.perf_counter()
             attribute_batch(requests[i:i + batch], embedder, index, cfg, 1, spans, 0.438)
-            latencies.append(time.perf_counter() - t0)
         full = time.perf_counter() - start
-        print(f"worker    chunk+encode+search+spans+shares: {len(texts) / full:8.1f} chunks/s, "
-              f"{len(requests) / full:.1f} outputs/s = {raw / full:.2f}x the baseline")
-        print(f"          batch of {batch}: p50 {statistics.median(latencies) * 1000:.0f} ms, "
-              f"p99 {pct(latencies, 0.99) * 1000:.0f} ms")
+        print(f"one thread chunk+tokenize+encode+search+spans+shares: {len(texts) / full:8.1f} chunks/s, "
+              f"{len(requests) / full:.1f} outputs/s = {(len(texts) / full) / baseline:.2f}x the baseline")
         index.close()
+
+
+def bench_kafka(embedder: Any, requests: list[dict[str, Any]], texts: list[str], batch: int,
+                baseline: float) -> None:
+    """The real worker between real topics: requests already on the topic, time until
+    every attribution is committed (read_committed)."""
+    from confluent_kafka import Consumer, Producer
+
+    from gpu_workers.indexer import chunk_records
+    from gpu_workers.worker import AttributionWorker
+    from tributary.config import load_platform
+    from tributary.platform import local
+    from tributary.topics import Topic
+
+    base = load_platform()
+    cfg = replace(load_platform(kafka_port=20192, kafka_controller_port=20193, stripe_port=13211,
+                                clickhouse_query_port=19223), data_dir=base.data_dir / "bench-attribution")
+    local.down(cfg, wipe=True, log=lambda m: None)
+    print("starting a Kafka broker for the end-to-end run ...", flush=True)
+    local.up(cfg, log=lambda m: None)
+    stop = threading.Event()
+    try:
+        producer = Producer({"bootstrap.servers": cfg.bootstrap_servers, "linger.ms": 5})
+        for n, work in enumerate(load_catalog()["works"], 1):
+            for rec in chunk_records(work, n, embedder):
+                producer.produce(Topic.CATALOG_CHUNKS.value, key=rec["chunk_id"].encode(), value=json.dumps(rec))
+        for req in requests:
+            producer.produce(Topic.ATTRIBUTION_REQUESTS.value, key=req["event_id"].encode(), value=json.dumps(req))
+        producer.flush(30)
+        reader = Consumer({"bootstrap.servers": cfg.bootstrap_servers, "group.id": f"bench-{time.time()}",
+                           "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+        reader.subscribe([Topic.ATTRIBUTIONS.value])
+        with tempfile.TemporaryDirectory() as tmp:
+            index = EdgeIndex(f"{tmp}/shard", dim=embedder.dim)
+            pipeline = replace(PipelineConfig(), batch_max_size=batch)
+            worker = AttributionWorker(cfg.bootstrap_servers, embedder, index, pipeline, "bench")
+            worker.catalog.sync()
+            batch_seconds: list[float] = []
+
+            class Batches(logging.Handler):
+                def emit(self, record: logging.LogRecord) -> None:
+                    if record.msg.startswith("batch attributed=") and isinstance(record.args, tuple):
+                        batch_seconds.append(float(record.args[1]))  # type: ignore[arg-type]
+
+            logging.getLogger("tributary.attribution").addHandler(Batches())
+            logging.getLogger("tributary.attribution").setLevel(logging.INFO)
+            start = time.perf_counter()
+            runner = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+            runner.start()
+            seen: set[str] = set()
+            while len(seen) < len(requests) and time.perf_counter() - start < 1800:
+                for msg in reader.consume(500, 0.2):
+                    if not msg.error():
+                        seen.add(json.loads(msg.value() or b"{}")["event_id"])
+            elapsed = time.perf_counter() - start
+            stop.set()
+            runner.join(60)
+            index.close()
+        reader.close()
+        print(f"kafka     worker, Kafka -> Kafka (3 threads, transactions): {len(texts) / elapsed:8.1f} chunks/s, "
+              f"{len(seen) / elapsed:.1f} outputs/s = {(len(texts) / elapsed) / baseline:.2f}x the baseline "
+              f"({len(seen)}/{len(requests)} attributions committed in {elapsed:.1f}s)")
+        if batch_seconds:
+            print(f"          {len(batch_seconds)} batches, read -> committed: p50 "
+                  f"{statistics.median(batch_seconds) * 1000:.0f} ms, p99 {pct(batch_seconds, 0.99) * 1000:.0f} ms")
+    finally:
+        stop.set()
+        local.down(cfg, wipe=True, log=lambda m: None)
+
+
+def bench_worker(outputs: int, batch: int, backends: list[str], kafka: bool) -> None:
+    embedder = SentenceTransformerEmbedder()
+    print(f"model {embedder.name} on {embedder.device}")
+    requests = make_requests(outputs)
+    texts = [t for chunks in output_chunks(requests) for t in chunks]
+    baseline = raw_encode(embedder, texts, batch)
+    print(f"baseline  raw model.encode (torch)        : {baseline:8.1f} chunks/s "
+          f"({len(texts)} chunks of {outputs} outputs, batches of {batch})")
+    bench_backends(backends, embedder, texts, batch, baseline)
+    bench_steps(embedder, requests, texts, batch, baseline)
+    if kafka:
+        bench_kafka(embedder, requests, texts, batch, baseline)
 
 
 def bench_index(chunks: int) -> None:
@@ -93,35 +201,40 @@ def bench_index(chunks: int) -> None:
         edge.shard.optimize()
         build = time.perf_counter() - start
         times = []
-        for _ in range(10):
+        for _ in range(20):
             t0 = time.perf_counter()
             edge.search_batch(queries, 5)
             times.append(time.perf_counter() - t0)
-        print(f"index     qdrant-edge, {chunks:,} chunks: {chunks / upsert:,.0f} upserts/s, HNSW build {build:.1f}s, "
-              f"64 queries p50 {statistics.median(times) * 1000:.1f} ms p99 {pct(times, 0.99) * 1000:.1f} ms")
+        print(f"index     qdrant-edge, {chunks:>7,} chunks: {chunks / upsert:>7,.0f} upserts/s, HNSW build "
+              f"{build:5.1f}s, 64 queries p50 {statistics.median(times) * 1000:6.1f} ms p99 "
+              f"{pct(times, 0.99) * 1000:6.1f} ms")
         edge.close()
-    small = chunks // 10
+    if chunks > 10_000:
+        return
     local = QdrantIndex(":memory:", dim=384)
     start = time.perf_counter()
-    local.upsert(records[:small])
+    local.upsert(records)
     upsert = time.perf_counter() - start
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
         local.search_batch(queries, 5)
         times.append(time.perf_counter() - t0)
-    print(f"index     qdrant-client local mode, {small:,} chunks: {small / upsert:,.0f} upserts/s, "
-          f"64 queries p50 {statistics.median(times) * 1000:.1f} ms")
+    print(f"index     qdrant-client local mode, {chunks:>7,} chunks: {chunks / upsert:>7,.0f} upserts/s, "
+          f"64 queries p50 {statistics.median(times) * 1000:6.1f} ms")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--outputs", type=int, default=512, help="inference outputs through the worker path")
     parser.add_argument("--batch", type=int, default=64, help="micro-batch size (the worker's default)")
-    parser.add_argument("--chunks", type=int, default=100_000, help="catalog chunks for the index benchmark")
+    parser.add_argument("--chunks", default="1000,10000,100000", help="catalog sizes for the index benchmark")
+    parser.add_argument("--backends", default="torch,onnx,onnx-int8", help="embedding backends to compare")
+    parser.add_argument("--no-kafka", action="store_true", help="skip the Kafka -> Kafka worker run (no broker)")
     args = parser.parse_args()
-    bench_worker(args.outputs, args.batch)
-    bench_index(args.chunks)
+    bench_worker(args.outputs, args.batch, args.backends.split(","), not args.no_kafka)
+    for size in (int(c) for c in args.chunks.split(",")):
+        bench_index(size)
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
 
 

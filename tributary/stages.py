@@ -95,27 +95,28 @@ def supervise(argv: list[str], env: dict[str, str], stop: threading.Event, max_b
 def run_indexer(platform: PlatformConfig, pipeline: PipelineConfig, http_port: int) -> None:
     setup("indexer")
     from gpu_workers import indexer
-    from gpu_workers.embedder import SentenceTransformerEmbedder
+    from gpu_workers.embedder import load_embedder
 
     health = _health(http_port)
     stop = stop_on_signals()
     _exit_when_stalled(health, stop)
-    indexer.run(platform.bootstrap_servers, SentenceTransformerEmbedder(), stop, health)
+    indexer.run(platform.bootstrap_servers, load_embedder(), stop, health)
 
 
 def run_attribution(platform: PlatformConfig, pipeline: PipelineConfig, http_port: int,
                     worker_id: str) -> None:
     setup(f"attribution-{worker_id}")
-    from gpu_workers.embedder import SentenceTransformerEmbedder
+    from gpu_workers.embedder import load_embedder
     from gpu_workers.index import open_index
     from gpu_workers.worker import AttributionWorker
 
     health = _health(http_port)
     stop = stop_on_signals()
-    embedder = SentenceTransformerEmbedder()
+    embedder = load_embedder()
     index = open_index(os.environ.get("QDRANT_URL"), str(platform.data_dir / "qdrant-edge" / f"worker-{worker_id}"),
                        dim=embedder.dim, api_key=os.environ.get("QDRANT_API_KEY"))
-    log.info("model=%s revision=%s device=%s", embedder.name, embedder.revision, embedder.device)
+    log.info("model=%s revision=%s backend=%s device=%s", embedder.name, embedder.revision, embedder.backend,
+             embedder.device)
     _exit_when_stalled(health, stop)
     AttributionWorker(platform.bootstrap_servers, embedder, index, pipeline, worker_id).run(stop, health)
 
