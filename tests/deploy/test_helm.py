@@ -117,6 +117,17 @@ def test_embedded_chdb_gets_a_volume_and_one_replica_and_external_does_not():
     assert by_kind(external, "ServiceMonitor")
 
 
+def test_the_calibrated_threshold_is_used_unless_one_is_set(tmp_path):
+    def pipeline_env(*files: str) -> dict:
+        return by_kind(render("values-minimal.yaml", *files), "ConfigMap")["rel-tributary-pipeline"]["data"]
+
+    assert "TRIBUTARY_SIMILARITY_THRESHOLD" not in pipeline_env()  # the worker reads calibration.json
+    assert pipeline_env()["TRIBUTARY_EMBED_BACKEND"] == "torch"
+    override = tmp_path / "threshold.yaml"
+    override.write_text("pipeline:\n  similarityThreshold: 0.55\n")
+    assert pipeline_env(str(override))["TRIBUTARY_SIMILARITY_THRESHOLD"] == "0.55"
+
+
 def test_a_config_change_rolls_the_pods():
     def checksum(*set_: str) -> str:
         dep = by_kind(render("values-minimal.yaml", set_=set_), "Deployment")["rel-tributary-streams"]
@@ -131,6 +142,8 @@ def test_a_config_change_rolls_the_pods():
     ("components:\n  sinkClickhouse:\n    replicas: 2\n", "/components/sinkClickhouse/replicas"),
     ("kafka:\n  bootstrapServers: not a host list\n", "/kafka/bootstrapServers"),
     ("pipeline:\n  payoutFeeBps: -1\n", "/pipeline/payoutFeeBps"),
+    ("pipeline:\n  embedBackend: tensorrt\n", "/pipeline/embedBackend"),
+    ("pipeline:\n  similarityThreshold: 1.5\n", "/pipeline/similarityThreshold"),
     ("compnents: {}\n", "compnents"),
 ])
 def test_bad_values_are_refused_naming_the_value(tmp_path, bad, named):
