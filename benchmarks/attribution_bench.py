@@ -147,6 +147,7 @@ def bench_kafka(embedder: Any, requests: list[dict[str, Any]], texts: list[str],
 
             logging.getLogger("tributary.attribution").addHandler(Batches())
             logging.getLogger("tributary.attribution").setLevel(logging.INFO)
+            logging.getLogger("tributary.attribution").propagate = False
             start = time.perf_counter()
             runner = threading.Thread(target=worker.run, args=(stop,), daemon=True)
             runner.start()

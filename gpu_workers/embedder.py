@@ -4,17 +4,17 @@ unit tests (every behaviour tested with it is also tested with the real model).
 
 Encoding is two steps so the attribution worker can run them on different threads:
 ``prepare`` (tokenize, on the CPU, no model) and ``embed`` (the model call only);
-``encode`` is both. Backends for the real model (``TRIBUTARY_EMBED_BACKEND``):
+``encode`` is both. Backends for the real model (``TRIBUTARY_EMBED_BACKEND``, default
+``auto``: torch on a GPU, onnx-int8 on a CPU):
 
-- ``torch`` (default): sentence-transformers; CUDA with fp16 when available, else CPU;
+- ``torch``: sentence-transformers; CUDA with fp16 when available, else CPU;
 - ``onnx``: the same weights exported once to ONNX and run by onnxruntime (same
   vectors to ~1e-7, so the same calibration);
 - ``onnx-int8``: that export with int8 dynamic quantization: faster on CPU, but the
   vectors move (cosine to the fp32 ones >= ~0.9), so it is a different model revision
   with a calibration of its own.
 
-The ONNX backends need the ``onnx`` extra (``pip install 'tributary[onnx]'``); the
-export is cached under ``$TRIBUTARY_CACHE_DIR/models`` (default ``~/.cache/tributary/models``).
+The ONNX backends need onnxruntime (in the ``attribution`` extra); the export is cached under ``$TRIBUTARY_CACHE_DIR/models`` (default ``~/.cache/tributary/models``).
 """
 
 from __future__ import annotations
@@ -220,9 +220,27 @@ class OnnxEmbedder(_TwoStep):
         return _unsort(prepared, rows, self.dim)
 
 
+def default_backend() -> str:
+    """``TRIBUTARY_EMBED_BACKEND`` if set (and not ``auto``); else torch on a GPU (fp16),
+    onnx-int8 on a CPU when onnxruntime is installed (1.6x torch's encode rate on this
+    machine, same eval targets met: benchmarks/RESULTS.md), torch otherwise."""
+    explicit = os.environ.get("TRIBUTARY_EMBED_BACKEND", "auto")
+    if explicit != "auto":
+        return explicit
+    import torch
+
+    if torch.cuda.is_available():
+        return "torch"
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "onnx-int8"
+
+
 def load_embedder(backend: str | None = None) -> SentenceTransformerEmbedder | OnnxEmbedder:
-    """The real model on the backend asked for (default: ``TRIBUTARY_EMBED_BACKEND`` or torch)."""
-    backend = backend or os.environ.get("TRIBUTARY_EMBED_BACKEND") or "torch"
+    """The real model on the backend asked for (default: :func:`default_backend`)."""
+    backend = backend or default_backend()
     if backend == "torch":
         return SentenceTransformerEmbedder()
     if backend in ("onnx", "onnx-int8"):
@@ -231,7 +249,7 @@ def load_embedder(backend: str | None = None) -> SentenceTransformerEmbedder | O
         except ImportError as exc:
             raise SystemExit(f"embedding backend {backend!r} needs onnxruntime: pip install 'tributary[onnx]' "
                              f"({exc})") from exc
-    raise SystemExit(f"TRIBUTARY_EMBED_BACKEND={backend!r}: expected one of {', '.join(BACKENDS)}")
+    raise SystemExit(f"TRIBUTARY_EMBED_BACKEND={backend!r}: expected auto or one of {', '.join(BACKENDS)}")
 
 
 def _weights_revision(path: os.PathLike[str] | str) -> str:

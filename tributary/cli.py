@@ -189,9 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-false-attribution", type=float, default=0.01,
                    help="share of unrelated outputs allowed to reach the threshold (default 0.01)")
     p.add_argument("--json", type=Path, help="also write the full report as JSON here")
-    p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"],
-                   help="embedding backend (default: TRIBUTARY_EMBED_BACKEND or torch); the ONNX ones need "
-                        "pip install 'tributary[onnx]'")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"],
+                   help="embedding backend (default: TRIBUTARY_EMBED_BACKEND, else auto: torch on a GPU, "
+                        "onnx-int8 on a CPU); each model variant has its own calibration")
 
     p = sub.add_parser("demo", help="run the whole pipeline end to end on sample data and print a summary")
     p.add_argument("--events", type=int, default=1000, help="inference events to publish (default 1000)")
@@ -302,7 +302,7 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
         if not 0 < args.target_false_attribution < 1:
             print("error: --target-false-attribution must be between 0 and 1", file=sys.stderr)
             return 2
-        result = evaluate.run(load_embedder(args.backend), args.threshold, args.target_false_attribution,
+        result = evaluate.run(load_embedder(None if args.backend == "auto" else args.backend), args.threshold, args.target_false_attribution,
                               args.calibrate, log=lambda m: print(m, flush=True))
         print(evaluate.render(result))
         if args.json:

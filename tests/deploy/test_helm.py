@@ -122,7 +122,7 @@ def test_the_calibrated_threshold_is_used_unless_one_is_set(tmp_path):
         return by_kind(render("values-minimal.yaml", *files), "ConfigMap")["rel-tributary-pipeline"]["data"]
 
     assert "TRIBUTARY_SIMILARITY_THRESHOLD" not in pipeline_env()  # the worker reads calibration.json
-    assert pipeline_env()["TRIBUTARY_EMBED_BACKEND"] == "torch"
+    assert pipeline_env()["TRIBUTARY_EMBED_BACKEND"] == "auto"
     override = tmp_path / "threshold.yaml"
     override.write_text("pipeline:\n  similarityThreshold: 0.55\n")
     assert pipeline_env(str(override))["TRIBUTARY_SIMILARITY_THRESHOLD"] == "0.55"

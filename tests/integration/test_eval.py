@@ -1,5 +1,6 @@
-"""`tributary eval` on the real model: the labelled set through the worker's code, the
-calibration reproduced, and the targets this model meets. The near-miss target
+"""`tributary eval` on the real model, on both the torch backend and the int8 ONNX one
+(the CPU default): the labelled set through the worker's code, the calibration
+reproduced, and the targets each meets. The near-miss target
 (<= 5% false attribution on same-topic text) is measured and reported, not met: see
 README "Attribution quality"."""
 
@@ -8,18 +9,19 @@ import json
 import pytest
 
 from gpu_workers import evaluate
-from gpu_workers.embedder import MODEL_NAME
+from gpu_workers.embedder import load_embedder
 
 pytestmark = [pytest.mark.model, pytest.mark.qdrant]
 
 
-@pytest.fixture(scope="module")
-def result(real_embedder):
-    return evaluate.run(real_embedder, None, 0.01, do_calibrate=False, log=lambda m: None)
+@pytest.fixture(scope="module", params=["torch", "onnx-int8"])
+def result(request, real_embedder):
+    embedder = real_embedder if request.param == "torch" else load_embedder(request.param)
+    return evaluate.run(embedder, None, 0.01, do_calibrate=False, log=lambda m: None)
 
 
 def test_the_stored_calibration_is_what_this_run_computes(result):
-    stored = json.loads(evaluate.CALIBRATION_FILE.read_text())[MODEL_NAME]
+    stored = json.loads(evaluate.CALIBRATION_FILE.read_text())[result["model_name"]]
     assert stored["revision"] == result["model_revision"]
     assert stored["threshold"] == pytest.approx(result["calibrated_threshold"], abs=0.002)
 
