@@ -6,17 +6,18 @@ backends, and the vector index as the catalog grows.
 
 Prints, from one run on this machine (CPU here; CUDA with fp16 when present, same code):
   1. baseline: ``SentenceTransformer.encode`` of the same output chunks, chunks/s;
-  2. per backend (torch; ONNX Runtime fp32 and int8 if ``tributary[onnx]`` is installed):
-     encode chunks/s, the ratio to (1), and the cosine to the torch vectors;
-  3. the worker's steps on one thread (chunking, tokenize, encode, qdrant-edge batch
-     search, verbatim spans, shares and evidence): chunks/s and the ratio to (1);
-  4. the worker end to end from Kafka to Kafka (the real ``AttributionWorker`` with its
-     poll/model/post threads and transactions, against a broker this script starts):
-     outputs/s, chunks/s, the ratio to (1), and batch latency p50/p99;
-  5. the index at each --chunks size (random unit vectors): qdrant-edge upserts/s, HNSW
+  2. per backend (torch; ONNX Runtime fp32 and int8): encode chunks/s, the ratio to (1),
+     and the cosine to the torch vectors;
+  3. for torch and for the default backend here (int8 on a CPU): the worker's steps on
+     one thread (chunking, tokenize, encode, qdrant-edge batch search, verbatim spans,
+     shares and evidence), chunks/s and the ratio to (1); then the worker end to end
+     from Kafka to Kafka (the real ``AttributionWorker`` with its poll/model/post threads
+     and transactions, against a broker this script starts): outputs/s, chunks/s, the
+     ratio to (1), and read->commit latency per batch p50/p99;
+  4. the index at each --chunks size (random unit vectors): qdrant-edge upserts/s, HNSW
      build time and 64-query batch latency; qdrant-client's local mode at 10k at most
      (it is brute force in Python);
-  6. peak RSS of this process.
+  5. peak RSS of this process.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gpu_workers import evaluate  # noqa: E402
-from gpu_workers.embedder import SentenceTransformerEmbedder, load_embedder  # noqa: E402
+from gpu_workers.embedder import SentenceTransformerEmbedder, default_backend, load_embedder  # noqa: E402
 from gpu_workers.index import ChunkRecord, EdgeIndex, QdrantIndex  # noqa: E402
 from gpu_workers.worker import attribute_batch, output_chunks  # noqa: E402
 from tributary.config import PipelineConfig  # noqa: E402
@@ -181,9 +182,13 @@ def bench_worker(outputs: int, batch: int, backends: list[str], kafka: bool) -> 
     print(f"baseline  raw model.encode (torch)        : {baseline:8.1f} chunks/s "
           f"({len(texts)} chunks of {outputs} outputs, batches of {batch})")
     bench_backends(backends, embedder, texts, batch, baseline)
-    bench_steps(embedder, requests, texts, batch, baseline)
-    if kafka:
-        bench_kafka(embedder, requests, texts, batch, baseline)
+    default = default_backend()
+    chosen = {"torch": embedder} if default == "torch" else {"torch": embedder, default: load_embedder(default)}
+    for name, backend in chosen.items():
+        print(f"--- worker on the {name} backend{' (the default here)' if name == default else ''}")
+        bench_steps(backend, requests, texts, batch, baseline)
+        if kafka:
+            bench_kafka(backend, requests, texts, batch, baseline)
 
 
 def bench_index(chunks: int) -> None:
