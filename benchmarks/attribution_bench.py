@@ -14,6 +14,8 @@ Prints, from one run on this machine (CPU here; CUDA with fp16 when present, sam
      from Kafka to Kafka (the real ``AttributionWorker`` with its poll/model/post threads
      and transactions, against a broker this script starts): outputs/s, chunks/s, the
      ratio to (1), and read->commit latency per batch p50/p99;
+     With --processes N: N such workers side by side (one model copy each), aggregate
+     chunks/s: how one machine or one GPU is filled when one process's Python is the limit;
   4. the index at each --chunks size (random unit vectors): qdrant-edge upserts/s, HNSW
      build time and 64-query batch latency; qdrant-client's local mode at 10k at most
      (it is brute force in Python);
@@ -62,7 +64,11 @@ def make_requests(outputs: int) -> list[dict[str, Any]]:
 
 def raw_encode(embedder: SentenceTransformerEmbedder, texts: list[str], batch: int) -> float:
     """chunks/s of plain ``model.encode`` in micro-batches: the baseline."""
-    embedder.model.encode(texts[:batch], batch_size=batch, show_progress_bar=False)  # warm up
+    # warm up: on a GPU, once over every text (kernels are tuned per new sequence length;
+    # a first pass ran at half the speed of the next one on an H200)
+    warm = texts if embedder.device.startswith("cuda") else texts[:batch]
+    for i in range(0, len(warm), batch):
+        embedder.model.encode(warm[i:i + batch], batch_size=batch, show_progress_bar=False)
     start = time.perf_counter()
     for i in range(0, len(texts), batch):
         embedder.model.encode(texts[i:i + batch], batch_size=batch, normalize_embeddings=True,
@@ -79,7 +85,8 @@ def bench_backends(names: list[str], torch_embedder: SentenceTransformerEmbedder
         except (SystemExit, ImportError) as exc:
             print(f"backend   {name:<10}: skipped ({exc})")
             continue
-        embedder.encode(texts[:batch])
+        for i in range(0, len(texts) if embedder.device.startswith("cuda") else batch, batch):
+            embedder.encode(texts[i:i + batch])
         start = time.perf_counter()
         vectors = np.vstack([embedder.encode(texts[i:i + batch]) for i in range(0, len(texts), batch)])
         rate = len(texts) / (time.perf_counter() - start)
@@ -102,6 +109,134 @@ def bench_steps(embedder: Any, requests: list[dict[str, Any]], texts: list[str],
         print(f"one thread chunk+tokenize+encode+search+spans+shares: {len(texts) / full:8.1f} chunks/s, "
               f"{len(requests) / full:.1f} outputs/s = {(len(texts) / full) / baseline:.2f}x the baseline")
         index.close()
+
+
+class _Message:
+    def __init__(self, partition: int, offset: int, value: bytes):
+        self._partition, self._offset, self._value = partition, offset, value
+
+    def topic(self) -> str:
+        return "attribution-requests"
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes:
+        return self._value
+
+    def error(self) -> None:
+        return None
+
+
+class _MemoryKafka:
+    """Just enough of a consumer and a transactional producer to run the real worker's
+    threads with no broker (the GPU machine has none): one partition, all requests ready."""
+
+    def __init__(self, requests: list[dict[str, Any]]):
+        self.messages = [_Message(0, i, json.dumps(r).encode()) for i, r in enumerate(requests)]
+        self.position = 0
+        self.committed = 0
+        self._pending = 0
+
+    def subscribe(self, topics: list[str], on_assign: Any = None, on_revoke: Any = None) -> None:
+        on_assign(self, [])
+
+    def consume(self, num_messages: int, timeout: float) -> list[_Message]:
+        out = self.messages[self.position:self.position + num_messages]
+        self.position += len(out)
+        if not out:
+            time.sleep(timeout)
+        return out
+
+    def consumer_group_metadata(self) -> str:
+        return "memory"
+
+    def close(self) -> None:
+        pass
+
+    def init_transactions(self, timeout: float) -> None:
+        pass
+
+    def begin_transaction(self) -> None:
+        self._pending = 0
+
+    def produce(self, topic: str, key: bytes, value: bytes) -> None:
+        self._pending += 1
+
+    def send_offsets_to_transaction(self, offsets: Any, metadata: Any, timeout: float) -> None:
+        pass
+
+    def commit_transaction(self, timeout: float) -> None:
+        self.committed += self._pending
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+
+def run_threads(embedder: Any, requests: list[dict[str, Any]], batch: int, barrier: Any = None) -> float:
+    """Seconds the real worker's three threads (tokenize | model | search+shares+produce)
+    take for ``requests`` over in-memory Kafka stand-ins (after ``barrier``, if given)."""
+    from gpu_workers.worker import AttributionWorker
+
+    with tempfile.TemporaryDirectory() as tmp:
+        index = EdgeIndex(f"{tmp}/shard", dim=embedder.dim)
+        spans = evaluate.load_catalog_into(load_catalog(), embedder, index)
+        memory = _MemoryKafka(requests)
+        catalog = type("Catalog", (), {"version": 1, "chunks": index.count(), "spans": spans,
+                                       "sync": lambda self: 0, "close": lambda self: None})()
+        worker = AttributionWorker("memory", embedder, index, replace(PipelineConfig(), batch_max_size=batch),
+                                   "bench", consumer=memory, producer=memory, catalog=catalog)
+        embedder.encode([t for chunks in output_chunks(requests[:batch]) for t in chunks])  # warm up
+        if barrier is not None:
+            barrier.wait()
+        stop = threading.Event()
+        start = time.perf_counter()
+        runner = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+        runner.start()
+        while memory.committed < len(requests) and runner.is_alive():
+            time.sleep(0.005)
+        elapsed = time.perf_counter() - start
+        stop.set()
+        runner.join(60)
+        index.close()
+    return elapsed
+
+
+def bench_threads(embedder: Any, requests: list[dict[str, Any]], texts: list[str], batch: int,
+                  baseline: float) -> None:
+    """What the pipelining buys over one thread, broker aside."""
+    elapsed = run_threads(embedder, requests, batch)
+    print(f"threads   worker's 3 threads, in-memory Kafka       : {len(texts) / elapsed:8.1f} chunks/s, "
+          f"{len(requests) / elapsed:.1f} outputs/s = {(len(texts) / elapsed) / baseline:.2f}x the baseline")
+
+
+def _process(backend: str, outputs: int, processes: int, me: int, batch: int, barrier: Any, results: Any) -> None:
+    requests = make_requests(outputs)[me::processes]
+    chunks = sum(len(c) for c in output_chunks(requests))
+    results.put((chunks, run_threads(load_embedder(backend), requests, batch, barrier)))
+
+
+def bench_processes(processes: int, backend: str, outputs: int, batch: int, baseline: float) -> None:
+    """``processes`` workers side by side (a consumer group on one machine / one GPU),
+    each with its own model copy and threads, started together: aggregate throughput."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=_process, args=(backend, outputs, processes, i, batch, barrier, results))
+             for i in range(processes)]
+    for proc in procs:
+        proc.start()
+    done = [results.get(timeout=900) for _ in procs]
+    for proc in procs:
+        proc.join(60)
+    chunks = sum(c for c, _ in done)
+    elapsed = max(e for _, e in done)
+    print(f"processes {processes} workers x 3 threads, in-memory Kafka: {chunks / elapsed:8.1f} chunks/s "
+          f"= {(chunks / elapsed) / baseline:.2f}x the baseline (one process's model.encode)")
 
 
 def bench_kafka(embedder: Any, requests: list[dict[str, Any]], texts: list[str], batch: int,
@@ -173,7 +308,7 @@ def bench_kafka(embedder: Any, requests: list[dict[str, Any]], texts: list[str],
         local.down(cfg, wipe=True, log=lambda m: None)
 
 
-def bench_worker(outputs: int, batch: int, backends: list[str], kafka: bool) -> None:
+def bench_worker(outputs: int, batch: int, backends: list[str], kafka: bool, processes: list[int]) -> None:
     embedder = SentenceTransformerEmbedder()
     print(f"model {embedder.name} on {embedder.device}")
     requests = make_requests(outputs)
@@ -182,13 +317,18 @@ def bench_worker(outputs: int, batch: int, backends: list[str], kafka: bool) -> 
     print(f"baseline  raw model.encode (torch)        : {baseline:8.1f} chunks/s "
           f"({len(texts)} chunks of {outputs} outputs, batches of {batch})")
     bench_backends(backends, embedder, texts, batch, baseline)
+    again = raw_encode(embedder, texts, batch)
+    print(f"baseline  again after the backends         : {again:8.1f} chunks/s (the spread is this machine's noise)")
     default = default_backend()
     chosen = {"torch": embedder} if default == "torch" else {"torch": embedder, default: load_embedder(default)}
     for name, backend in chosen.items():
         print(f"--- worker on the {name} backend{' (the default here)' if name == default else ''}")
         bench_steps(backend, requests, texts, batch, baseline)
+        bench_threads(backend, requests, texts, batch, baseline)
         if kafka:
             bench_kafka(backend, requests, texts, batch, baseline)
+        for n in processes:
+            bench_processes(n, name, outputs, batch, baseline)
 
 
 def bench_index(chunks: int) -> None:
@@ -217,7 +357,11 @@ def bench_index(chunks: int) -> None:
         edge.close()
     if chunks > 10_000:
         return
-    local = QdrantIndex(":memory:", dim=384)
+    try:
+        local = QdrantIndex(":memory:", dim=384)
+    except ImportError as exc:  # the GPU machine carries no qdrant-client
+        print(f"index     qdrant-client local mode: skipped ({exc})")
+        return
     start = time.perf_counter()
     local.upsert(records)
     upsert = time.perf_counter() - start
@@ -237,8 +381,11 @@ def main() -> None:
     parser.add_argument("--chunks", default="1000,10000,100000", help="catalog sizes for the index benchmark")
     parser.add_argument("--backends", default="torch,onnx,onnx-int8", help="embedding backends to compare")
     parser.add_argument("--no-kafka", action="store_true", help="skip the Kafka -> Kafka worker run (no broker)")
+    parser.add_argument("--processes", default="",
+                        help="also run this many worker processes side by side, e.g. 2,4 (a GPU takes several)")
     args = parser.parse_args()
-    bench_worker(args.outputs, args.batch, args.backends.split(","), not args.no_kafka)
+    bench_worker(args.outputs, args.batch, args.backends.split(","), not args.no_kafka,
+                 [int(n) for n in args.processes.split(",") if n])
     for size in (int(c) for c in args.chunks.split(",")):
         bench_index(size)
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")

@@ -14,7 +14,6 @@ chunk boundary. The index is rebuilt from ``catalog-chunks`` like the vector ind
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 
@@ -28,9 +27,10 @@ def words(text: str) -> list[str]:
 
 
 def shingles(tokens: list[str], k: int = SHINGLE_WORDS) -> list[int]:
-    """The hash of every window of ``k`` words, in order."""
-    return [int.from_bytes(hashlib.blake2b(" ".join(tokens[i:i + k]).encode(), digest_size=8).digest(), "big")
-            for i in range(len(tokens) - k + 1)]
+    """The hash of every window of ``k`` words, in order. Python's own (64-bit SipHash of
+    the word tuple): an index is built and queried in one process, so the per-process
+    hash seed does not matter, and it is several times cheaper than a digest per window."""
+    return [hash(tuple(tokens[i:i + k])) for i in range(len(tokens) - k + 1)]
 
 
 @dataclass(frozen=True)
@@ -70,15 +70,29 @@ class SpanIndex:
 
     def match(self, text: str, min_words: int = MIN_SPAN_WORDS) -> list[SpanMatch]:
         """Works with at least ``min_words`` of ``text`` copied verbatim, most first."""
-        hashes = shingles(words(text), self.k)
-        covered: dict[tuple[str, str], set[int]] = {}
+        starts: dict[tuple[str, str], list[int]] = {}  # work -> output positions of shared shingles
         sources: dict[tuple[str, str], set[str]] = {}
-        for i, h in enumerate(hashes):
-            for chunk_id in self._by_hash.get(h, ()):
+        for i, h in enumerate(shingles(words(text), self.k)):
+            ids = self._by_hash.get(h)
+            if not ids:
+                continue
+            for chunk_id in ids:
                 work_id, holder_id, _ = self._chunks[chunk_id]
                 key = (work_id, holder_id)
-                covered.setdefault(key, set()).update(range(i, i + self.k))
+                starts.setdefault(key, []).append(i)
                 sources.setdefault(key, set()).add(chunk_id)
-        found = [SpanMatch(w, h, len(positions), tuple(sorted(sources[(w, h)])))
-                 for (w, h), positions in covered.items() if len(positions) >= min_words]
+        found = []
+        for (work_id, holder_id), positions in starts.items():
+            covered = _covered(sorted(set(positions)), self.k)
+            if covered >= min_words:
+                found.append(SpanMatch(work_id, holder_id, covered, tuple(sorted(sources[(work_id, holder_id)]))))
         return sorted(found, key=lambda m: (-m.words, m.work_id))
+
+
+def _covered(starts: list[int], k: int) -> int:
+    """Words covered by the windows [s, s + k) for sorted, distinct ``starts``."""
+    total, end = 0, -1
+    for s in starts:
+        total += min(k, s + k - end) if s < end else k
+        end = s + k
+    return total

@@ -98,3 +98,13 @@ def test_the_labelled_set_is_deterministic_and_calibration_never_sees_test_text(
     unrelated = [c.text for c in first if c.level == "unrelated"]
     assert len(unrelated) == 200 and not calib_outputs & set(unrelated)
     assert set(" ".join(unrelated_outputs(evaluation, 200, seed=18)).split()) >= set(unrelated[0].split())
+
+
+def test_covered_words_count_overlapping_windows_once():
+    from gpu_workers.spans import _covered
+
+    assert _covered([], 8) == 0
+    assert _covered([0], 8) == 8
+    assert _covered([0, 1, 2, 3, 4], 8) == 12  # five consecutive shingles: 12 words
+    assert _covered([0, 8], 8) == 16 and _covered([0, 10], 8) == 16  # adjacent or apart
+    assert _covered([3, 5], 8) == 10
