@@ -239,6 +239,8 @@ class AttributionWorker:
                     num_messages=self.cfg.batch_max_size, timeout=self.cfg.batch_max_wait_ms / 1000))
                 batch = self._read(messages)
                 if batch is not None and not self._pipeline.submit(batch, stop):
+                    with self._lock:  # stopping while the pipeline was full: never processed,
+                        self._in_flight.remove(batch)  # not committed, read again by the next owner
                     break
             self._pipeline.close()
         finally:

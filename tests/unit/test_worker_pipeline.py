@@ -109,6 +109,7 @@ class FakeConsumer:
         return object.__getattribute__(self, name)
 
     def subscribe(self, topics, on_assign=None, on_revoke=None):
+        self.on_revoke = on_revoke
         on_assign(self, [])
 
     def consume(self, num_messages, timeout):
@@ -129,7 +130,9 @@ class FakeConsumer:
         self.pos[tp.partition] = tp.offset
 
     def consumer_group_metadata(self): return "group-metadata"
-    def close(self): pass
+
+    def close(self):  # as librdkafka does: the partitions are revoked on close
+        self.on_revoke(self, [])
 
 
 class FakeProducer:
@@ -206,3 +209,31 @@ def test_an_aborted_transaction_re_reads_that_batch_and_all_later_ones_exactly_o
     for partition in (0, 1):  # and each partition's output stays in offset order
         mine = [int(i[1:]) for i in ids if int(i[1:]) % 2 == partition]
         assert mine == sorted(mine)
+
+
+class SlowEmbedder(HashingEmbedder):
+    def embed(self, prepared):
+        time.sleep(1.0)  # longer than the pipeline's put timeout: the poll thread waits in submit
+        return super().embed(prepared)
+
+
+def test_stopping_while_the_model_is_slow_commits_only_what_was_processed():
+    logs = {0: [request(n) for n in range(0, 400, 2)], 1: [request(n) for n in range(1, 400, 2)]}
+    consumer, producer = FakeConsumer(logs), FakeProducer(fail_at=None)
+    embedder = SlowEmbedder()
+    worker = AttributionWorker("unused", embedder, QdrantIndex(":memory:", dim=embedder.dim),
+                               PipelineConfig(batch_max_size=8, batch_max_wait_ms=10, pipeline_depth=1), "t",
+                               consumer=consumer, producer=producer, catalog=FakeCatalog())
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run, args=(stop,))
+    runner.start()
+    wait_for(lambda: len(producer.committed) >= 16)
+    stop.set()
+    runner.join(30)
+    assert not runner.is_alive()  # the batch left waiting for the full pipeline did not block the stop
+    ids = [int(a["event_id"][1:]) for a in producer.committed]
+    assert len(ids) == len(set(ids)) and len(ids) < 400
+    for partition in (0, 1):  # what is committed is exactly what was produced, per partition
+        produced = sorted(i for i in ids if i % 2 == partition)
+        assert producer.offsets.get(partition, 0) == len(produced)
+        assert produced == list(range(partition, 2 * len(produced), 2))
