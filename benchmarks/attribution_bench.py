@@ -54,6 +54,16 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def timings(call: Any, runs: int) -> list[float]:
+    """Seconds each of ``runs`` calls of ``call()`` took."""
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - start)
+    return out
+
+
 def make_requests(outputs: int) -> list[dict[str, Any]]:
     return [{"event_id": f"bench-{n}", "occurred_at": "2026-11-20T00:00:00Z", "provider": "p",
              "model": {"name": "m", "revision": "r"}, "pool_micros": 1000,
@@ -346,11 +356,7 @@ def bench_index(chunks: int) -> None:
         start = time.perf_counter()
         edge.shard.optimize()
         build = time.perf_counter() - start
-        times = []
-        for _ in range(20):
-            t0 = time.perf_counter()
-            edge.search_batch(queries, 5)
-            times.append(time.perf_counter() - t0)
+        times = timings(lambda: edge.search_batch(queries, 5), 20)
         print(f"index     qdrant-edge, {chunks:>7,} chunks: {chunks / upsert:>7,.0f} upserts/s, HNSW build "
               f"{build:5.1f}s, 64 queries p50 {statistics.median(times) * 1000:6.1f} ms p99 "
               f"{pct(times, 0.99) * 1000:6.1f} ms")
@@ -365,11 +371,7 @@ def bench_index(chunks: int) -> None:
     start = time.perf_counter()
     local.upsert(records)
     upsert = time.perf_counter() - start
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        local.search_batch(queries, 5)
-        times.append(time.perf_counter() - t0)
+    times = timings(lambda: local.search_batch(queries, 5), 3)
     print(f"index     qdrant-client local mode, {chunks:>7,} chunks: {chunks / upsert:>7,.0f} upserts/s, "
           f"64 queries p50 {statistics.median(times) * 1000:6.1f} ms")
 

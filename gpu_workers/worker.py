@@ -150,9 +150,6 @@ class Batch:
     group_metadata: Any = None  # the consumer group's generation when read: its offsets commit under it
     vectors: list[np.ndarray] = field(default_factory=list)
 
-    def first_offsets(self) -> dict[tuple[str, int], int]:
-        return first_offsets(self.messages)
-
 
 def first_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
     """(topic, partition) -> the lowest offset among ``messages``."""
@@ -253,8 +250,7 @@ class AttributionWorker:
         pending, drop what was just read and seek back."""
         with self._lock:
             if self._rewind:
-                for key, offset in first_offsets(messages).items():
-                    self._rewind[key] = min(self._rewind.get(key, offset), offset)
+                self._read_again(messages)
                 rewind, self._rewind = self._rewind, {}
                 for (topic, partition), offset in sorted(rewind.items()):
                     log.warning("re-reading %s/%d from offset %d after an aborted transaction", topic, partition,
@@ -274,12 +270,17 @@ class AttributionWorker:
                       self.consumer.consumer_group_metadata())
         with self._lock:
             if self._rewind:  # an abort came in while tokenizing: read these again too
-                for key, offset in batch.first_offsets().items():
-                    self._rewind[key] = min(self._rewind.get(key, offset), offset)
+                self._read_again(messages)
                 return None
             batch.generation = self._generation
             self._in_flight.append(batch)
         return batch
+
+    def _read_again(self, messages: list[Message]) -> None:
+        """Mark ``messages`` to be read again: each partition rewinds to the lowest offset
+        of all marked (call with the lock held)."""
+        for key, offset in first_offsets(messages).items():
+            self._rewind[key] = min(self._rewind.get(key, offset), offset)
 
     def _encode(self, batch: Batch) -> Batch:
         """The model thread: nothing but the model call."""
@@ -323,8 +324,7 @@ class AttributionWorker:
                     return  # a rebalance already dropped it; the next owner reads it from the commit
                 self._generation += 1
                 for held in self._in_flight:  # this batch and all read after it
-                    for key, offset in held.first_offsets().items():
-                        self._rewind[key] = min(self._rewind.get(key, offset), offset)
+                    self._read_again(held.messages)
             return
         seconds = time.perf_counter() - batch.read_at
         OUTPUTS.inc(len(attributions))

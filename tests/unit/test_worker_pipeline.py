@@ -188,17 +188,23 @@ def request(n):
                        "output": {"text": f"output number {n} about the weather and the trains"}}).encode()
 
 
-@pytest.mark.parametrize("fail_at", [1, 4, 9])
-def test_an_aborted_transaction_re_reads_that_batch_and_all_later_ones_exactly_once(fail_at):
-    logs = {0: [request(n) for n in range(0, 200, 2)], 1: [request(n) for n in range(1, 200, 2)]}
-    consumer, producer = FakeConsumer(logs), FakeProducer(fail_at)
-    embedder = HashingEmbedder()
+def start_worker(requests, producer, embedder, depth):
+    """The real worker on its own thread over two fake partitions (even / odd requests)."""
+    consumer = FakeConsumer({0: [request(n) for n in range(0, requests, 2)],
+                             1: [request(n) for n in range(1, requests, 2)]})
     worker = AttributionWorker("unused", embedder, QdrantIndex(":memory:", dim=embedder.dim),
-                               PipelineConfig(batch_max_size=8, batch_max_wait_ms=10, pipeline_depth=2), "t",
+                               PipelineConfig(batch_max_size=8, batch_max_wait_ms=10, pipeline_depth=depth), "t",
                                consumer=consumer, producer=producer, catalog=FakeCatalog())
     stop = threading.Event()
     runner = threading.Thread(target=worker.run, args=(stop,))
     runner.start()
+    return consumer, runner, stop
+
+
+@pytest.mark.parametrize("fail_at", [1, 4, 9])
+def test_an_aborted_transaction_re_reads_that_batch_and_all_later_ones_exactly_once(fail_at):
+    producer = FakeProducer(fail_at)
+    consumer, runner, stop = start_worker(200, producer, HashingEmbedder(), depth=2)
     wait_for(lambda: producer.offsets == {0: 100, 1: 100})
     stop.set()
     runner.join(10)
@@ -218,15 +224,8 @@ class SlowEmbedder(HashingEmbedder):
 
 
 def test_stopping_while_the_model_is_slow_commits_only_what_was_processed():
-    logs = {0: [request(n) for n in range(0, 400, 2)], 1: [request(n) for n in range(1, 400, 2)]}
-    consumer, producer = FakeConsumer(logs), FakeProducer(fail_at=None)
-    embedder = SlowEmbedder()
-    worker = AttributionWorker("unused", embedder, QdrantIndex(":memory:", dim=embedder.dim),
-                               PipelineConfig(batch_max_size=8, batch_max_wait_ms=10, pipeline_depth=1), "t",
-                               consumer=consumer, producer=producer, catalog=FakeCatalog())
-    stop = threading.Event()
-    runner = threading.Thread(target=worker.run, args=(stop,))
-    runner.start()
+    producer = FakeProducer(fail_at=None)
+    _, runner, stop = start_worker(400, producer, SlowEmbedder(), depth=1)
     wait_for(lambda: len(producer.committed) >= 16)
     stop.set()
     runner.join(30)
