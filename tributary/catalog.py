@@ -5,22 +5,35 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import stripe
+from confluent_kafka import KafkaException
 
 from schemas import first_problem
 from tributary import kafka
+from tributary.errors import UserError
 from tributary.platform.procs import PlatformError
 from tributary.topics import Topic
 
+if TYPE_CHECKING:
+    import stripe
 
-class CatalogError(ValueError):
+# The largest catalog record (key + JSON value) we produce. librdkafka refuses a message
+# over its ``message.max.bytes`` (1,000,000 by default; the broker's default limit is
+# 1 MiB), counting its own framing, so this leaves headroom for that.
+MAX_RECORD_BYTES = 990_000
+
+
+class CatalogError(UserError, ValueError):
     pass
 
 
 def onboard_holder(holder: dict[str, Any], stripe_key: str, stripe_api_base: str | None) -> str:
     """Create the holder's Connect account (custom, transfers capability); its id."""
+    try:
+        import stripe  # only onboarding needs the Stripe client (the ``sinks`` extra)
+    except ImportError:
+        raise PlatformError("onboarding a holder needs the Stripe client: pip install 'tributary[sinks]'") from None
     client = stripe.StripeClient(stripe_key, base_addresses={"api": stripe_api_base} if stripe_api_base else None)
     try:
         account = _create_account(client, holder)
@@ -75,7 +88,29 @@ def work_record(work: dict[str, Any]) -> dict[str, Any]:
     for field in ("work_id", "holder_id", "text"):
         if not record.get(field):
             raise CatalogError(f"work {work.get('work_id')!r}: {field} is required")
+    size = len(kafka.dumps(record)) + len(str(record["work_id"]).encode())
+    if size > MAX_RECORD_BYTES:
+        raise CatalogError(_too_large(f"work {record['work_id']!r} is {size:,} bytes as a catalog record"))
     return record
+
+
+def _too_large(what: str) -> str:
+    return (f"{what}; a catalog record can be at most {MAX_RECORD_BYTES:,} bytes (Kafka's message size "
+            "limit): split the work into several, e.g. one file per chapter")
+
+
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of ``path``, or a CatalogError that says why not."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                           "register plain text (.txt/.md) or JSON lines, converting other formats "
+                           "to UTF-8 text first") from None
 
 
 TEXT_SUFFIXES = (".txt", ".md", ".text")
@@ -102,12 +137,15 @@ def works_from_path(path: Path, holder_id: str | None = None, license_terms: str
         raise CatalogError(f"{path}: no such file or folder")
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         records = []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        for n, line in enumerate(_read_text(path).splitlines(), 1):
             if line.strip():
                 try:
                     work = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise CatalogError(f"{path}:{n}: not JSON: {exc}") from None
+                if not isinstance(work, dict):
+                    raise CatalogError(f"{path}:{n}: expected a JSON object "
+                                       "({\"work_id\": ..., \"holder_id\": ..., \"text\": ...}) per line")
                 if holder_id and not work.get("holder_id"):
                     work["holder_id"] = holder_id
                 try:
@@ -122,7 +160,13 @@ def _text_work(path: Path, holder_id: str | None, license_terms: str, work_id: s
                title: str | None) -> dict[str, Any]:
     if not holder_id:
         raise CatalogError(f"{path}: a text file needs --holder (the rights holder's id)")
-    text = path.read_text(encoding="utf-8", errors="strict")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    if size > MAX_RECORD_BYTES:  # too large whatever it holds: say so before reading it
+        raise CatalogError(_too_large(f"{path} is {size:,} bytes"))
+    text = _read_text(path)
     return work_record({"work_id": work_id or _slug(path.stem), "holder_id": holder_id,
                         "title": title or path.stem.replace("_", " ").replace("-", " "),
                         "license": license_terms, "text": text})
@@ -140,7 +184,11 @@ def publish(bootstrap: str, records: list[dict[str, Any]]) -> None:
     producer = kafka.producer(bootstrap)
     for rec in records:
         key = rec.get("work_id") if rec["kind"] != "holder" else f"holder:{rec['holder_id']}"
-        producer.produce(Topic.CATALOG_UPDATES.value, key=str(key).encode(), value=kafka.dumps(rec))
+        try:
+            producer.produce(Topic.CATALOG_UPDATES.value, key=str(key).encode(), value=kafka.dumps(rec))
+        except (KafkaException, BufferError) as exc:
+            raise PlatformError(f"Kafka at {bootstrap} did not take the catalog record for {key}: {exc}; "
+                                "nothing after it was sent") from None
     if producer.flush(30):
         raise PlatformError(f"catalog records were not acknowledged by Kafka at {bootstrap} within 30s: "
                             "is it running? (`tributary up`, `tributary status`)")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tributary.config import ConfigError, PlatformConfig, load_pipeline, load_platform
+from tributary.errors import UserError
 from tributary.platform.procs import PlatformError
 
 DESCRIPTION = """\
@@ -233,11 +234,29 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return _dispatch(args)
-    except (ConfigError, PlatformError, QueryError) as exc:
+    except (ConfigError, PlatformError, QueryError, UserError) as exc:
+        # errors the user can fix: one line (or ConfigError's list), no traceback; anything
+        # else is a bug and keeps its traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _check_output(path: Path, option: str) -> None:
+    """Fail before any work when ``path`` cannot be written as a file."""
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder: give a file name, e.g. {path / 'out.txt'}")
+    if not path.parent.is_dir():
+        raise UserError(f"{option} {path}: the folder {path.parent} does not exist; create it first "
+                        f"(mkdir -p {path.parent}) or choose another path")
+
+
+def _write_output(path: Path, text: str, option: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise UserError(f"{option} {path}: cannot write it: {exc.strerror or exc}") from None
 
 
 def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per command
@@ -302,11 +321,13 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
         if not 0 < args.target_false_attribution < 1:
             print("error: --target-false-attribution must be between 0 and 1", file=sys.stderr)
             return 2
+        if args.json:
+            _check_output(args.json, "--json")
         result = evaluate.run(load_embedder(None if args.backend == "auto" else args.backend), args.threshold, args.target_false_attribution,
                               args.calibrate, log=lambda m: print(m, flush=True))
         print(evaluate.render(result))
         if args.json:
-            args.json.write_text(json.dumps(result, indent=2) + "\n")
+            _write_output(args.json, json.dumps(result, indent=2) + "\n", "--json")
         return 0
     if args.command in ("report", "statement", "explain", "reconcile"):
         return _reporting(args, cfg)
@@ -368,6 +389,10 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
 def _reporting(args: argparse.Namespace, cfg: PlatformConfig) -> int:
     from tributary import reports
 
+    if args.command == "statement" and args.output:
+        _check_output(args.output, "--output")
+    if args.command == "explain" and args.limit < 0:
+        raise UserError(f"--limit {args.limit}: must be 0 or more")
     run = reports.runner(cfg)
     try:
         if args.command == "reconcile":
@@ -381,7 +406,7 @@ def _reporting(args: argparse.Namespace, cfg: PlatformConfig) -> int:
             render = {"text": reports.statement_text, "csv": reports.statement_csv, "html": reports.statement_html}
             text = render[args.format](st)
             if args.output:
-                args.output.write_text(text)
+                _write_output(args.output, text, "--output")
                 print(f"wrote {args.output} ({len(st.lines)} lines; carried forward "
                       f"{st.closing_micros} micros)")
             else:
@@ -416,13 +441,22 @@ def _emit(columns: list[str], rows: list[list[object]], fmt: str) -> None:
 
 
 def _reconcile(args: argparse.Namespace, cfg: PlatformConfig, run: object) -> int:
-    from sinks.stripe.payouts import StripeTransfers
+    try:
+        import stripe
+
+        from sinks.stripe.payouts import StripeTransfers
+    except ImportError:
+        raise UserError("reconcile needs the Stripe client: pip install 'tributary[sinks]'") from None
     from sinks.stripe.reconcile import LEDGER_SQL, ledger_payouts, reconcile
     from tributary.query import query
 
     pipeline = load_pipeline()
     payouts = ledger_payouts(query(cfg, LEDGER_SQL)[1])
-    transfers = StripeTransfers(pipeline.stripe_api_key, cfg.stripe_api_base).all_transfers()
+    try:
+        transfers = StripeTransfers(pipeline.stripe_api_key, cfg.stripe_api_base).all_transfers()
+    except stripe.StripeError as exc:
+        raise UserError(f"Stripe at {cfg.stripe_api_base} did not list the transfers: "
+                        f"{exc.user_message or exc} (check STRIPE_API_KEY and TRIBUTARY_STRIPE_API_BASE)") from None
     findings = reconcile(payouts, transfers)
     mismatches = [f for f in findings if f.is_mismatch]
     if args.format == "json":

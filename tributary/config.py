@@ -73,6 +73,10 @@ class PlatformConfig:
                 problems.append(f"{name}={port}: must be within 1024..65535")
         if len(set(ports.values())) != len(ports):
             problems.append(f"ports must all differ, got {ports}")
+        for name in ("data_dir", "cache_dir"):
+            path = getattr(self, name)
+            if path.exists() and not path.is_dir():
+                problems.append(f"{name}={path}: exists and is not a folder; choose another one")
         if problems:
             raise ConfigError("invalid platform settings:\n  - " + "\n  - ".join(problems))
 

@@ -19,13 +19,14 @@ from datetime import date, timedelta
 from typing import Any
 
 from tributary.config import PlatformConfig
+from tributary.errors import UserError
 from tributary.money import format_micros
 from tributary.query import query
 
 Query = Callable[[str], tuple[list[str], list[list[Any]]]]
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     pass
 
 
@@ -351,8 +352,8 @@ def _explain_event(run: Query, event_id: str) -> list[str]:
                            revenue_micros, pool_micros, occurred_at FROM priced_events FINAL WHERE event_id = {lit}""")
     provider, model, revision, contract, version, currency, revenue, pool, occurred = ev[0]
     lines = [f"event {event_id}: {provider} / {model}@{revision} at {occurred}",
-             f"  revenue {format_micros(int(revenue))} {currency} x contract {contract} v{version} "
-             f"-> royalty pool {format_micros(int(pool))}"]
+             f"  revenue {format_micros(int(revenue), currency)} x contract {contract} v{version} "
+             f"-> royalty pool {format_micros(int(pool), currency)}"]
     _, at = run(f"""SELECT attribution_id, attributed_ppm, threshold, embed_model, embed_revision, catalog_version,
                            shares, evidence FROM attributions FINAL WHERE event_id = {lit}""")
     if not at:
