@@ -50,11 +50,75 @@ def schema(name: str) -> dict[str, Any]:
     return json.loads(path.read_text())  # type: ignore[no-any-return]
 
 
+def _strict_integer(checker: Any, instance: Any) -> bool:
+    """JSON Schema calls 25000.0 an "integer"; the ledger does not. A number counts as an
+    integer only if it was written as one (decoders give ``int`` for ``25000``, ``float``
+    for ``25000.0``), so a value that passed validation stays an integer all the way to
+    ClickHouse's Int64 columns."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
 @cache
 def validator(name: str) -> jsonschema.protocols.Validator:
     s = schema(name)
-    cls = jsonschema.validators.validator_for(s)
-    return cls(s, format_checker=cls.FORMAT_CHECKER)  # type: ignore[no-any-return]
+    base = jsonschema.validators.validator_for(s)
+    cls = jsonschema.validators.extend(base, type_checker=base.TYPE_CHECKER.redefine("integer", _strict_integer))
+    return cls(s, format_checker=base.FORMAT_CHECKER)  # type: ignore[no-any-return]
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice: the payload is ambiguous."""
+
+    def __init__(self, path: str):
+        self.path = path
+        super().__init__(f"the key {path.rsplit('/', 1)[-1]!r} appears more than once in the same object "
+                         f"(at {path}); send each key once")
+
+
+class _Duplicate:
+    __slots__ = ()
+
+
+_DUPLICATE = _Duplicate()
+
+
+def strict_loads(raw: bytes | str, parse_constant: Any = None) -> Any:
+    """``json.loads`` that rejects ambiguous input: a key twice in one object raises
+    :class:`DuplicateKeyError` naming the key's path (``json`` would keep the last value,
+    so ``{"revenue_micros": 1, "revenue_micros": 1000000}`` would be paid at the second)."""
+    found = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal found
+        obj: dict[str, Any] = {}
+        for key, value in items:
+            if key in obj:
+                found = True
+                value = _DUPLICATE
+            obj[key] = value
+        return obj
+
+    value = json.loads(raw, object_pairs_hook=pairs, parse_constant=parse_constant)
+    if found:
+        raise DuplicateKeyError(_duplicate_path(value, "") or "(root)")
+    return value
+
+
+def _duplicate_path(value: Any, path: str) -> str | None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}/{key}" if path else key
+            if item is _DUPLICATE:
+                return where
+            found = _duplicate_path(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _duplicate_path(item, f"{path}/{i}")
+            if found is not None:
+                return found
+    return None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -26,14 +25,14 @@ from typing import Any
 import faust
 import orjson
 from faust.types import TP
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
-from schemas import first_problem
+from schemas import first_problem, topic_manifests
 from streams.accrual import AccrualBook
 from streams.balances import BalanceBook, PayoutPolicy
 from streams.contracts import ContractBook
+from streams.dlq_limit import DeadLetterLimit
 from streams.ingest import (
-    DeadLetterLimit,
     IngestBook,
     Rejection,
     Source,
@@ -41,6 +40,7 @@ from streams.ingest import (
     dead_letter_headers,
 )
 from streams.offsets import OffsetGuard, records_between
+from streams.stall import StallDetector
 from tributary.config import load_pipeline, load_platform
 from tributary.lag import pending_partitions
 from tributary.topics import Topic
@@ -50,29 +50,27 @@ log = logging.getLogger("tributary.streams")
 platform = load_platform()
 pipeline = load_pipeline()
 contracts = ContractBook.load()
-dlq_limit = DeadLetterLimit(pipeline.dlq_window, pipeline.dlq_max_fraction)
 
 EVENTS_IN = Counter("tributary_ingest_events_total", "Inference events and refunds read by ingest")
 DEAD_LETTERED = Counter("tributary_ingest_dead_lettered_total", "Inputs sent to the dead-letter topic")
 ENTRIES_OUT = Counter("tributary_ledger_entries_total", "Ledger entries produced by accrue")
 ENTRIES_APPLIED = Counter("tributary_balance_entries_total", "Ledger entries read by balances")
+REROUTED = Counter("tributary_ingest_rerouted_total",
+                   "Events forwarded to their event_id's home partition (producer did not key by event_id)")
+HALTED = Gauge("tributary_ingest_halted", "1 while ingest is halted by the dead-letter rate limit")
 REWINDS = Counter("tributary_streams_rewinds_total", "Offsets committed back to records skipped by Faust")
 PAYOUTS_REQUESTED = Counter("tributary_payout_requests_total", "Payout requests sent (re-sends included)")
 
 
-# the watchdog: Faust can stop fetching after a rebalance (faust-streaming #175, #640);
-# a worker that has lag on its own partitions but made no progress for this long exits
-# with STALLED_EXIT_CODE, and `tributary run streams` (or Kubernetes) restarts it
+# the watchdog (streams.stall): a worker whose own partitions have had records waiting
+# for this long with no progress exits with STALLED_EXIT_CODE, and `tributary run
+# streams` (or Kubernetes) restarts it
 STALL_AFTER_S = float(os.environ.get("TRIBUTARY_STREAMS_STALL_S", "60"))
+WATCHDOG_INTERVAL_S = float(os.environ.get("TRIBUTARY_STREAMS_WATCHDOG_S", "5"))
 STALLED_EXIT_CODE = 75
 HALTED_EXIT_CODE = 3  # stopped by the DLQ rate limit: not to be restarted blindly
-_halted = {"reason": ""}
-_started = time.monotonic()
-_progress: dict[str, float] = {}  # source topic -> when its agent last handled an event
-
-
-def _progressed(topic: str) -> None:
-    _progress[topic] = time.monotonic()
+HALT_FILE = platform.run_dir / "streams.halted"  # read by `tributary status`
+stalls = StallDetector(STALL_AFTER_S)
 
 
 def _now() -> str:
@@ -136,6 +134,8 @@ holder_policies = _topic(Topic.HOLDER_POLICIES)
 # dedupe and refund marks: see streams.ingest.IngestBook
 seen_events = app.Table("ingest-seen-events", default=None, partitions=4)
 ingest_book = IngestBook(seen_events, contracts, window_s=pipeline.dedupe_window_s)
+# the dead-letter rate limit's per-partition history lives in the same table
+dlq_limit = DeadLetterLimit(seen_events, pipeline.dlq_window, pipeline.dlq_max_fraction)
 # per-event accrual records: see streams.accrual.AccrualBook
 accrued_events = app.Table("accrued-events", default=None, partitions=4)
 accrual_book = AccrualBook(accrued_events, refund_window_s=pipeline.refund_window_s)
@@ -216,9 +216,22 @@ async def _reject(raw: bytes, rejection: Rejection, source: Source) -> None:
 
 
 def _halt(reason: str) -> None:
+    """Stop the worker without acknowledging the event in hand. Not restarted by the
+    supervisor; a restart (Kubernetes) finds the same history and halts again, until an
+    operator runs `tributary resume ingest`."""
+    HALTED.set(1)
     log.critical("halting ingest: %s", reason)
-    _halted["reason"] = reason
-    os.kill(os.getpid(), signal.SIGTERM)
+    try:
+        HALT_FILE.parent.mkdir(parents=True, exist_ok=True)
+        HALT_FILE.write_text(reason + "\n")
+    except OSError as exc:
+        log.error("could not record the halt in %s: %s", HALT_FILE, exc)
+    logging.shutdown()
+    os._exit(HALTED_EXIT_CODE)
+
+
+def _owned(topic: Topic) -> list[int]:
+    return sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topic.value)
 
 
 def _received_at(event: faust.EventT) -> datetime:
@@ -233,7 +246,7 @@ async def _each(stream: faust.StreamT, handle: Callable[[faust.EventT], Awaitabl
     is handled again from the committed offset. Faust would instead restart the agent in
     this process, with its in-memory state possibly half-updated by the failed event."""
     async for event in stream.events():
-        _progressed(event.message.topic)
+        stalls.progressed(event.message.topic)
         await _after_recovery(event)
         tp = (event.message.topic, event.message.partition)
         if tp not in _resumed:  # where each partition picks up after a (re)assignment
@@ -254,10 +267,27 @@ async def _ingest(event: faust.EventT) -> None:
         return
     if ingest_book.needs_rebuild:
         ingest_book.rebuild()
+        # every copy of an event is decided on its event_id's home partition (IngestBook)
+        ingest_book.partitions = (app.consumer.topic_partitions(Topic.INFERENCE_EVENTS.value)
+                                  or topic_manifests()[Topic.INFERENCE_EVENTS.value].partitions)
+    owned = _owned(Topic.INFERENCE_EVENTS)
+    halt = dlq_limit.exceeded(owned)
+    if halt:  # the restored history already exceeds the limit: handle nothing
+        _halt(halt)
     msg = event.message
     raw: bytes = event.value or b""
     source = Source(msg.topic, msg.partition, msg.offset)
     decision = ingest_book.handle(raw, source, _received_at(event))
+    if decision.reroute is not None:
+        assert decision.event_id is not None
+        REROUTED.inc()
+        log.info("forwarding event_id=%s from %s/%d@%d to its home partition %d", decision.event_id,
+                 msg.topic, msg.partition, msg.offset, decision.reroute)
+        await inference_events.send(key=decision.event_id.encode(), value=raw, partition=decision.reroute,
+                                    headers=[("tributary-forwarded-from", f"{msg.topic}/{msg.partition}@"
+                                              f"{msg.offset}".encode())], force=True)
+        ingest_offsets.advance(msg.partition, msg.offset)
+        return
     EVENTS_IN.inc()
     if decision.rejection is not None:
         DEAD_LETTERED.inc()
@@ -269,12 +299,10 @@ async def _ingest(event: faust.EventT) -> None:
         await corrections.send(key=decision.correction["event_id"].encode(),
                                value=_dumps(decision.correction), force=True)
     ingest_offsets.advance(msg.partition, msg.offset)
-    dlq_limit.record(decision.rejection is not None)
-    if dlq_limit.exceeded():
-        _halt(
-            f"{dlq_limit.fraction:.0%} of the last {dlq_limit.seen} events were "
-            "dead-lettered; check the producers' deploy, then restart `tributary run streams`"
-        )
+    dlq_limit.record(msg.partition, decision.rejection is not None)
+    halt = dlq_limit.exceeded(owned)
+    if halt:
+        _halt(halt)
 
 
 @app.agent(inference_events)
@@ -381,28 +409,24 @@ SOURCES = tuple(t.value for t in (Topic.INFERENCE_EVENTS, Topic.ATTRIBUTIONS, To
                                    Topic.CORRECTIONS, Topic.HOLDER_POLICIES))
 
 
-@app.timer(interval=5.0)
+@app.timer(interval=WATCHDOG_INTERVAL_S)
 async def watchdog() -> None:
-    now = time.monotonic()
     if app.rebalancing or app.in_recovery:
-        for topic in SOURCES:
-            _progress[topic] = now
+        stalls.reset(SOURCES)
         return
     # per source topic: one crash-looping agent must not hide behind the others' progress
-    idle = {t: now - _progress.get(t, _started) for t in SOURCES}
-    quiet = {t for t, s in idle.items() if s >= STALL_AFTER_S}
+    quiet = stalls.quiet(SOURCES)
     if not quiet:
         return
     mine = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in quiet]
-    pending = await asyncio.get_running_loop().run_in_executor(
+    waiting = await asyncio.get_running_loop().run_in_executor(
         None, pending_partitions, platform.bootstrap_servers, app.conf.id, mine)
-    if pending:
-        log.critical("stalled: records waiting on %s and no progress on them for %.0fs; exiting to be "
-                     "restarted", pending, max(idle[t] for t, _ in pending))
+    stuck = stalls.stalled(waiting, mine)
+    if stuck:
+        log.critical("stalled: records waiting on %s with no progress for %.0fs; exiting to be restarted",
+                     [p for p, _ in stuck], max(s for _, s in stuck))
         logging.shutdown()
         os._exit(STALLED_EXIT_CODE)
-    for topic in quiet:  # idle with nothing to do
-        _progress[topic] = now
 
 
 @app.page("/metrics")
@@ -418,10 +442,5 @@ async def healthz(web: Any, request: Any) -> Any:
 
 
 def main() -> None:
-    worker = faust.Worker(app, loglevel="INFO")
-    try:
-        worker.execute_from_commandline()
-    finally:
-        if _halted["reason"]:
-            logging.shutdown()
-            os._exit(HALTED_EXIT_CODE)
+    HALT_FILE.unlink(missing_ok=True)  # a worker that starts is no longer halted (it halts again if it must)
+    faust.Worker(app, loglevel="INFO").execute_from_commandline()

@@ -5,13 +5,16 @@ Pure functions; the Faust agent in :mod:`streams.app` only moves bytes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from schemas import first_problem
+from aiokafka.partitioner import murmur2
+
+from schemas import DuplicateKeyError, first_problem, strict_loads
 from streams.contracts import Contract, ContractBook, parse_time
 from streams.window import ExpiryIndex
 from tributary.money import royalty_pool
@@ -20,6 +23,7 @@ SUPPORTED_SCHEMA_VERSIONS = (1,)
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 EMBEDDING_DIM = 384
 MAX_EVENT_BYTES = 1_000_000
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # ClickHouse's DateTime64 columns hold 1900..2299
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,9 @@ def parse_event(raw: bytes, book: ContractBook) -> dict[str, Any] | Rejection:
     if len(raw) > MAX_EVENT_BYTES:
         return Rejection("too_large", None, f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
     try:
-        event = json.loads(raw, parse_constant=_no_constant)
+        event = strict_loads(raw, parse_constant=_no_constant)
+    except DuplicateKeyError as exc:
+        return Rejection("duplicate_key", exc.path, str(exc))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return Rejection("malformed_json", None, f"not valid JSON: {exc}")
     except ValueError as exc:  # NaN / Infinity: not JSON, and not a number we can price
@@ -66,7 +72,7 @@ def parse_event(raw: bytes, book: ContractBook) -> dict[str, Any] | Rejection:
         problem = first_problem("inference-refund.v1", event)
         if problem is not None:
             return Rejection("schema_violation", problem.field, problem.reason, event_id)
-        return event
+        return _time_problem(event["occurred_at"], event_id) or event
     version = event.get("schema_version")
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         return Rejection(
@@ -77,10 +83,10 @@ def parse_event(raw: bytes, book: ContractBook) -> dict[str, Any] | Rejection:
     problem = first_problem("inference-event.v1", event)
     if problem is not None:
         return Rejection("schema_violation", problem.field, problem.reason, event_id)
-    try:
-        occurred_at = parse_time(event["occurred_at"])
-    except ValueError as exc:
-        return Rejection("bad_timestamp", "occurred_at", f"not an RFC 3339 time with zone: {exc}", event_id)
+    time_problem = _time_problem(event["occurred_at"], event_id)
+    if time_problem is not None:
+        return time_problem
+    occurred_at = parse_time(event["occurred_at"])
     billing = event["billing"]
     if "revenue_micros" not in billing and "output_tokens" not in billing:
         return Rejection("bad_billing", "billing", "needs revenue_micros or output_tokens", event_id)
@@ -116,6 +122,17 @@ def parse_event(raw: bytes, book: ContractBook) -> dict[str, Any] | Rejection:
             "this model or register the model in a new contract version", event_id,
         )
     return event
+
+
+def _time_problem(value: str, event_id: str | None) -> Rejection | None:
+    try:
+        occurred_at = parse_time(value)
+    except ValueError as exc:
+        return Rejection("bad_timestamp", "occurred_at", f"not an RFC 3339 time with zone: {exc}", event_id)
+    if occurred_at < EARLIEST:
+        return Rejection("bad_timestamp", "occurred_at",
+                         f"{value} is before {EARLIEST:%Y-%m-%d}; no inference happened then", event_id)
+    return None
 
 
 def _no_constant(name: str) -> Any:
@@ -206,43 +223,28 @@ def dead_letter_headers(rejection: Rejection, source: Source) -> list[tuple[str,
     ]
 
 
-class DeadLetterLimit:
-    """Halts ingest when too large a fraction of recent events is dead-lettered.
-
-    A few bad events are data; most events failing means a bad deploy upstream, and
-    dead-lettering everything would hide it.
-    """
-
-    def __init__(self, window: int, max_fraction: float, min_events: int = 50):
-        self.window = window
-        self.max_fraction = max_fraction
-        self.min_events = min_events
-        self._outcomes: list[bool] = []
-
-    def record(self, rejected: bool) -> None:
-        self._outcomes.append(rejected)
-        if len(self._outcomes) > self.window:
-            del self._outcomes[: len(self._outcomes) - self.window]
-
-    @property
-    def seen(self) -> int:
-        return len(self._outcomes)
-
-    @property
-    def fraction(self) -> float:
-        return sum(self._outcomes) / len(self._outcomes) if self._outcomes else 0.0
-
-    def exceeded(self) -> bool:
-        return len(self._outcomes) >= self.min_events and self.fraction > self.max_fraction
-
-
 @dataclass(frozen=True)
 class Decision:
-    """What ingest does with one input: send a request, send a correction, or reject."""
+    """What ingest does with one input: send a request, send a correction, reject, or
+    forward it to its event's home partition (``reroute``: the partition to send it to)."""
 
     request: dict[str, Any] | None = None
     correction: dict[str, Any] | None = None
     rejection: Rejection | None = None
+    reroute: int | None = None
+    event_id: str | None = None  # with ``reroute``: the key to forward it under
+
+
+def home_partition(event_id: str, partitions: int) -> int:
+    """The partition a record keyed by ``event_id`` lands on with Kafka's default
+    (Java, murmur2) partitioner: what the SDK, Faust and aiokafka all use."""
+    return (murmur2(event_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def content_digest(event: dict[str, Any]) -> str:
+    """A short digest of an event's content, to tell a resent copy from a conflicting one."""
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 @dataclass
@@ -255,12 +257,21 @@ class IngestBook:
     offset is a duplicate. Marks expire ``window_s`` of event time behind the newest
     event of their partition; an event older than that cannot be checked for
     duplicates any more and is dead-lettered as late instead of risking a double credit.
+
+    The first copy in the log wins. Every copy of an event must therefore be decided on
+    one partition, the home partition of its ``event_id`` (``partitions`` is the input
+    topic's partition count): a valid event read anywhere else (a producer that did not
+    key by ``event_id``) is forwarded there (``Decision.reroute``) and decided when it is
+    read again. A later copy with the same content is a ``duplicate_event_id``; one with
+    different content (amounts, times, text) is a ``conflicting_duplicate`` naming both
+    offsets: the first copy stands, whatever order the copies were produced or replayed in.
     """
 
     table: MutableMapping[str, Any]
     contracts: ContractBook
     window_s: float = 7 * 86_400
     max_future_s: float = 3_600
+    partitions: int | None = None
     _index: ExpiryIndex = field(init=False)
     needs_rebuild: bool = True
 
@@ -285,6 +296,10 @@ class IngestBook:
                 "occurred_at_in_future", "occurred_at",
                 f"{parsed['occurred_at']} is more than {self.max_future_s:.0f}s after the event reached "
                 "Kafka; fix the producer's clock", parsed.get("event_id")))
+        if self.partitions is not None:
+            home = home_partition(parsed["event_id"], self.partitions)
+            if home != source.partition:
+                return Decision(reroute=home, event_id=parsed["event_id"])
         if parsed.get("kind") == "refund":
             decision = self._refund(parsed, source, occurred)
         else:
@@ -307,11 +322,21 @@ class IngestBook:
     def _event(self, event: dict[str, Any], source: Source, occurred: float) -> Decision:
         event_id = event["event_id"]
         key = f"ev:{event_id}"
+        digest = content_digest(event)
         redelivery, mark = self._seen(key, source)
         if mark is not None and not redelivery:
+            first = f"partition {mark['part']} offset {mark['o']}"
+            if mark.get("d", digest) != digest:
+                return Decision(rejection=Rejection(
+                    "conflicting_duplicate", "event_id",
+                    f"event_id {event_id!r} was first accepted at {first} with different content; this copy "
+                    f"at partition {source.partition} offset {source.offset} conflicts with it and is not "
+                    "credited (the first copy in the log stands). Send a correction as a refund plus a new "
+                    "event_id", event_id))
             return Decision(rejection=Rejection(
                 "duplicate_event_id", "event_id",
-                f"event_id {event_id!r} was already accepted at partition {mark['part']} offset {mark['o']}",
+                f"event_id {event_id!r} was already accepted at {first}; this copy at partition "
+                f"{source.partition} offset {source.offset} has the same content and is not credited again",
                 event_id))
         if mark is None:
             if self._index.too_old(source.partition, occurred):
@@ -320,7 +345,7 @@ class IngestBook:
                     f"{event['occurred_at']} is more than {self.window_s / 86_400:g} days older than the newest "
                     "event on its partition, beyond the dedupe window; it cannot be checked for "
                     "duplicates. Re-send it with a new event_id after checking it was never billed", event_id))
-            self._mark(key, source, occurred)
+            self._mark(key, source, occurred, d=digest)
         return Decision(request=price_event(event, self.contracts, source))
 
     def _refund(self, refund: dict[str, Any], source: Source, occurred: float) -> Decision:

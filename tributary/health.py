@@ -34,6 +34,21 @@ class Health:
     def alive(self) -> bool:
         return time.monotonic() - self._last_beat < self.stall_after_s
 
+    def response(self, path: str) -> tuple[int, bytes, str] | None:
+        """(status, body, content type) for /healthz, /readyz and /metrics; None otherwise.
+        Shared by every stage's HTTP server, so each reports the same way."""
+        if path == "/metrics":
+            return 200, generate_latest(), CONTENT_TYPE_LATEST
+        if path == "/healthz":
+            ok = self.alive
+            return (200 if ok else 503), json.dumps(
+                {"alive": ok, "seconds_since_progress": round(time.monotonic() - self._last_beat, 1),
+                 **self.detail}, default=str).encode(), "application/json"
+        if path == "/readyz":
+            return (200 if self.ready else 503), json.dumps(
+                {"ready": self.ready, **self.detail}, default=str).encode(), "application/json"
+        return None
+
     def serve(self, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
         health = self
 
@@ -46,18 +61,11 @@ class Health:
                 self.wfile.write(body)
 
             def do_GET(self) -> None:  # noqa: N802
-                if self.path == "/metrics":
-                    self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
-                elif self.path == "/healthz":
-                    ok = health.alive
-                    self._send(200 if ok else 503, json.dumps(
-                        {"alive": ok, "seconds_since_loop": round(time.monotonic() - health._last_beat, 1)}
-                    ).encode())
-                elif self.path == "/readyz":
-                    self._send(200 if health.ready else 503,
-                               json.dumps({"ready": health.ready, **health.detail}, default=str).encode())
-                else:
+                answer = health.response(self.path)
+                if answer is None:
                     self._send(404, b'{"error": "GET /healthz, /readyz or /metrics"}')
+                else:
+                    self._send(*answer)
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass

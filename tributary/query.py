@@ -7,65 +7,85 @@ query server; otherwise the directory is opened directly, read-only.
 from __future__ import annotations
 
 import json
-import re
+import os
 import urllib.error
 import urllib.request
 from typing import Any
 
 from tributary.config import PlatformConfig
 from tributary.platform.procs import ManagedProcess
+from tributary.sqlguard import UnsafeQuery, single_statement
 
 
 class QueryError(RuntimeError):
     pass
 
 
-READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
-
-
-def check_read_only(sql: str) -> None:
-    if not READ_ONLY.match(sql):
-        raise QueryError("only read-only statements (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) are allowed")
-
-
 def sink_running(cfg: PlatformConfig) -> bool:
     return ManagedProcess("sink-clickhouse", cfg.run_dir, cfg.log_dir).running()
 
 
-def query(cfg: PlatformConfig, sql: str, timeout: float = 60) -> tuple[list[str], list[list[Any]]]:
-    check_read_only(sql)
+def query_token(cfg: PlatformConfig) -> str | None:
+    """``TRIBUTARY_QUERY_TOKEN``, else the token the local sink wrote to its run dir."""
+    token = os.environ.get("TRIBUTARY_QUERY_TOKEN")
+    if token:
+        return token
+    try:
+        return (cfg.run_dir / "query-token").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def query(cfg: PlatformConfig, sql: str, parameters: dict[str, Any] | None = None,
+          timeout: float = 60) -> tuple[list[str], list[list[Any]]]:
+    """Run one read-only statement. User values go in ``parameters`` and are referred to
+    as ``{name:Type}`` in ``sql`` (bound by ClickHouse, never spliced into the text)."""
+    try:
+        single_statement(sql)  # refused here already, with the same message the server gives
+    except UnsafeQuery as exc:
+        raise QueryError(str(exc)) from None
     if not cfg.clickhouse_dsn.startswith("chdb://") or not sink_running(cfg):
-        return _direct(cfg, sql)
-    req = urllib.request.Request(f"{cfg.clickhouse_query_url}/query", data=sql.encode(), method="POST")
+        return _direct(cfg, sql, parameters)
+    body = json.dumps({"sql": sql, "parameters": parameters or {}}, default=str).encode()
+    headers = {"Content-Type": "application/json"}
+    token = query_token(cfg)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(f"{cfg.clickhouse_query_url}/query", data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            body = json.loads(resp.read())
+            answer = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        raise QueryError(json.loads(exc.read() or b"{}").get("error", str(exc))) from None
+        try:
+            message = json.loads(exc.read() or b"{}").get("error", str(exc))
+        except ValueError:
+            message = str(exc)
+        raise QueryError(message) from None
     except (urllib.error.URLError, OSError) as exc:
         raise QueryError(
             f"the ClickHouse sink owns the data but its query server at {cfg.clickhouse_query_url} "
             f"did not answer ({exc}); check `tributary status` and its log"
         ) from None
-    return body["columns"], body["rows"]
+    return answer["columns"], answer["rows"]
 
 
-def _direct(cfg: PlatformConfig, sql: str) -> tuple[list[str], list[list[Any]]]:
-    from sinks.clickhouse.store import open_client
+def _direct(cfg: PlatformConfig, sql: str, parameters: dict[str, Any] | None
+            ) -> tuple[list[str], list[list[Any]]]:
+    from sinks.clickhouse.store import ReadOnlyQueries
 
     dsn = cfg.clickhouse_dsn
     if dsn.startswith("chdb://") and not (cfg.data_dir / "clickhouse").exists():
         raise QueryError(f"no ClickHouse data at {cfg.data_dir / 'clickhouse'}: run the pipeline first")
-    client = open_client(dsn, readonly=True)
+    queries = ReadOnlyQueries.open(dsn)
     try:
-        result = client.query(sql)
-        return list(result.column_names), [list(r) for r in result.result_rows]
+        columns, rows = queries.query(sql, parameters)
+        return columns, [list(r) for r in rows]
     except Exception as exc:
-        raise QueryError(str(exc).splitlines()[0][:2000]) from None
+        raise QueryError(str(exc).splitlines()[0][:2000] if str(exc) else type(exc).__name__) from None
     finally:
-        client.close()
+        queries.close()
 
 
-def scalar(cfg: PlatformConfig, sql: str) -> Any:
-    _, rows = query(cfg, sql)
+def scalar(cfg: PlatformConfig, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+    _, rows = query(cfg, sql, parameters)
     return rows[0][0] if rows else None

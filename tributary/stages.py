@@ -126,7 +126,8 @@ def run_sink_clickhouse(platform: PlatformConfig, pipeline: PipelineConfig) -> N
     from sinks.clickhouse import service
 
     stop = stop_on_signals()
-    service.run(platform.bootstrap_servers, platform.clickhouse_dsn, platform.clickhouse_query_port, stop)
+    service.run(platform.bootstrap_servers, platform.clickhouse_dsn, platform.clickhouse_query_port, stop,
+                run_dir=platform.run_dir)
 
 
 def run_sink_stripe(platform: PlatformConfig, pipeline: PipelineConfig, http_port: int) -> None:

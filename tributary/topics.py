@@ -8,6 +8,7 @@ from enum import StrEnum
 class Topic(StrEnum):
     INFERENCE_EVENTS = "inference-events"
     INFERENCE_EVENTS_DLQ = "inference-events.dlq"
+    SINK_CLICKHOUSE_DLQ = "sink-clickhouse.dlq"
     ATTRIBUTION_REQUESTS = "attribution-requests"
     ATTRIBUTIONS = "attributions"
     ROYALTY_LEDGER = "royalty-ledger"

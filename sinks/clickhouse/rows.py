@@ -74,10 +74,14 @@ def payout_result(v: dict[str, Any]) -> Row:
     }
 
 
-def dead_letter(v: dict[str, Any], partition: int, offset: int) -> Row:
+def dead_letter(v: dict[str, Any], topic: str, partition: int, offset: int) -> Row:
+    """Keyed by the *source* message, so a dead letter written again on a replay (a new
+    record at a new offset of the dead-letter topic) is the same row, not a second one."""
     src = v.get("source", {})
+    key = (f"{src['topic']}:{src['partition']}:{src['offset']}" if {"topic", "partition", "offset"} <= src.keys()
+           else f"{topic}:{partition}:{offset}")
     return {
-        "dlq_key": f"{partition}:{offset}", "error_code": v.get("error_code", ""),
+        "dlq_key": key, "error_code": v.get("error_code", ""),
         "field": _s(v.get("field")), "reason": v.get("reason", ""), "event_id": _s(v.get("event_id")),
         "source_topic": _s(src.get("topic")), "source_partition": int(src.get("partition", -1)),
         "source_offset": int(src.get("offset", -1)), "payload": v.get("payload", ""),
@@ -123,8 +127,8 @@ def to_row(topic: str, partition: int, offset: int, value: bytes | None) -> tupl
             return "payout_requests", payout_request(v)
         case Topic.PAYOUT_RESULTS:
             return "payout_results", payout_result(v)
-        case Topic.INFERENCE_EVENTS_DLQ:
-            return "dead_letters", dead_letter(v, partition, offset)
+        case Topic.INFERENCE_EVENTS_DLQ | Topic.SINK_CLICKHOUSE_DLQ:
+            return "dead_letters", dead_letter(v, topic, partition, offset)
         case Topic.CATALOG_UPDATES:
             return catalog_update(v, offset)
         case Topic.CORRECTIONS:
@@ -135,4 +139,5 @@ def to_row(topic: str, partition: int, offset: int, value: bytes | None) -> tupl
 SOURCE_TOPICS = [
     Topic.ATTRIBUTION_REQUESTS, Topic.ATTRIBUTIONS, Topic.ROYALTY_LEDGER, Topic.PAYOUT_REQUESTS,
     Topic.PAYOUT_RESULTS, Topic.INFERENCE_EVENTS_DLQ, Topic.CATALOG_UPDATES, Topic.CORRECTIONS,
+    Topic.SINK_CLICKHOUSE_DLQ,
 ]

@@ -1,42 +1,58 @@
 """``tributary run sink-clickhouse``: consume every pipeline topic, write, then commit.
 
-Commit order per batch: (1) insert every table's rows, (2) commit the consumed
-offsets synchronously. A crash between (1) and (2) re-delivers the batch; the rows
-carry deterministic ids and every read deduplicates (``FINAL``), so queries never
-see it twice. If ClickHouse refuses the batch, nothing is committed and the same
-batch is retried with backoff (backpressure), so nothing is dropped or acknowledged
-early.
+Commit order per batch: (1) insert every table's rows, (2) flush the quarantined
+records to ``sink-clickhouse.dlq``, (3) commit the consumed offsets synchronously. A
+crash between them re-delivers the batch; the rows carry deterministic ids and every
+read deduplicates (``FINAL``), so queries never see it twice.
+
+No single record stops the sink. If ClickHouse refuses a batch, the same batch is
+retried with backoff (``tries`` times); then it is split to find the records that
+fail on their own. A record that fails alone while ClickHouse answers (a probe query
+succeeds) is poison: it goes to ``sink-clickhouse.dlq`` with the error, its source
+topic/partition/offset and its payload, and the rest is written. If ClickHouse does not
+answer at all, nothing is quarantined: the sink keeps retrying (backpressure) and its
+``/healthz`` turns unhealthy once no batch has been committed for ``stall_after_s``
+while records wait, which ``tributary status`` reports.
 
 chdb locks its data directory to one process, so this process owns it and serves
-read-only SQL to the CLI and analysts on 127.0.0.1 (``tributary sql``), plus
-``/healthz`` and Prometheus ``/metrics``.
+analysts' SQL to the CLI on 127.0.0.1 (``tributary sql``) on a read-only session of
+its own (:class:`sinks.clickhouse.store.ReadOnlyQueries`), behind a bearer token, plus
+``/healthz``, ``/readyz`` and Prometheus ``/metrics``.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from confluent_kafka import Message, Producer
+from prometheus_client import Counter
 
 from sinks.clickhouse.rows import SOURCE_TOPICS, Row, to_row
 from sinks.clickhouse.schema import migrate
-from sinks.clickhouse.store import BackpressureError, ClickHouseStore
+from sinks.clickhouse.store import BackpressureError, ClickHouseStore, ReadOnlyQueries
 from tributary import kafka
-from tributary.query import check_read_only
+from tributary.health import Health
+from tributary.sqlguard import UnsafeQuery
+from tributary.topics import Topic
 
 log = logging.getLogger("tributary.sink.clickhouse")
 GROUP_ID = "tributary-sink-clickhouse"
 
 ROWS = Counter("tributary_clickhouse_rows_total", "Rows written", ["table"])
 RETRIES = Counter("tributary_clickhouse_retries_total", "Batches retried after ClickHouse refused them")
-BAD_RECORDS = Counter("tributary_clickhouse_bad_records_total", "Records that could not be turned into rows")
+QUARANTINED = Counter("tributary_clickhouse_quarantined_total",
+                      "Records sent to sink-clickhouse.dlq (undecodable or refused by ClickHouse on their own)",
+                      ["reason"])
+MAX_DLQ_PAYLOAD = 900_000
 
 
 
@@ -50,7 +66,12 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def serve_queries(store: ClickHouseStore, port: int) -> ThreadingHTTPServer:
+def serve_queries(queries: ReadOnlyQueries, health: Health, port: int, token: str | None
+                  ) -> ThreadingHTTPServer:
+    """``POST /query``: one read-only statement, as the body (text) or as JSON
+    ``{"sql": ..., "parameters": {...}}`` for ``{name:Type}`` placeholders. With a
+    ``token``, requests must carry ``Authorization: Bearer <token>``."""
+
     class Handler(BaseHTTPRequestHandler):
         def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
             self.send_response(code)
@@ -59,88 +80,220 @@ def serve_queries(store: ClickHouseStore, port: int) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(body)
 
+        def _error(self, code: int, message: str) -> None:
+            self._send(code, json.dumps({"error": message}).encode())
+
         def do_GET(self) -> None:  # noqa: N802
-            if self.path in ("/healthz", "/readyz"):
-                self._send(200, b'{"status":"ok"}')
-            elif self.path == "/metrics":
-                self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+            answer = health.response(self.path)
+            if answer is None:
+                self._error(404, "try POST /query, GET /healthz, /readyz or /metrics")
             else:
-                self._send(404, b'{"error":"try POST /query, GET /healthz or /metrics"}')
+                self._send(*answer)
 
         def do_POST(self) -> None:  # noqa: N802
             if self.path != "/query":
-                self._send(404, b'{"error":"POST /query with the SQL as the body"}')
+                self._error(404, "POST /query with the SQL as the body")
                 return
-            sql = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+            if token and not hmac.compare_digest(self.headers.get("Authorization", ""), f"Bearer {token}"):
+                self._error(401, "missing or wrong bearer token (TRIBUTARY_QUERY_TOKEN)")
+                return
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             try:
-                check_read_only(sql)
-                columns, rows = store.query(sql)
+                sql, parameters = _request(body, self.headers.get("Content-Type", ""))
+                columns, rows = queries.query(sql, parameters)
+            except UnsafeQuery as exc:
+                self._error(403, str(exc))
+                return
             except Exception as exc:  # noqa: BLE001 - the analyst gets the engine's message
-                self._send(400, json.dumps({"error": str(exc).splitlines()[0][:2000]}).encode())
+                self._error(400, str(exc).splitlines()[0][:2000] if str(exc) else type(exc).__name__)
                 return
             self._send(200, json.dumps({"columns": columns, "rows": rows}, default=_json_default).encode())
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             log.debug("query server: " + format, *args)
 
-    host = os.environ.get("TRIBUTARY_HTTP_HOST", "127.0.0.1")  # 0.0.0.0 in a pod
+    host = os.environ.get("TRIBUTARY_HTTP_HOST", "127.0.0.1")  # 0.0.0.0 in a pod, behind the token
     server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="query-server", daemon=True).start()
     return server
 
 
-def rows_for(messages: list[Any]) -> dict[str, list[Row]]:
-    batch: dict[str, list[Row]] = {}
+def _request(body: bytes, content_type: str) -> tuple[str, dict[str, Any] | None]:
+    if content_type.startswith("application/json"):
+        request = json.loads(body)
+        if not isinstance(request, dict) or not isinstance(request.get("sql"), str):
+            raise ValueError('expected {"sql": "...", "parameters": {...}}')
+        parameters = request.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise ValueError("parameters must be an object")
+        return request["sql"], parameters
+    return body.decode(), None
+
+
+@dataclass
+class Pending:
+    """One consumed record on its way to a table (``row``) or to quarantine (``error``)."""
+
+    msg: Message
+    table: str | None = None
+    row: Row | None = None
+    error: str | None = None
+
+
+def decode(messages: list[Message]) -> list[Pending]:
+    out = []
     for msg in messages:
+        topic, partition, offset = kafka.position(msg)
         try:
-            converted = to_row(msg.topic(), msg.partition(), msg.offset(), msg.value())
-        except (ValueError, KeyError, TypeError) as exc:
-            # upstream stages validate; a record that still cannot be stored is logged
-            # with its position, never silently skipped
-            BAD_RECORDS.inc()
-            log.error("cannot store record topic=%s partition=%d offset=%d error=%r",
-                      msg.topic(), msg.partition(), msg.offset(), exc)
+            converted = to_row(topic, partition, offset, msg.value())
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            out.append(Pending(msg, error=f"cannot turn the record into a row: {exc!r}"))
             continue
         if converted is not None:
-            table, row = converted
-            batch.setdefault(table, []).append(row)
+            out.append(Pending(msg, *converted))
+    return out
+
+
+def by_table(items: list[Pending]) -> dict[str, list[Row]]:
+    batch: dict[str, list[Row]] = {}
+    for item in items:
+        if item.table is not None and item.row is not None:
+            batch.setdefault(item.table, []).append(item.row)
     return batch
+
+
+def isolate(store: ClickHouseStore, items: list[Pending]) -> None:
+    """Write ``items`` a half at a time until the records ClickHouse refuses on their own
+    are found; those get ``error`` set, the rest are written. Raises BackpressureError
+    when ClickHouse does not answer at all (then nobody is to blame)."""
+    if not items:
+        return
+    try:
+        store.write_batch(by_table(items))
+        return
+    except BackpressureError as exc:
+        if len(items) == 1:
+            store.ping()  # raises BackpressureError when ClickHouse itself is down
+            items[0].error = f"ClickHouse refused this record alone while it accepted others: {exc}"
+            return
+    middle = len(items) // 2
+    isolate(store, items[:middle])
+    isolate(store, items[middle:])
+
+
+def dead_letter(item: Pending) -> tuple[bytes, bytes]:
+    topic, partition, offset = kafka.position(item.msg)
+    raw = item.msg.value() or b""
+    event_id = None
+    if item.row is not None and isinstance(item.row.get("event_id"), str):
+        event_id = item.row["event_id"]
+    record = {
+        "schema_version": 1, "error_code": "unwritable_record" if item.row is not None else "undecodable_record",
+        "field": None, "reason": item.error or "", "event_id": event_id,
+        "source": {"topic": topic, "partition": partition, "offset": offset},
+        "payload": raw[:MAX_DLQ_PAYLOAD].decode("utf-8", errors="replace"),
+    }
+    return f"{topic}:{partition}:{offset}".encode(), kafka.dumps(record)
+
+
+def quarantine(dlq: Producer, items: list[Pending]) -> int:
+    """Send the failed records to ``sink-clickhouse.dlq`` and wait for Kafka's ack. A
+    record of that topic itself that fails again is only logged: its payload is already
+    kept in the topic."""
+    sent = 0
+    for item in items:
+        if item.error is None:
+            continue
+        topic, partition, offset = kafka.position(item.msg)
+        log.error("quarantined record topic=%s partition=%d offset=%d error=%s", topic, partition, offset,
+                  item.error[:500])
+        QUARANTINED.labels("unwritable" if item.row is not None else "undecodable").inc()
+        if topic == Topic.SINK_CLICKHOUSE_DLQ:
+            continue
+        key, value = dead_letter(item)
+        dlq.produce(Topic.SINK_CLICKHOUSE_DLQ.value, key=key, value=value)
+        sent += 1
+    if sent and dlq.flush(30):
+        raise BackpressureError("sink-clickhouse.dlq did not acknowledge the quarantined records within 30s")
+    return sent
+
+
+def write(store: ClickHouseStore, dlq: Producer, items: list[Pending], stop: threading.Event,
+          tries: int = 3, first_delay_s: float = 0.5) -> bool:
+    """Write a batch: True when every record is written or quarantined, False if ``stop``
+    was set first (nothing may be committed then). The whole batch is tried ``tries - 1``
+    times, then split to find the records to quarantine (at once if some were undecodable)."""
+    delay = first_delay_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            if attempt < tries and not any(item.error for item in items):
+                store.write_batch(by_table(items))
+                return True
+            store.ping()  # ClickHouse down: nobody's fault, keep retrying the whole batch
+            isolate(store, [item for item in items if item.error is None])
+            quarantine(dlq, items)
+            return True
+        except BackpressureError as exc:
+            RETRIES.inc()
+            log.warning("clickhouse refused the batch (try %d), retrying in %.1fs: %s", attempt, delay, exc)
+            if stop.wait(delay):
+                return False  # stop requested: nothing committed, the batch is re-read later
+            delay = min(delay * 2, 30)
+
+
+def query_token(run_dir: Any | None) -> str | None:
+    """The bearer token for the query server: ``TRIBUTARY_QUERY_TOKEN`` (a Secret in the
+    chart), else a random one written to ``<run_dir>/query-token`` (0600) for the CLI."""
+    token = os.environ.get("TRIBUTARY_QUERY_TOKEN")
+    if token or run_dir is None:
+        return token
+    import secrets
+    from pathlib import Path
+
+    path = Path(run_dir) / "query-token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token)
+    return token
 
 
 def run(bootstrap: str, dsn: str, query_port: int, stop: threading.Event,
         batch_size: int = 5000, batch_wait_s: float = 0.5, group_id: str = GROUP_ID,
-        store: ClickHouseStore | None = None) -> None:
+        store: ClickHouseStore | None = None, run_dir: Any | None = None,
+        stall_after_s: float = 120.0) -> None:
     store = store or ClickHouseStore(dsn)
     applied = migrate(store.client)
     log.info("clickhouse ready dsn=%s migrations_applied=%s", dsn.split("@")[-1], applied)
-    server = serve_queries(store, query_port) if query_port else None
+    health = Health(stall_after_s)
+    queries = ReadOnlyQueries.open(dsn, owner=True) if query_port else None
+    server = serve_queries(queries, health, query_port, query_token(run_dir)) if queries else None
+    dlq = kafka.producer(bootstrap)
     consumer = kafka.consumer(bootstrap, group_id)
     consumer.subscribe([t.value for t in SOURCE_TOPICS])
+    health.mark_ready(group=group_id)
     try:
         while not stop.is_set():
             messages = kafka.good_messages(consumer.consume(num_messages=batch_size, timeout=batch_wait_s))
             if not messages:
+                health.beat()  # idle with nothing waiting: alive
                 continue
-            batch = rows_for(messages)
-            delay = 0.5
-            while True:
-                try:
-                    store.write_batch(batch)
-                    break
-                except BackpressureError as exc:
-                    RETRIES.inc()
-                    log.warning("clickhouse refused the batch, retrying in %.1fs: %s", delay, exc)
-                    if stop.wait(delay):
-                        return  # stop requested: nothing committed, the batch is re-read later
-                    delay = min(delay * 2, 30)
+            items = decode(messages)
+            if not write(store, dlq, items, stop):
+                return
             consumer.commit(offsets=kafka.next_offsets(messages), asynchronous=False)
-            for table, rows in batch.items():
+            health.beat()
+            for table, rows in by_table([i for i in items if i.error is None]).items():
                 ROWS.labels(table).inc(len(rows))
-            log.info("batch records=%d rows=%s", len(messages),
-                     ",".join(f"{t}:{len(r)}" for t, r in sorted(batch.items())))
+            log.info("batch records=%d quarantined=%d", len(messages), sum(1 for i in items if i.error))
     finally:
         consumer.close()
+        dlq.flush(10)
         if server:
             server.shutdown()
+        if queries:
+            queries.close()
         store.close()
-

@@ -12,6 +12,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from sinks.clickhouse.rows import Row
+from tributary.sqlguard import check_ast, single_statement
+
+READ_ONLY = {"readonly": 1}
 
 
 class BackpressureError(RuntimeError):
@@ -56,9 +59,53 @@ class ClickHouseStore:
                 written += len(rows)
         return written
 
+    def ping(self) -> None:
+        """Raise BackpressureError unless ClickHouse answers a trivial query."""
+        try:
+            with self.lock:
+                self.client.query("SELECT 1")
+        except Exception as exc:
+            raise BackpressureError(f"ClickHouse does not answer: {exc}") from exc
+
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """The sink's own reads (migrations, checks): trusted SQL on the writer's client."""
         with self.lock:
             result = self.client.query(sql)
+        return list(result.column_names), [tuple(r) for r in result.result_rows]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class ReadOnlyQueries:
+    """Analysts' SQL, never on the writer's connection: one statement, checked on its
+    text and on ClickHouse's own parse (:mod:`tributary.sqlguard`), run on a connection
+    of its own with ``readonly=1`` and user values bound server-side (``{name:Type}``
+    placeholders with ``parameters``), never spliced into the text."""
+
+    def __init__(self, client: Any, settings: dict[str, Any] | None = None):
+        self.client = client
+        self.settings = settings
+        self.lock = threading.Lock()
+
+    @classmethod
+    def open(cls, dsn: str, owner: bool = False) -> ReadOnlyQueries:
+        """``owner``: this process already holds the chdb directory (the sink), so open a
+        second session on it with ``readonly=1`` on every query (a session's settings are
+        its own: the writer's session is not affected). Otherwise the client itself is
+        read-only: chdb's read-only mode (where ``readonly`` cannot be set at all), or a
+        server connection opened with ``readonly=1``."""
+        if owner:
+            return cls(open_client(dsn), READ_ONLY)
+        return cls(open_client(dsn, readonly=True))
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None
+              ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        statement = single_statement(sql)
+        with self.lock:
+            ast = self.client.query(f"EXPLAIN AST {statement}", parameters=parameters, settings=self.settings)
+            check_ast([str(row[0]) for row in ast.result_rows])
+            result = self.client.query(statement, parameters=parameters, settings=self.settings)
         return list(result.column_names), [tuple(r) for r in result.result_rows]
 
     def close(self) -> None:

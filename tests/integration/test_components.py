@@ -109,11 +109,17 @@ def test_the_sink_holds_its_offsets_while_clickhouse_refuses_then_writes_everyth
             self.store, self.failures, self.refused = store, failures, 0
             self.client = store.client
 
-        def write_batch(self, batch):
+        def _down(self):
             if self.refused < self.failures:
                 self.refused += 1
                 raise BackpressureError("connection refused (ClickHouse is down)")
+
+        def write_batch(self, batch):
+            self._down()
             return self.store.write_batch(batch)
+
+        def ping(self):
+            self._down()
 
         def query(self, sql):
             return self.store.query(sql)

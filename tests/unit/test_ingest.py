@@ -4,7 +4,7 @@ import pytest
 
 from schemas import examples, first_problem
 from streams.contracts import ContractBook
-from streams.ingest import DeadLetterLimit, Rejection, Source, dead_letter, parse_event, price_event
+from streams.ingest import Rejection, Source, dead_letter, parse_event, price_event
 
 BOOK = ContractBook.load()
 SOURCE = Source("inference-events", 2, 41)
@@ -69,13 +69,3 @@ def test_dead_letter_record_matches_its_schema():
     record = dead_letter(b"{oops", rejection, SOURCE)
     assert first_problem("dead-letter.v1", record) is None
     assert record["source"]["offset"] == 41
-
-
-def test_dead_letter_limit_trips_only_on_a_flood():
-    limit = DeadLetterLimit(window=100, max_fraction=0.5, min_events=10)
-    for i in range(100):
-        limit.record(i % 10 == 0)  # 10% bad: data, not a bad deploy
-    assert not limit.exceeded()
-    for _ in range(60):
-        limit.record(True)
-    assert limit.exceeded()

@@ -148,3 +148,61 @@ def test_accrual_records_expire_after_the_refund_window():
     later = {**attribution("e2"), "occurred_at": (T0 + timedelta(hours=2)).isoformat()}
     book.on_attribution(later, 0, "y")
     assert "ac:e1" not in book.table and "ac:e2" in book.table
+
+
+def test_duplicate_keys_are_rejected_never_interpreted():
+    book = fresh()
+    raw = event("dup-keys").replace(b'"revenue_micros": 100000', b'"revenue_micros": 25000, "revenue_micros": 25000000')
+    decision = book.handle(raw, src(0), T0)
+    assert decision.rejection.code == "duplicate_key" and decision.rejection.field == "billing/revenue_micros"
+    two_ids = event("first-id").replace(b'"event_id": "first-id"', b'"event_id": "first-id", "event_id": "second"')
+    decision = book.handle(two_ids, src(1), T0)
+    assert decision.rejection.code == "duplicate_key" and decision.rejection.field == "event_id"
+    assert decision.rejection.event_id is None  # which id it is, is exactly what is ambiguous
+    assert book.table == {}  # nothing marked either way
+
+
+def test_integral_floats_are_not_integers():
+    """25000.0 is an "integer" to JSON Schema but not to the ledger's Int64 columns."""
+    decision = fresh().handle(event("float-money").replace(b"100000", b"25000.0"), src(0), T0)
+    assert decision.rejection.code == "schema_violation"
+    assert decision.rejection.field == "billing/revenue_micros"
+
+
+def test_the_first_copy_in_the_log_wins_and_a_conflicting_copy_names_both_offsets():
+    book = fresh()
+    assert book.handle(event("c1"), src(3), T0).request["revenue_micros"] == 100_000
+    ten_x = event("c1").replace(b"100000", b"1000000")
+    conflict = book.handle(ten_x, src(9), T0).rejection
+    assert conflict.code == "conflicting_duplicate"
+    assert "offset 3" in conflict.reason and "offset 9" in conflict.reason
+    same = book.handle(event("c1"), src(12), T0).rejection
+    assert same.code == "duplicate_event_id"
+    # a restart rebuilds from the table: the same decisions, in the same log order
+    again = IngestBook(book.table, BOOK)
+    again.rebuild()
+    assert again.handle(event("c1"), src(3), T0).request["revenue_micros"] == 100_000
+    assert again.handle(ten_x, src(9), T0).rejection.code == "conflicting_duplicate"
+
+
+def test_a_copy_off_its_home_partition_is_forwarded_there_not_decided():
+    from streams.ingest import home_partition
+
+    book = fresh(partitions=4)
+    home = home_partition("routed", 4)
+    away = (home + 1) % 4
+    decision = book.handle(event("routed"), src(0, partition=away), T0)
+    assert decision.reroute == home and decision.event_id == "routed" and not book.table
+    assert book.handle(event("routed"), src(0, partition=home), T0).request is not None
+    # a rejection is dead-lettered wherever it is read
+    assert book.handle(b"{oops", src(1, partition=away), T0).rejection.code == "malformed_json"
+
+
+def test_home_partition_matches_the_sdk_and_kafkas_default_partitioner():
+    """The Java murmur2 partitioner (librdkafka's murmur2_random for keyed records)."""
+    from streams.ingest import home_partition
+
+    # Kafka's Utils.murmur2 (signed in Java; toPositive masks the sign bit): UtilsTest values
+    for key, java in (("21", -973932308), ("foobar", -790332482), ("a-little-bit-long-string", -985981536)):
+        for partitions in (1, 3, 4, 12):
+            assert home_partition(key, partitions) == (java & 0x7FFFFFFF) % partitions

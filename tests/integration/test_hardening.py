@@ -1,0 +1,289 @@
+"""Hostile input against the real engines: the read-only query path on chdb (directly,
+over the sink's HTTP server and through the CLI), and poison records through the real
+ClickHouse sink on the real broker."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from sinks.clickhouse import service
+from sinks.clickhouse.schema import migrate
+from sinks.clickhouse.store import BackpressureError, ClickHouseStore, ReadOnlyQueries
+from tributary import kafka
+from tributary.health import Health
+from tributary.sqlguard import UnsafeQuery
+from tributary.topics import Topic
+
+# every bypass the outside check used, and a few more of the same kind
+BYPASSES = [
+    "SELECT 1; CREATE TABLE pwned (x Int8) ENGINE = Memory",
+    "SELECT 1; INSERT INTO ledger_entries (entry_id) VALUES ('pwned')",
+    "SELECT 1; DROP TABLE ledger_entries",
+    "SELECT 1 -- comment\n; DROP TABLE ledger_entries",
+    "SELECT 1 /* ; */; DROP TABLE ledger_entries",
+    "SELECT 1 INTO OUTFILE '{out}'",
+    "SELECT 1 INTO /* x */ OUTFILE '{out}' TRUNCATE FORMAT CSV",
+    "SELECT * FROM file('/etc/hostname', 'LineAsString')",
+    "SELECT * FROM ledger_entries, file('/etc/hostname', 'LineAsString')",
+    "SELECT count() FROM ledger_entries WHERE entry_id IN (SELECT * FROM file('/etc/hostname', 'LineAsString'))",
+    "SELECT file('/etc/hostname')",
+    "SELECT `file`('/etc/hostname')",
+    "SELECT * FROM url('http://127.0.0.1:1/', 'CSV', 'x String')",
+    "SELECT * FROM executable('id', 'TSV', 'x String')",
+    "WITH (SELECT 1) AS a SELECT * FROM remote('127.0.0.1', system.one)",
+    "INSERT INTO ledger_entries (entry_id) VALUES ('pwned')",
+    "CREATE TABLE pwned (x Int8) ENGINE = Memory",
+    "SELECT 1 SETTINGS readonly = 0",
+    "SET readonly = 0",
+]
+
+
+@pytest.fixture(scope="module")
+def owner(tmp_path_factory):
+    """A chdb directory owned by a writer (as in the sink) with a read-only session beside it."""
+    path = tmp_path_factory.mktemp("chdb-hardening")
+    store = ClickHouseStore(f"chdb://{path}")
+    migrate(store.client)
+    queries = ReadOnlyQueries.open(f"chdb://{path}", owner=True)
+    yield store, queries, path
+    queries.close()
+    store.close()
+
+
+def ledger_tables(store: ClickHouseStore) -> set[str]:
+    return {r[0] for r in store.query("SHOW TABLES")[1]}
+
+
+@pytest.mark.clickhouse
+@pytest.mark.parametrize("sql", BYPASSES)
+def test_no_bypass_writes_or_touches_the_host(owner, sql, tmp_path):
+    store, queries, _ = owner
+    out = tmp_path / "out.txt"
+    before = ledger_tables(store)
+    with pytest.raises(Exception) as refused:
+        queries.query(sql.format(out=out))
+    assert str(refused.value)  # a reason, not a bare failure
+    assert not out.exists()
+    assert ledger_tables(store) == before
+    assert store.query("SELECT count() FROM ledger_entries WHERE entry_id = 'pwned'")[1][0][0] == 0
+    # the writer's session is untouched by the read-only one
+    store.write_batch({"works": [{"work_id": f"w-{uuid.uuid4().hex[:6]}", "holder_id": "h", "title": "t",
+                                  "license": "l", "removed": 0, "catalog_offset": 1}]})
+
+
+@pytest.mark.clickhouse
+def test_reads_still_work_with_values_bound_by_the_server(owner):
+    store, queries, _ = owner
+    store.write_batch({"holders": [{"holder_id": "o'brien\\", "name": "O'Brien", "stripe_account": "acct_1",
+                                    "catalog_offset": 1}]})
+    columns, rows = queries.query("SELECT name FROM holders FINAL WHERE holder_id = {holder:String};",
+                                  {"holder": "o'brien\\"})
+    assert columns == ["name"] and rows == [("O'Brien",)]
+    assert queries.query("SELECT sum(number) FROM numbers(10)")[1] == [(45,)]
+    assert queries.query("SHOW TABLES")[1]
+    assert queries.query("DESCRIBE TABLE ledger_entries")[1]
+    assert queries.query("EXPLAIN SELECT 1")[1]
+    assert queries.query("SELECT 'a; DROP TABLE x' AS s, $$INTO OUTFILE$$ AS t")[1] == [("a; DROP TABLE x",
+                                                                                        "INTO OUTFILE")]
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.mark.clickhouse
+def test_the_query_server_needs_its_token_and_refuses_every_bypass(owner, tmp_path):
+    store, queries, _ = owner
+    port = 28190
+    server = service.serve_queries(queries, Health(), port, token="s3cret")
+    url = f"http://127.0.0.1:{port}/query"
+    try:
+        assert _post(url, b"SELECT 1", {})[0] == 401
+        assert _post(url, b"SELECT 1", {"Authorization": "Bearer wrong"})[0] == 401
+        auth = {"Authorization": "Bearer s3cret"}
+        assert _post(url, b"SELECT 1", auth) == (200, {"columns": ["1"], "rows": [[1]]})
+        status, body = _post(url, json.dumps({"sql": "SELECT {n:UInt8} + 1 AS x", "parameters": {"n": 41}}).encode(),
+                             {**auth, "Content-Type": "application/json"})
+        assert (status, body["rows"]) == (200, [[42]])
+        before = ledger_tables(store)
+        for sql in BYPASSES:
+            status, body = _post(url, sql.format(out=tmp_path / "o.txt").encode(), auth)
+            assert status in (400, 403) and body["error"], sql
+        assert ledger_tables(store) == before and not (tmp_path / "o.txt").exists()
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.clickhouse
+def test_the_cli_refuses_bypasses_on_the_directory_read_only(tmp_path):
+    """Without a running sink the CLI opens the directory itself, read-only; the same
+    checks hold there. (A process hosts one chdb path, so this runs in a process of its own.)"""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\nfrom pathlib import Path\n"
+        "from sinks.clickhouse.schema import migrate\nfrom sinks.clickhouse.store import ClickHouseStore\n"
+        "from tributary.config import load_platform\nfrom tributary.query import QueryError, _direct\n"
+        "cfg = load_platform(data_dir=Path(sys.argv[1]))\n"
+        "store = ClickHouseStore(cfg.clickhouse_dsn)\nmigrate(store.client)\nstore.close()\n"
+        "bad = []\n"
+        "for sql in sys.argv[2:]:\n"
+        "    try:\n        _direct(cfg, sql, None)\n    except QueryError:\n        continue\n"
+        "    bad.append(sql)\n"
+        "tables = _direct(cfg, 'SHOW TABLES', None)[1]\n"
+        "print(len(bad), 'pwned' in str(tables), bad)\n")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "data"),
+                          *[s.format(out=tmp_path / "o.txt") for s in BYPASSES]],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "0 False []"
+    assert not (tmp_path / "o.txt").exists()
+
+
+def priced(event_id: str, revenue: object = 25_000) -> bytes:
+    return json.dumps({
+        "schema_version": 1, "event_id": event_id, "occurred_at": "2026-11-20T12:00:00Z", "provider": "acme",
+        "model": {"name": "m", "revision": "r"},
+        "contract": {"contract_id": "standard-2026", "version": 1, "royalty_rate_bps": 2000, "currency": "USD"},
+        "revenue_micros": revenue, "pool_micros": 5_000, "output": {"text": "x"}, "metadata": {},
+        "source": {"topic": "inference-events", "partition": 0, "offset": 1},
+    }).encode()
+
+
+@pytest.mark.kafka
+@pytest.mark.clickhouse
+def test_a_record_clickhouse_refuses_goes_to_the_sink_dlq_and_the_sink_moves_on(platform_cfg, owner):
+    """The finding: one priced event with ``"revenue_micros": 25000.0`` stopped the sink for
+    good (the same batch retried every 30 s). Now it is quarantined with its error, source
+    offset and payload, and every other record is written and committed."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    store, _, _ = owner
+    run_id = uuid.uuid4().hex[:8]
+    group = f"poison-{run_id}"
+    producer = kafka.producer(platform_cfg.bootstrap_servers)
+    ids = [f"poison-{run_id}-{n}" for n in range(40)]
+    for n, event_id in enumerate(ids):
+        value = priced(event_id, 25000.0 if n == 17 else 25_000)
+        producer.produce(Topic.ATTRIBUTION_REQUESTS.value, key=event_id.encode(), value=value)
+    producer.produce(Topic.ATTRIBUTION_REQUESTS.value, key=b"x", value=b"{not json")  # undecodable
+    assert producer.flush(30) == 0
+    stop = threading.Event()
+    worker = threading.Thread(target=service.run, args=(platform_cfg.bootstrap_servers, "chdb://unused", 0, stop),
+                              kwargs={"group_id": group, "store": store, "batch_wait_s": 0.2})
+    worker.start()
+    try:
+        deadline = time.monotonic() + 90
+        while store.query(f"SELECT count() FROM priced_events FINAL WHERE event_id LIKE 'poison-{run_id}-%'"
+                          )[1][0][0] < 39:
+            assert time.monotonic() < deadline and worker.is_alive()
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        worker.join(60)
+    stored = {r[0] for r in store.query(f"SELECT event_id FROM priced_events FINAL "
+                                        f"WHERE event_id LIKE 'poison-{run_id}-%'")[1]}
+    assert stored == set(ids) - {ids[17]}
+    admin = AdminClient({"bootstrap.servers": platform_cfg.bootstrap_servers})
+    result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result()
+    committed = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions}
+    consumer = kafka.consumer(platform_cfg.bootstrap_servers, f"check-{run_id}")
+    for tp in [TopicPartition(Topic.ATTRIBUTION_REQUESTS.value, p) for p in range(4)]:
+        _, high = consumer.get_watermark_offsets(tp, timeout=10)
+        assert committed.get((tp.topic, tp.partition), 0) == high  # nothing left behind
+    consumer.assign([TopicPartition(Topic.SINK_CLICKHOUSE_DLQ.value, 0, 0)])
+    letters = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is None:
+            if letters:
+                break
+            continue
+        if not msg.error():
+            letters.append(json.loads(msg.value()))
+    consumer.close()
+    mine = [d for d in letters if run_id in d["payload"] or d["payload"] == "{not json"]
+    codes = {d["error_code"]: d for d in mine}
+    assert set(codes) == {"unwritable_record", "undecodable_record"}
+    poison = codes["unwritable_record"]
+    assert poison["event_id"] == ids[17] and "25000.0" in poison["payload"] and poison["reason"]
+    assert poison["source"]["topic"] == Topic.ATTRIBUTION_REQUESTS.value and poison["source"]["offset"] >= 0
+
+
+@pytest.mark.kafka
+@pytest.mark.clickhouse
+def test_a_sink_that_cannot_write_reports_unhealthy_and_commits_nothing(platform_cfg, owner):
+    """ClickHouse down: nothing is quarantined (no record is to blame), the sink keeps
+    retrying, and /healthz says so instead of "ok"."""
+
+    class Down:
+        def __init__(self, store):
+            self.client, self.store = store.client, store
+
+        def write_batch(self, batch):
+            raise BackpressureError("connection refused")
+
+        def ping(self):
+            raise BackpressureError("connection refused")
+
+        def close(self):
+            pass
+
+    run_id = uuid.uuid4().hex[:8]
+    producer = kafka.producer(platform_cfg.bootstrap_servers)
+    producer.produce(Topic.ATTRIBUTION_REQUESTS.value, key=b"k", value=priced(f"down-{run_id}"))
+    assert producer.flush(30) == 0
+    store, queries, _ = owner
+    port = 28191
+    stop = threading.Event()
+    quarantined = service.QUARANTINED.labels("unwritable")._value.get()
+    worker = threading.Thread(target=service.run, args=(platform_cfg.bootstrap_servers, "chdb://unused", port, stop),
+                              kwargs={"group_id": f"down-{run_id}", "store": Down(store), "batch_wait_s": 0.2,
+                                      "stall_after_s": 2.0})
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        status = 200
+        while status == 200:
+            assert time.monotonic() < deadline, "the sink kept saying it was healthy"
+            time.sleep(0.5)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+                    status = resp.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except urllib.error.URLError:
+                continue
+        assert status == 503
+        assert service.QUARANTINED.labels("unwritable")._value.get() == quarantined
+    finally:
+        stop.set()
+        worker.join(60)
+
+
+def test_bypass_list_is_refused_by_the_text_check_alone():
+    """The first layer on its own (no engine needed): each bypass is refused before any
+    query runs, except those only the engine's readonly mode can judge."""
+    from tributary.sqlguard import single_statement
+
+    for sql in BYPASSES:
+        if sql == "SELECT 1 SETTINGS readonly = 0":  # only the engine's readonly mode judges settings
+            continue
+        with pytest.raises(UnsafeQuery):
+            single_statement(sql.format(out=Path("/tmp/x")))

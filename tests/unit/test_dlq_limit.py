@@ -1,0 +1,64 @@
+"""The dead-letter rate limit judges the real recent history, which survives a restart."""
+
+from __future__ import annotations
+
+from streams.dlq_limit import DeadLetterLimit, key, reset_records
+
+
+def limit(table: dict, **kwargs) -> DeadLetterLimit:
+    return DeadLetterLimit(table, **{"window": 1000, "max_fraction": 0.5, "min_events": 50, **kwargs})
+
+
+def test_trips_only_on_a_flood():
+    book = limit({}, window=100, min_events=10)
+    for i in range(100):
+        book.record(0, i % 10 == 0)  # 10% bad: data, not a bad deploy
+    assert book.exceeded([0]) is None
+    for _ in range(60):
+        book.record(0, True)
+    reason = book.exceeded([0])
+    assert reason is not None and "tributary resume ingest" in reason
+
+
+def test_a_restart_keeps_the_history_so_a_bad_burst_after_it_is_judged_against_the_last_1000():
+    """The issue's measurement: 1,000 events with 7% bad, a restart, then 50 events 80% bad.
+    An in-memory window starts empty after the restart and halts on the burst."""
+    table: dict = {}
+    before = limit(table)
+    for i in range(1000):
+        before.record(i % 4, i % 100 < 7)
+    assert before.exceeded(range(4)) is None
+    after = limit(table)  # a new process: only the table (its changelog) carried over
+    for i in range(50):
+        after.record(i % 4, i % 5 != 0)  # 80% bad
+    assert after.exceeded(range(4)) is None
+    seen, rejected = after.counts(range(4))
+    assert seen >= 1000 and rejected == 70 + 40
+
+
+def test_the_window_keeps_between_window_and_window_plus_one_bucket_of_events():
+    book = limit({}, window=100, buckets=10)
+    for _ in range(1000):
+        book.record(0, False)
+    seen, _ = book.counts([0])
+    assert 100 <= seen < 110
+
+
+def test_only_owned_partitions_count():
+    book = limit({}, window=100, min_events=10)
+    for _ in range(50):
+        book.record(1, True)
+    assert book.exceeded([0]) is None
+    assert book.exceeded([0, 1]) is not None
+
+
+def test_a_halt_is_sticky_until_the_history_is_reset():
+    table: dict = {}
+    book = limit(table, min_events=10)
+    for _ in range(20):
+        book.record(2, True)
+    assert limit(table, min_events=10).exceeded([2]) is not None  # restarted: halts again
+    for partition, name, value in reset_records(4):
+        assert name == key(partition)
+        table[name] = value
+    assert limit(table, min_events=10).exceeded([2]) is None
