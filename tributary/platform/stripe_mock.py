@@ -56,6 +56,14 @@ def answers(cfg: PlatformConfig) -> bool:
         return False
 
 
+def command(binary: Path, cfg: PlatformConfig) -> list[str]:
+    """stripe-mock on loopback only. Given just ``-http-addr`` it also serves HTTPS on
+    ``*:12112`` (every interface, a fixed port a second platform then cannot get), and it
+    has no switch to turn HTTPS off next to ``-http-addr``: so HTTPS gets a loopback
+    address too, on a port the system picks (nothing here uses it)."""
+    return [str(binary), "-http-addr", f"127.0.0.1:{cfg.stripe_port}", "-https-addr", "127.0.0.1:0"]
+
+
 def start(cfg: PlatformConfig, log=print) -> None:  # type: ignore[no-untyped-def]
     proc = process(cfg)
     if proc.running():
@@ -67,7 +75,7 @@ def start(cfg: PlatformConfig, log=print) -> None:  # type: ignore[no-untyped-de
             "another with --stripe-port (or TRIBUTARY_STRIPE_PORT)"
         )
     binary = ensure_binary(log)
-    proc.start([str(binary), "-http-addr", f"127.0.0.1:{cfg.stripe_port}"])
+    proc.start(command(binary, cfg))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if not proc.running():
