@@ -3,27 +3,71 @@ tests use it to know the pipeline has settled; operators use ``tributary status`
 
 from __future__ import annotations
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+import os
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from schemas import topic_manifests
+from sinks.clickhouse.rows import SOURCE_TOPICS as CLICKHOUSE_SOURCES
 from tributary.topics import Topic
 
-STAGE_GROUPS: dict[str, tuple[str, list[Topic]]] = {
-    "streams": ("tributary-streams", [Topic.INFERENCE_EVENTS, Topic.ATTRIBUTIONS, Topic.ROYALTY_LEDGER,
-                                      Topic.HOLDER_POLICIES]),
-    "attribution": ("tributary-attribution", [Topic.ATTRIBUTION_REQUESTS]),
-    "sink-clickhouse": ("tributary-sink-clickhouse", [
-        Topic.ATTRIBUTION_REQUESTS, Topic.ATTRIBUTIONS, Topic.ROYALTY_LEDGER, Topic.PAYOUT_REQUESTS,
-        Topic.PAYOUT_RESULTS, Topic.INFERENCE_EVENTS_DLQ, Topic.CATALOG_UPDATES, Topic.CORRECTIONS]),
-    "sink-stripe": ("tributary-sink-stripe", [Topic.PAYOUT_REQUESTS]),
-}
+
+def consumed_by(component: str) -> list[Topic]:
+    """The topics whose manifest (schemas/topics) names ``component`` or one of its parts
+    (``streams`` covers ``streams.ingest``, ``streams.accrue``, ...) as a consumer."""
+    return [Topic(name) for name, manifest in sorted(topic_manifests().items())
+            if any(c == component or c.startswith(f"{component}.") for c in manifest.consumers)]
+
+
+def stage_groups() -> dict[str, tuple[str, list[Topic]]]:
+    """stage -> (consumer group, the topics that group subscribes to), from the topology's
+    own registries: every streams agent consumes through the Faust app's one group (the
+    topic manifests name them), the ClickHouse sink subscribes to its SOURCE_TOPICS. The
+    other stages subscribe to one topic each; what else their manifests list (catalog
+    chunks, holder records, payout results) they read by assignment, outside any group."""
+    return {
+        "streams": (os.environ.get("TRIBUTARY_STREAMS_APP_ID", "tributary-streams"), consumed_by("streams")),
+        "indexer": ("tributary-indexer", [Topic.CATALOG_UPDATES]),
+        "attribution": ("tributary-attribution", [Topic.ATTRIBUTION_REQUESTS]),
+        "sink-clickhouse": ("tributary-sink-clickhouse", list(CLICKHOUSE_SOURCES)),
+        "sink-stripe": ("tributary-sink-stripe", [Topic.PAYOUT_REQUESTS]),
+    }
+
+
+# the group coordinator is not ready yet (a broker that just started): ask again
+COORDINATOR_STARTING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                        KafkaError.COORDINATOR_NOT_AVAILABLE}
 
 
 class LagReader:
     def __init__(self, bootstrap: str):
+        self.bootstrap = bootstrap
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tributary-lag-reader",
                                   "enable.auto.commit": False})
+        self._in_group: dict[str, Consumer] = {}
+
+    def committed(self, group: str, partitions: list[TopicPartition], timeout: float = 10.0) -> dict[tuple[str, int], int]:
+        """``group``'s committed offsets (negative: none), read by a consumer configured
+        with that group id that never subscribes, so it never joins or disturbs the group.
+        (Not the admin client's list_consumer_group_offsets: librdkafka crashes the whole
+        process in it when the group coordinator is not ready, as right after the broker
+        starts; confluentinc/librdkafka#5040.)"""
+        consumer = self._in_group.get(group)
+        if consumer is None:
+            consumer = self._in_group[group] = Consumer({
+                "bootstrap.servers": self.bootstrap, "group.id": group, "enable.auto.commit": False})
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                found = consumer.committed(partitions, timeout=max(1.0, deadline - time.monotonic()))
+                return {(tp.topic, tp.partition): tp.offset for tp in found}
+            except KafkaException as exc:
+                if exc.args[0].code() not in COORDINATOR_STARTING or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def group_lag(self, group: str, topics: list[Topic]) -> int:
         """Messages in ``topics`` not yet committed by ``group`` (transaction markers
@@ -33,9 +77,7 @@ class LagReader:
         for topic in topics:
             meta = self.admin.list_topics(topic.value, timeout=10).topics[topic.value]
             partitions += [TopicPartition(topic.value, p) for p in meta.partitions]
-        future = self.admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, partitions)])
-        committed = {(tp.topic, tp.partition): tp.offset
-                     for tp in future[group].result().topic_partitions}
+        committed = self.committed(group, partitions)
         lag = 0
         for tp in partitions:
             low, high = self.consumer.get_watermark_offsets(tp, timeout=10)
@@ -44,10 +86,13 @@ class LagReader:
         return lag
 
     def stage_lags(self) -> dict[str, int]:
-        return {stage: self.group_lag(group, topics) for stage, (group, topics) in STAGE_GROUPS.items()}
+        return {stage: self.group_lag(group, topics) for stage, (group, topics) in stage_groups().items()}
 
     def close(self) -> None:
         self.consumer.close()
+        for consumer in self._in_group.values():
+            consumer.close()
+        self._in_group.clear()
 
 
 def pending_partitions(bootstrap: str, group: str, partitions: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -61,8 +106,7 @@ def pending_partitions(bootstrap: str, group: str, partitions: list[tuple[str, i
                       "enable.auto.commit": False, "isolation.level": "read_committed"})
     try:
         tps = [TopicPartition(t, p) for t, p in partitions]
-        future = reader.admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, tps)])
-        committed = {(tp.topic, tp.partition): tp.offset for tp in future[group].result().topic_partitions}
+        committed = reader.committed(group, tps)
         pending = []
         for tp in tps:
             low, high = reader.consumer.get_watermark_offsets(tp, timeout=10)
