@@ -273,8 +273,8 @@ def load_embedder(backend: str | None = None) -> SentenceTransformerEmbedder | O
         try:
             return OnnxEmbedder(quantize=backend == "onnx-int8")
         except ImportError as exc:
-            raise SystemExit(f"embedding backend {backend!r} needs onnxruntime: pip install 'tributary[onnx]' "
-                             f"({exc})") from exc
+            raise SystemExit(f"embedding backend {backend!r} needs onnxruntime and onnx: pip install "
+                             f"'tributary[attribution]' ({exc})") from exc
     raise SystemExit(f"TRIBUTARY_EMBED_BACKEND={backend!r}: expected auto or one of {', '.join(BACKENDS)}")
 
 
