@@ -1,4 +1,8 @@
-"""A local OpenAI-compatible endpoint for the real ``openai`` client (canned answers)."""
+"""A local OpenAI-compatible endpoint for the real ``openai`` client (canned answers).
+
+Like the OpenAI API, a stream reports token usage only when asked
+(``stream_options.include_usage``), in a last chunk with no choices; ``usage=False``
+makes a server that never reports usage."""
 
 from __future__ import annotations
 
@@ -7,12 +11,14 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ANSWER = "Call me Ishmael. Some years ago, never mind how long precisely, I went to sea."
+USAGE = {"prompt_tokens": 12, "completion_tokens": 18, "total_tokens": 30}
 
 
 class OpenAIServer:
-    def __init__(self) -> None:
+    def __init__(self, usage: bool = True) -> None:
         self.requests: list[dict] = []
         self.server: ThreadingHTTPServer | None = None
+        self.usage = usage
 
     @property
     def base_url(self) -> str:
@@ -36,6 +42,10 @@ class OpenAIServer:
                                  "model": body["model"], "choices": [{"index": 0, "finish_reason": None,
                                  "delta": {"content": (" " if i else "") + word}}]}
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    if outer.usage and (body.get("stream_options") or {}).get("include_usage"):
+                        chunk = {"id": f"chatcmpl-{n}", "object": "chat.completion.chunk", "created": 1795000000,
+                                 "model": body["model"], "choices": [], "usage": USAGE}
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.write(b"data: [DONE]\n\n")
                     return
                 payload = json.dumps({
@@ -43,7 +53,7 @@ class OpenAIServer:
                     "model": body["model"], "system_fingerprint": "fp_test",
                     "choices": [{"index": 0, "finish_reason": "stop",
                                  "message": {"role": "assistant", "content": ANSWER}}],
-                    "usage": {"prompt_tokens": 12, "completion_tokens": 18, "total_tokens": 30},
+                    **({"usage": USAGE} if outer.usage else {}),
                 }).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -68,6 +68,8 @@ def test_instrumented_openai_client_publishes_to_kafka(platform_cfg):
                                                       b"openai-test:", 2)]
     assert sorted(v["event_id"] for v in values) == ["openai-test:chatcmpl-1", "openai-test:chatcmpl-2"]
     assert all(v["output"]["text"] == ANSWER for v in values)
+    # the streamed one too is billed by its tokens: the wrapper asked for usage
+    assert all(v["billing"] == {"input_tokens": 12, "output_tokens": 18} for v in values)
 
 
 def test_a_full_buffer_follows_the_policy_instead_of_blocking_the_model():
