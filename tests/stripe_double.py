@@ -12,6 +12,10 @@ balance, knows restricted accounts, and injects failures on request:
     drop               the connection is closed before anything is created
     drop_after_create  the transfer is created, then the connection is closed
                        (the caller never learns the transfer id)
+    lock_timeout       429 ``lock_timeout`` with ``Stripe-Should-Retry: true``, nothing created
+    server_error_final 500 with ``Stripe-Should-Retry: false``, nothing created
+    server_error_final_after_create
+                       the transfer is created, then a 500 with ``Stripe-Should-Retry: false``
 
 ``prune_idempotency_keys()`` forgets every key, as Stripe does after 24 hours.
 """
@@ -53,6 +57,7 @@ class ConnectDouble:
     transfers: list[Transfer] = field(default_factory=list)
     faults: deque[str] = field(default_factory=deque)
     create_attempts: int = 0
+    create_keys: list[str | None] = field(default_factory=list)  # the idempotency key of each attempt
     _keys: dict[str, tuple[dict[str, Any], int, dict[str, Any]]] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -85,7 +90,8 @@ class ConnectDouble:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _reply(self, status: int, body: dict[str, Any], replayed: bool = False) -> None:
+            def _reply(self, status: int, body: dict[str, Any], replayed: bool = False,
+                       should_retry: str | None = None) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -93,6 +99,8 @@ class ConnectDouble:
                 self.send_header("Request-Id", f"req_{time.monotonic_ns()}")
                 if replayed:
                     self.send_header("Idempotent-Replayed", "true")
+                if should_retry is not None:
+                    self.send_header("Stripe-Should-Retry", should_retry)
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -118,7 +126,9 @@ class ConnectDouble:
                 if fault in ("drop", "drop_after_create"):
                     self._drop()
                     return
-                self._reply(status, body, replayed)
+                should_retry = {"lock_timeout": "true", "server_error_final": "false",
+                                "server_error_final_after_create": "false"}.get(fault or "")
+                self._reply(status, body, replayed, should_retry)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -148,10 +158,15 @@ class ConnectDouble:
         params = {k: v for k, v in form.items()}
         with self._lock:
             self.create_attempts += 1
+            self.create_keys.append(key)
             fault = self.faults.popleft() if self.faults else None
             if fault == "rate_limit":
                 return 429, _error("invalid_request_error", "rate_limit", "Too many requests"), False, fault
-            if fault == "server_error":
+            if fault == "lock_timeout":
+                return 429, _error("invalid_request_error", "lock_timeout",
+                                   "This object cannot be accessed right now because another API request "
+                                   "or Stripe process is currently accessing it."), False, fault
+            if fault in ("server_error", "server_error_final"):
                 return 500, _error("api_error", None, "Something went wrong on Stripe's end"), False, fault
             if fault == "drop":
                 return 0, {}, False, fault
@@ -163,6 +178,8 @@ class ConnectDouble:
                                        "parameters they were first used with."), False, fault
                 return status, body, True, fault
             status, body = self._create(params)
+            if fault == "server_error_final_after_create":
+                status, body = 500, _error("api_error", None, "Something went wrong on Stripe's end")
             if key:
                 self._keys[key] = (params, status, body)
             return status, body, False, fault

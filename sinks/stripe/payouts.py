@@ -6,10 +6,15 @@ Recovery points (in order):
      Stripe prunes idempotency keys after 24 h, so this lookup, not the key, is what
      makes a late retry safe;
   3. create the transfer with idempotency key = payout id.
-Errors are sorted into retryable (rate limit, connection, 5xx: retry the same
-payout with backoff, nothing committed) and permanent (invalid or restricted
-account, insufficient platform balance: the payout fails and its amount returns
-to the holder's balance through a ledger reversal).
+Each request is retried by stripe-python itself (``max_network_retries``, with its
+backoff): connection errors, 409s and 5xx, and whatever Stripe's
+``Stripe-Should-Retry`` header asks to retry (a lock timeout's 429), never what it
+says not to; a retried create sends the same idempotency key. What still fails is
+sorted into retryable (Stripe unreachable, rate limited or failing: the sink holds
+the payout, nothing committed, and tries it again later) and permanent (invalid or
+restricted account, insufficient platform balance, or anything Stripe says retrying
+will not fix: the payout fails and its amount returns to the holder's balance
+through a ledger reversal).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from typing import Any, Protocol
 import stripe
 
 from tributary.money import MICROS_PER_CENT
+
+MAX_NETWORK_RETRIES = 3  # stripe-python's own retries per request (0.5 s .. 5 s apart)
 
 
 class RetryableStripeError(RuntimeError):
@@ -53,29 +60,24 @@ class TransferApi(Protocol):
 class StripeTransfers:
     """The real Stripe API (or stripe-mock) through the official client."""
 
-    def __init__(self, api_key: str, api_base: str | None = None):
+    def __init__(self, api_key: str, api_base: str | None = None, max_network_retries: int = MAX_NETWORK_RETRIES):
         self.client = stripe.StripeClient(api_key, base_addresses={"api": api_base} if api_base else None,
-                                          max_network_retries=0)
+                                          max_network_retries=max_network_retries)
 
     def find(self, payout_id: str) -> FoundTransfer | None:
         listing = self.client.v1.transfers.list(params={"transfer_group": payout_id, "limit": 10})
-        for transfer in listing.data:
+        for transfer in listing.auto_paging_iter():
             if transfer.transfer_group == payout_id:
                 return _found(transfer)
         return None
 
     def all_transfers(self, created_gte: int | None = None) -> list[FoundTransfer]:
-        """Every transfer of the platform (newest first), following Stripe's pagination."""
+        """Every transfer of the platform (newest first), across all of Stripe's pages."""
         params: dict[str, Any] = {"limit": 100}
         if created_gte is not None:
             params["created"] = {"gte": created_gte}
-        out: list[FoundTransfer] = []
-        while True:
-            page = self.client.v1.transfers.list(params=params)  # type: ignore[arg-type]
-            out += [_found(t) for t in page.data]
-            if not page.has_more or not page.data:
-                return out
-            params["starting_after"] = page.data[-1].id
+        listing = self.client.v1.transfers.list(params=params)  # type: ignore[arg-type]
+        return [_found(t) for t in listing.auto_paging_iter()]
 
     def create(self, payout: dict[str, Any], destination: str) -> str:
         transfer = self.client.v1.transfers.create(
@@ -105,12 +107,23 @@ def _found(transfer: Any) -> FoundTransfer:
                          created=int(raw.get("created") or 0))
 
 
+def should_retry_header(exc: stripe.StripeError) -> bool | None:
+    """Stripe's own advice on retrying this request (``Stripe-Should-Retry``), if it gave any."""
+    headers = {str(k).lower(): str(v).lower() for k, v in (exc.headers or {}).items()}
+    return {"true": True, "false": False}.get(headers.get("stripe-should-retry", ""))
+
+
 def is_retryable(exc: Exception) -> bool:
-    if isinstance(exc, stripe.RateLimitError | stripe.APIConnectionError):
-        return True
+    """After the client's own retries: True to hold the payout and try it again later,
+    False when it has failed for good."""
+    if isinstance(exc, stripe.APIConnectionError):
+        return True  # Stripe unreachable: maybe created, maybe not; the lookup will tell
     if isinstance(exc, stripe.StripeError):
+        advice = should_retry_header(exc)
+        if advice is not None:
+            return advice  # e.g. false on a 500 whose result the idempotency key would replay
         status = getattr(exc, "http_status", None)
-        return status is None or status >= 500 or status == 409
+        return status is None or status >= 500 or status in (409, 429)
     return False
 
 
@@ -137,8 +150,24 @@ def execute(payout: dict[str, Any], destination: str | None, api: TransferApi) -
         if is_retryable(exc):
             raise RetryableStripeError(str(exc)) from exc
         if isinstance(exc, stripe.StripeError):
+            if (getattr(exc, "http_status", None) or 0) >= 500:
+                # a server error Stripe says not to retry: its outcome is Stripe's to tell, so
+                # look once more before failing the payout (reconcile lists what slips through)
+                created = _lookup(api, payout, destination)
+                if created is not None:
+                    return created
             return Outcome("failed", None, destination, f"{type(exc).__name__}: {exc.user_message or exc}")
         raise
+
+
+def _lookup(api: TransferApi, payout: dict[str, Any], destination: str) -> Outcome | None:
+    try:
+        existing = api.find(payout["payout_id"])
+    except stripe.StripeError as exc:
+        raise RetryableStripeError(f"could not check whether the transfer was made: {exc}") from exc
+    if existing and existing.amount_cents * MICROS_PER_CENT == payout["amount_micros"]:
+        return Outcome("paid", existing.id, destination)
+    return None
 
 
 def result_record(payout: dict[str, Any], outcome: Outcome) -> dict[str, Any]:

@@ -33,7 +33,8 @@ log = logging.getLogger("tributary.sink.stripe")
 GROUP_ID = "tributary-sink-stripe"
 
 PAYOUTS = Counter("tributary_payouts_total", "Payouts by outcome", ["status"])
-RETRIES = Counter("tributary_payout_retries_total", "Retryable Stripe failures")
+RETRIES = Counter("tributary_payout_retries_total",
+                  "Payouts held because Stripe still failed after the client's own retries")
 
 
 class HolderDirectory:
@@ -102,8 +103,10 @@ def run(bootstrap: str, api: TransferApi, stop: threading.Event, health: Health 
                         outcome = execute(payout, holders.account(payout["holder_id"]), api)
                         break
                     except RetryableStripeError as exc:
+                        # still failing after the client's own retries (Stripe down, rate limited):
+                        # hold this payout, nothing committed, and try it again
                         RETRIES.inc()
-                        log.warning("stripe retryable error payout_id=%s retry_in=%.1fs error=%s",
+                        log.warning("stripe unavailable, holding payout payout_id=%s retry_in=%.1fs error=%s",
                                     payout["payout_id"], delay, exc)
                         health.beat()  # waiting on Stripe is progress, not a stall
                         if stop.wait(delay):
