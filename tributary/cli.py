@@ -79,7 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = p.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
     tsub.add_parser("create", help="create missing topics (TRIBUTARY_KAFKA_BOOTSTRAP for an external cluster); "
                                    "a topic whose partition count differs from its manifest is an error")
-    sub.add_parser("status", help="what is running, where, and its log file")
+    sub.add_parser("status", help="what is running, healthy, halted, where, and its log file")
+    p = sub.add_parser("resume", help="resume ingest after the dead-letter rate limit halted it",
+                       description="When most recent events were dead-lettered (a bad producer deploy), the "
+                                   "streams worker halts and stays halted across restarts. After fixing the "
+                                   "producers, this empties the limit's recent history (in the ingest table's "
+                                   "changelog on Kafka) and starts the local streams worker again. On "
+                                   "Kubernetes run it with --no-start against the cluster's Kafka "
+                                   "(TRIBUTARY_KAFKA_BOOTSTRAP); the restarting pod then resumes.")
+    p.add_argument("what", choices=["ingest"])
+    p.add_argument("--no-start", action="store_true", help="only reset the history; do not start the worker")
     p = sub.add_parser("doctor", help="check this machine and the platform; each failure says how to fix it")
     p.add_argument("--skip-model", action="store_true", help="do not load the embedding model")
 
@@ -100,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="PATH is a .jsonl file (one {work_id, holder_id, title, license, text} per "
                                     "line), a .txt/.md file (one work) or a folder of them (one work per file, "
                                     "work id from the file name). Registering a work id again replaces its text "
-                                    "(a new catalog version). The indexer chunks and embeds each work once.")
+                                    "(a new catalog version). The indexer chunks and embeds each work once. Each "
+                                    "work travels as one Kafka record of at most 990,000 bytes (as JSON): "
+                                    "split longer works, e.g. one file per chapter.")
     c.add_argument("path", type=Path)
     c.add_argument("--holder", help="holder id for text files (and JSON lines without one)")
     c.add_argument("--license", default="", help="license terms recorded with text files")
@@ -304,6 +315,8 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
         return 0 if report(run_checks(cfg, with_model=not args.skip_model)) else 1
     if args.command == "run":
         return _run_stage(args, cfg)
+    if args.command == "resume":
+        return _resume(args, cfg)
     if args.command == "sql":
         from tributary.query import QueryError, query
 
@@ -384,6 +397,33 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
             return 2
         return demo.run(cfg, load_pipeline(), args.events, args.keep_running, args.timeout)
     raise AssertionError(args.command)
+
+
+def _resume(args: argparse.Namespace, cfg: PlatformConfig) -> int:
+    from streams.dlq_limit import resume
+    from tributary.platform import local
+
+    proc = local.stage_process(cfg, "streams")
+    if proc.running():
+        print(f"error: the streams worker is running (pid {proc.pid()}), so ingest is not halted; "
+              "see `tributary status`", file=sys.stderr)
+        return 1
+    reason = cfg.streams_halt_file.read_text().strip() if cfg.streams_halt_file.exists() else None
+    try:
+        partitions = resume(cfg.bootstrap_servers)
+    except Exception as exc:  # noqa: BLE001 - the broker's answer, in one line
+        print(f"error: could not reset the dead-letter history on {cfg.bootstrap_servers}: {exc}", file=sys.stderr)
+        return 1
+    cfg.streams_halt_file.unlink(missing_ok=True)
+    print(f"dead-letter history reset on {partitions} ingest partitions"
+          + (f" (halted because: {reason})" if reason else ""))
+    if args.no_start:
+        return 0
+    from tributary import demo
+
+    pid = demo.start_stage(cfg, "streams")
+    print(f"started streams (pid {pid}, log {proc.log_file}); watch it with `tributary status`")
+    return 0
 
 
 def _reporting(args: argparse.Namespace, cfg: PlatformConfig) -> int:

@@ -57,6 +57,9 @@ def test_a_work_over_the_kafka_message_limit_is_refused_before_producing(tmp_pat
     # nothing listens on this port: refusing before producing is the only way to answer at once
     out = cli(tmp_path, "--kafka-port", str(unused_port()), "catalog", "add", "--holder", "h1", str(big))
     one_line_error(out, "collected-works.txt", "18,500,000 bytes", f"at most {MAX_RECORD_BYTES:,} bytes", "split")
+    help_text = subprocess.run([sys.executable, "-m", "tributary.cli", "catalog", "add", "--help"],
+                               capture_output=True, text=True, timeout=60).stdout
+    assert f"{MAX_RECORD_BYTES:,} bytes" in " ".join(help_text.split())  # the help names the limit too
     jsonl = tmp_path / "works.jsonl"  # a JSON lines file is checked work by work, as encoded
     jsonl.write_text(json.dumps({"work_id": "w-big", "holder_id": "h1", "text": "\x01" * 200_000}) + "\n")
     with pytest.raises(CatalogError, match=r"works.jsonl:1: work 'w-big' is 1,200,\d+ bytes as a catalog record"):
