@@ -69,8 +69,9 @@ def validator(name: str) -> jsonschema.protocols.Validator:
 class DuplicateKeyError(ValueError):
     """A JSON object names the same key twice: the payload is ambiguous."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, parsed: Any = None):
         self.path = path
+        self.parsed = parsed  # the document, each repeated key's value replaced by a marker
         super().__init__(f"the key {path.rsplit('/', 1)[-1]!r} appears more than once in the same object "
                          f"(at {path}); send each key once")
 
@@ -100,7 +101,7 @@ def strict_loads(raw: bytes | str, parse_constant: Any = None) -> Any:
 
     value = json.loads(raw, object_pairs_hook=pairs, parse_constant=parse_constant)
     if found:
-        raise DuplicateKeyError(_duplicate_path(value, "") or "(root)")
+        raise DuplicateKeyError(_duplicate_path(value, "") or "(root)", value)
     return value
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
@@ -31,7 +32,7 @@ from schemas import first_problem, topic_manifests
 from streams.accrual import AccrualBook
 from streams.balances import BalanceBook, PayoutPolicy
 from streams.contracts import ContractBook
-from streams.dlq_limit import DeadLetterLimit
+from streams.dlq_limit import INGEST_TABLE, DeadLetterLimit, app_id
 from streams.ingest import (
     IngestBook,
     Rejection,
@@ -69,7 +70,7 @@ STALL_AFTER_S = float(os.environ.get("TRIBUTARY_STREAMS_STALL_S", "60"))
 WATCHDOG_INTERVAL_S = float(os.environ.get("TRIBUTARY_STREAMS_WATCHDOG_S", "5"))
 STALLED_EXIT_CODE = 75
 HALTED_EXIT_CODE = 3  # stopped by the DLQ rate limit: not to be restarted blindly
-HALT_FILE = platform.run_dir / "streams.halted"  # read by `tributary status`
+HALT_FILE = platform.streams_halt_file  # read by `tributary status`
 stalls = StallDetector(STALL_AFTER_S)
 
 
@@ -95,7 +96,7 @@ class _Table(faust.Table):  # type: ignore[misc]
 
 
 app = faust.App(
-    os.environ.get("TRIBUTARY_STREAMS_APP_ID", "tributary-streams"),
+    app_id(),
     broker=f"kafka://{platform.bootstrap_servers}",
     store="memory://",
     topic_partitions=4,
@@ -132,7 +133,7 @@ corrections = _topic(Topic.CORRECTIONS)
 holder_policies = _topic(Topic.HOLDER_POLICIES)
 
 # dedupe and refund marks: see streams.ingest.IngestBook
-seen_events = app.Table("ingest-seen-events", default=None, partitions=4)
+seen_events = app.Table(INGEST_TABLE, default=None, partitions=4)
 ingest_book = IngestBook(seen_events, contracts, window_s=pipeline.dedupe_window_s)
 # the dead-letter rate limit's per-partition history lives in the same table
 dlq_limit = DeadLetterLimit(seen_events, pipeline.dlq_window, pipeline.dlq_max_fraction)
@@ -230,8 +231,22 @@ def _halt(reason: str) -> None:
     os._exit(HALTED_EXIT_CODE)
 
 
+def _partition_count(topic: Topic) -> int | None:
+    try:
+        app.consumer.assignment()
+    except ConsumerNotStarted:
+        return None
+    return app.consumer.topic_partitions(topic.value) or topic_manifests()[topic.value].partitions
+
+
 def _owned(topic: Topic) -> list[int]:
-    return sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topic.value)
+    """The partitions of ``topic`` this worker is assigned (all of them under
+    ``agent.test_context()``, where no consumer runs)."""
+    try:
+        assignment = app.consumer.assignment()
+    except ConsumerNotStarted:
+        return list(range(topic_manifests()[topic.value].partitions))
+    return sorted(tp.partition for tp in assignment if tp.topic == topic.value)
 
 
 def _received_at(event: faust.EventT) -> datetime:
@@ -267,9 +282,9 @@ async def _ingest(event: faust.EventT) -> None:
         return
     if ingest_book.needs_rebuild:
         ingest_book.rebuild()
-        # every copy of an event is decided on its event_id's home partition (IngestBook)
-        ingest_book.partitions = (app.consumer.topic_partitions(Topic.INFERENCE_EVENTS.value)
-                                  or topic_manifests()[Topic.INFERENCE_EVENTS.value].partitions)
+        # every copy of an event is decided on its event_id's home partition (IngestBook);
+        # under agent.test_context() there is no consumer and no partitioning
+        ingest_book.partitions = _partition_count(Topic.INFERENCE_EVENTS)
     owned = _owned(Topic.INFERENCE_EVENTS)
     halt = dlq_limit.exceeded(owned)
     if halt:  # the restored history already exceeds the limit: handle nothing
@@ -299,7 +314,7 @@ async def _ingest(event: faust.EventT) -> None:
         await corrections.send(key=decision.correction["event_id"].encode(),
                                value=_dumps(decision.correction), force=True)
     ingest_offsets.advance(msg.partition, msg.offset)
-    dlq_limit.record(msg.partition, decision.rejection is not None)
+    dlq_limit.record(msg.partition, msg.offset, decision.rejection is not None)
     halt = dlq_limit.exceeded(owned)
     if halt:
         _halt(halt)

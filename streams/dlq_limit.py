@@ -13,12 +13,16 @@ state is a few dozen integers however large the window: the window covers betwee
 
 A halt is sticky: a worker restarted on the same history halts again before handling
 anything. An operator who has fixed the producers resumes with ``tributary resume
-ingest``, which writes an empty history for every partition (:func:`reset_records`),
-so the limit then judges only what arrives after the fix.
+ingest``, which writes an empty history for every partition (:func:`reset_records`)
+that starts at the partition's current end: the bad events already in the log (the
+rest of the bad deploy's output) are still dead-lettered one by one, but only what
+arrives after the resume counts towards the limit.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
@@ -38,7 +42,11 @@ class DeadLetterLimit:
         self.min_events = min_events
         self.bucket = max(1, window // buckets)
 
-    def record(self, partition: int, rejected: bool) -> None:
+    def record(self, partition: int, offset: int, rejected: bool) -> None:
+        value = self.table.get(key(partition))
+        start = value.get("from", 0) if isinstance(value, dict) else 0
+        if offset < start:
+            return  # acknowledged by the operator's resume
         history = [list(b) for b in self._history(partition)]
         if not history or history[-1][0] >= self.bucket:
             history.append([0, 0])
@@ -46,10 +54,7 @@ class DeadLetterLimit:
         history[-1][1] += int(rejected)
         while history and sum(b[0] for b in history) - history[0][0] >= self.window:
             history.pop(0)
-        self.table[key(partition)] = {"b": history}
-
-    def reset(self, partition: int) -> None:
-        self.table[key(partition)] = {"b": []}
+        self.table[key(partition)] = {"b": history, "from": start}
 
     def _history(self, partition: int) -> list[list[int]]:
         value = self.table.get(key(partition))
@@ -73,6 +78,45 @@ class DeadLetterLimit:
                 f"{self.max_fraction:.0%}); fix the producers' deploy, then run `tributary resume ingest`")
 
 
-def reset_records(partitions: int) -> list[tuple[int, str, dict[str, Any]]]:
-    """(changelog partition, table key, value) that empty every partition's history."""
-    return [(p, key(p), {"b": []}) for p in range(partitions)]
+def reset_records(ends: dict[int, int]) -> list[tuple[int, str, dict[str, Any]]]:
+    """(changelog partition, table key, value) that empty every partition's history and
+    count only offsets from ``ends[partition]`` on."""
+    return [(p, key(p), {"b": [], "from": end}) for p, end in sorted(ends.items())]
+
+
+def app_id() -> str:
+    """The Faust app id, which names the group and the table changelogs."""
+    return os.environ.get("TRIBUTARY_STREAMS_APP_ID", "tributary-streams")
+
+
+INGEST_TABLE = "ingest-seen-events"  # the table that holds the history (streams.app)
+
+
+def resume(bootstrap: str) -> int:
+    """Empty the history of every ingest partition by writing to the table's changelog
+    (what Faust restores the table from), so the next worker starts with a clean slate.
+    Run while the worker is stopped (halted). Returns the number of partitions reset."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    from tributary import kafka
+    from tributary.topics import Topic
+
+    topic = f"{app_id()}-{INGEST_TABLE}-changelog"
+    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        raise RuntimeError(f"no changelog topic {topic} on {bootstrap}: has the streams worker ever run there?")
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "tributary-resume", "enable.auto.commit": False})
+    try:
+        ends = {p: probe.get_watermark_offsets(TopicPartition(Topic.INFERENCE_EVENTS.value, p), timeout=10)[1]
+                for p in meta.partitions}
+    finally:
+        probe.close()
+    producer = kafka.producer(bootstrap)
+    records = reset_records(ends)
+    for partition, name, value in records:
+        # Faust's json serializer for table keys and values
+        producer.produce(topic, key=json.dumps(name).encode(), value=json.dumps(value).encode(), partition=partition)
+    if producer.flush(30):
+        raise RuntimeError(f"Kafka did not acknowledge the reset of {topic} within 30s")
+    return len(records)

@@ -52,8 +52,9 @@ def parse_event(raw: bytes, book: ContractBook) -> dict[str, Any] | Rejection:
         return Rejection("too_large", None, f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
     try:
         event = strict_loads(raw, parse_constant=_no_constant)
-    except DuplicateKeyError as exc:
-        return Rejection("duplicate_key", exc.path, str(exc))
+    except DuplicateKeyError as exc:  # the event_id only if that key itself was given once
+        parsed_id = exc.parsed.get("event_id") if isinstance(exc.parsed, dict) else None
+        return Rejection("duplicate_key", exc.path, str(exc), parsed_id if isinstance(parsed_id, str) else None)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return Rejection("malformed_json", None, f"not valid JSON: {exc}")
     except ValueError as exc:  # NaN / Infinity: not JSON, and not a number we can price
@@ -74,7 +75,7 @@ def parse_event(raw: bytes, book: ContractBook) -> dict[str, Any] | Rejection:
             return Rejection("schema_violation", problem.field, problem.reason, event_id)
         return _time_problem(event["occurred_at"], event_id) or event
     version = event.get("schema_version")
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
+    if type(version) is not int or version not in SUPPORTED_SCHEMA_VERSIONS:  # 1.0 and true equal 1
         return Rejection(
             "unsupported_schema_version", "schema_version",
             f"schema_version {version!r} is not supported (supported: {list(SUPPORTED_SCHEMA_VERSIONS)})",

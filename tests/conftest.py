@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 SERVICE_FIXTURES = {"platform_cfg": "kafka", "chdb_store": "clickhouse", "real_embedder": "model"}
-TEST_PORTS = {"kafka_port": 29092, "kafka_controller_port": 29093, "stripe_port": 22111,
-              "clickhouse_query_port": 28123}
+# TRIBUTARY_TEST_PORT_OFFSET moves every port, so two suites can run side by side
+_OFFSET = int(os.environ.get("TRIBUTARY_TEST_PORT_OFFSET", "0"))
+TEST_PORTS = {name: port + _OFFSET for name, port in {
+    "kafka_port": 29092, "kafka_controller_port": 29093, "stripe_port": 22111, "clickhouse_query_port": 28123,
+}.items()}
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -77,6 +77,9 @@ def _raw(name: str, raw: bytes, code: str, field: str | None = None, event_id: s
 def _cases() -> list[Case]:
     valid = json.dumps(base("corpus-x")).encode()
     dup_id = "corpus-duplicate"
+    conflict_id = "corpus-conflicting"
+    conflicting = base(conflict_id)
+    conflicting["billing"]["revenue_micros"] = 250_000  # 10x the first copy
     refund_id = "corpus-refunded"
     refund = {"schema_version": 1, "kind": "refund", "event_id": refund_id, "refund_id": "corpus-refund-1",
               "provider": "acme-ai", "occurred_at": "2026-11-20T12:05:00Z", "reason": "customer refund"}
@@ -142,14 +145,35 @@ def _cases() -> list[Case]:
               _set("output", {"embeddings": [[0.1] * 100], "embedding_model": "all-MiniLM-L6-v2"})),
         _case("embedding-wrong-model", "wrong_embedding_model", "output/embedding_model",
               _set("output", {"embeddings": [[0.1] * 384], "embedding_model": "text-embedding-3-small"})),
+        # ambiguous or inexact input is rejected, never interpreted (the hostile check's findings)
+        _raw("duplicate-key-money", valid.replace(b'"revenue_micros": 25000',
+                                                  b'"revenue_micros": 25000, "revenue_micros": 25000000'),
+             "duplicate_key", "billing/revenue_micros", "corpus-x"),
+        _raw("duplicate-key-event-id", valid.replace(b'"event_id": "corpus-x"',
+                                                     b'"event_id": "corpus-x", "event_id": "corpus-other"'),
+             "duplicate_key", "event_id"),
+        _raw("duplicate-key-nested", valid.replace(b'"revision": "2026-10-01"',
+                                                   b'"revision": "2026-10-01", "revision": "2026-10-02"'),
+             "duplicate_key", "model/revision", "corpus-x"),
+        _case("integral-float-revenue", "schema_violation", "billing/revenue_micros",
+              _set("billing/revenue_micros", 25000.0)),
+        _case("integral-float-tokens", "schema_violation", "billing/output_tokens",
+              _set("billing", {"output_tokens": 120.0})),
+        _case("float-schema-version", "unsupported_schema_version", "schema_version", _set("schema_version", 1.0)),
+        _case("boolean-schema-version", "unsupported_schema_version", "schema_version", _set("schema_version", True)),
+        _case("timestamp-before-2000", "bad_timestamp", "occurred_at", _set("occurred_at", "0001-01-01T00:00:00Z")),
         # duplicates and refunds (after a valid prelude)
         Case("duplicate-event-id", json.dumps(base(dup_id)).encode(), "duplicate_event_id", "event_id", dup_id,
              prelude=json.dumps(base(dup_id)).encode()),
+        Case("conflicting-duplicate", json.dumps(conflicting).encode(), "conflicting_duplicate", "event_id",
+             conflict_id, prelude=json.dumps(base(conflict_id)).encode()),
         Case("duplicate-refund", json.dumps({**refund, "refund_id": "corpus-refund-2"}).encode(), "duplicate_refund",
              "event_id", refund_id, prelude=json.dumps(base(refund_id)).encode() + b"\n" + json.dumps(refund).encode()),
         _raw("refund-unknown-event", json.dumps({**refund, "event_id": "corpus-never-sent",
                                                  "refund_id": "corpus-refund-3"}).encode(),
              "refund_for_unknown_event", "event_id", "corpus-never-sent"),
+        _raw("refund-time-before-2000", json.dumps({**refund, "occurred_at": "1900-01-01T00:00:00Z"}).encode(),
+             "bad_timestamp", "occurred_at", refund_id),
         _raw("refund-without-reason", json.dumps({k: v for k, v in refund.items() if k != "reason"}).encode(),
              "schema_violation", "reason", refund_id),
     ]

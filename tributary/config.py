@@ -57,6 +57,11 @@ class PlatformConfig:
         return self.data_dir / "run"
 
     @property
+    def streams_halt_file(self) -> Path:
+        """Written by the streams worker when the dead-letter rate limit halts ingest."""
+        return self.run_dir / "streams.halted"
+
+    @property
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
 

@@ -43,14 +43,14 @@ def stage_argv(cfg: PlatformConfig, stage: str, extra: list[str] | None = None) 
 
 
 def stage_extras(cfg: PlatformConfig, stage: str) -> list[str]:
-    """Each stage's own ports, next to the ClickHouse query port."""
-    base = cfg.clickhouse_query_port
+    """Each stage's own port (:func:`local.stage_port`)."""
+    port = str(local.stage_port(cfg, stage))
     return {
-        "streams": ["--web-port", str(base + 1)],
-        "indexer": ["--metrics-port", str(base + 2)],
-        "attribution": ["--metrics-port", str(base + 3), "--worker-id", "0"],
+        "streams": ["--web-port", port],
+        "indexer": ["--metrics-port", port],
+        "attribution": ["--metrics-port", port, "--worker-id", "0"],
         "sink-clickhouse": [],
-        "sink-stripe": ["--metrics-port", str(base + 4)],
+        "sink-stripe": ["--metrics-port", port],
     }[stage]
 
 

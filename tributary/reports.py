@@ -4,7 +4,8 @@ statements and ``explain`` (payout -> ledger entries -> events -> matched chunks
 Everything reads through :func:`tributary.query.query` (the sink's query server
 while the pipeline runs, the chdb directory read-only otherwise, or a ClickHouse
 server), through the FINAL views, so retried inserts never count twice. User input
-reaches SQL only as escaped string literals or validated dates.
+never becomes SQL text: it is bound by ClickHouse as typed query parameters
+(``{holder:String}``, ``{since:Date}``, ``{ids:Array(String)}``).
 """
 
 from __future__ import annotations
@@ -23,16 +24,13 @@ from tributary.errors import UserError
 from tributary.money import format_micros
 from tributary.query import query
 
-Query = Callable[[str], tuple[list[str], list[list[Any]]]]
+Params = dict[str, Any]
+# run(sql, parameters): one read-only statement with {name:Type} placeholders
+Query = Callable[[str, Params], tuple[list[str], list[list[Any]]]]
 
 
 class ReportError(UserError, ValueError):
     pass
-
-
-def literal(value: str) -> str:
-    """A ClickHouse string literal for ``value`` (backslash and quote escaped)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def parse_day(value: str | None, name: str) -> date | None:
@@ -57,51 +55,58 @@ def earnings(run: Query, by: list[str], since: date | None = None, until: date |
     if unknown or not by:
         raise ReportError(f"--by {','.join(unknown) or '(nothing)'}: choose from {', '.join(EARNINGS_BY)}")
     dims = [EARNINGS_BY[b] for b in by]
-    where = _where(since, until, "day", holder)
+    where, params = _where(since, until, "day", holder)
     columns, rows = run(f"""
         SELECT {', '.join(dims)}, currency, sum(earned_micros) AS earned_micros, sum(entries) AS entries
         FROM holder_earnings_daily {where}
-        GROUP BY {', '.join(dims)}, currency ORDER BY {', '.join(dims)}""")
+        GROUP BY {', '.join(dims)}, currency ORDER BY {', '.join(dims)}""", params)
     return columns, rows
 
 
 def escrow(run: Query, since: date | None = None, until: date | None = None) -> tuple[list[str], list[list[Any]]]:
     """Unattributed money held in escrow, per day, provider and model."""
+    where, params = _where(since, until, "day")
     return run(f"""SELECT day, provider, model_name, sum(escrow_micros) AS escrow_micros, sum(events) AS events
-                   FROM unattributed_escrow {_where(since, until, "day")}
-                   GROUP BY day, provider, model_name ORDER BY day, provider, model_name""")
+                   FROM unattributed_escrow {where}
+                   GROUP BY day, provider, model_name ORDER BY day, provider, model_name""", params)
 
 
 def coverage(run: Query, since: date | None = None, until: date | None = None) -> tuple[list[str], list[list[Any]]]:
     """How much of the traffic (and of the pool) attribution explains, per day and model."""
+    where, params = _where(since, until, "day")
     return run(f"""SELECT day, model_name, sum(events) AS events, sum(events_attributed) AS events_attributed,
                           round(sum(events_attributed) / sum(events), 4) AS fraction_of_events
-                   FROM attribution_coverage {_where(since, until, "day")}
-                   GROUP BY day, model_name ORDER BY day, model_name""")
+                   FROM attribution_coverage {where}
+                   GROUP BY day, model_name ORDER BY day, model_name""", params)
 
 
 def payouts(run: Query, since: date | None = None, until: date | None = None,
             holder: str | None = None) -> tuple[list[str], list[list[Any]]]:
     """Every payout request with its outcome."""
-    where = _where(since, until, "toDate(r.requested_at)", holder, holder_column="r.holder_id")
+    where, params = _where(since, until, "toDate(r.requested_at)", holder, holder_column="r.holder_id")
     return run(f"""
         SELECT r.payout_id, r.holder_id, r.amount_micros, r.requested_at,
                if(s.payout_id = '', 'pending', s.status) AS status, s.transfer_id, s.error
         FROM (SELECT * FROM payout_requests FINAL) AS r
         LEFT JOIN (SELECT * FROM payout_results FINAL) AS s ON r.payout_id = s.payout_id
-        {where} ORDER BY r.requested_at, r.payout_id SETTINGS join_use_nulls = 0""")
+        {where} ORDER BY r.requested_at, r.payout_id SETTINGS join_use_nulls = 0""", params)
 
 
 def _where(since: date | None, until: date | None, day_expr: str, holder: str | None = None,
-           holder_column: str = "holder_id") -> str:
-    clauses = []
+           holder_column: str = "holder_id") -> tuple[str, Params]:
+    """A WHERE clause over fixed column expressions, and the parameters it binds."""
+    clauses: list[str] = []
+    params: Params = {}
     if since:
-        clauses.append(f"{day_expr} >= toDate('{since.isoformat()}')")
+        clauses.append(f"{day_expr} >= {{since:Date}}")
+        params["since"] = since
     if until:
-        clauses.append(f"{day_expr} <= toDate('{until.isoformat()}')")
+        clauses.append(f"{day_expr} <= {{until:Date}}")
+        params["until"] = until
     if holder:
-        clauses.append(f"{holder_column} = {literal(holder)}")
-    return ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        clauses.append(f"{holder_column} = {{holder:String}}")
+        params["holder"] = holder
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
 # -- holder statement ------------------------------------------------------------
@@ -139,15 +144,16 @@ def statement(run: Query, holder: str, since: date | None, until: date | None) -
     """A holder's statement for [since, until] (ledger dates, inclusive): the unpaid
     balance brought forward, accruals per day/work/model, refunds, payouts with their
     Stripe transfers and failures, and the remainder carried forward."""
-    h = literal(holder)
-    _, names = run(f"SELECT name FROM holders FINAL WHERE holder_id = {h}")
-    _, seen = run(f"SELECT count() FROM ledger_entries FINAL WHERE holder_id = {h}")
+    h = {"holder": holder}
+    _, names = run("SELECT name FROM holders FINAL WHERE holder_id = {holder:String}", h)
+    _, seen = run("SELECT count() FROM ledger_entries FINAL WHERE holder_id = {holder:String}", h)
     if not names and not seen[0][0]:
         raise ReportError(f"no holder {holder!r} in the ledger or the catalog; list them with "
                           "`tributary sql \"SELECT holder_id, name FROM holders FINAL\"`")
-    before = f"toDate(created_at) < toDate('{since.isoformat()}')" if since else "0"
-    _, opening = run(f"SELECT sum({SIGNED}) FROM ledger_entries FINAL WHERE holder_id = {h} AND {before}")
-    period = _where(since, until, "toDate(l.created_at)", holder, holder_column="l.holder_id")
+    before = "toDate(created_at) < {since:Date}" if since else "0"
+    _, opening = run(f"SELECT sum({SIGNED}) FROM ledger_entries FINAL WHERE holder_id = {{holder:String}} AND {before}",
+                     {**h, "since": since} if since else h)
+    period, params = _where(since, until, "toDate(l.created_at)", holder, holder_column="l.holder_id")
     _, accruals = run(f"""
         SELECT toDate(l.created_at) AS day, l.entry_type, l.work_id, any(w.title), p.model_name,
                sum(l.amount_micros), count()
@@ -156,13 +162,13 @@ def statement(run: Query, holder: str, since: date | None, until: date | None) -
         LEFT JOIN (SELECT event_id, model_name FROM priced_events FINAL) AS p ON l.event_id = p.event_id
         {period} AND l.entry_type IN ('accrual', 'accrual_reversal')
         GROUP BY day, l.entry_type, l.work_id, p.model_name ORDER BY day, l.entry_type, l.work_id, p.model_name
-        SETTINGS join_use_nulls = 0""")
+        SETTINGS join_use_nulls = 0""", params)
     _, outcomes = run(f"""
         SELECT toDate(l.created_at) AS day, l.entry_type, l.payout_id, l.amount_micros, l.transfer_id, r.error
         FROM (SELECT * FROM ledger_entries FINAL) AS l
         LEFT JOIN (SELECT payout_id, error FROM payout_results FINAL) AS r ON l.payout_id = r.payout_id
         {period} AND l.entry_type IN ('payout', 'payout_reversal')
-        ORDER BY l.created_at, l.payout_id SETTINGS join_use_nulls = 0""")
+        ORDER BY l.created_at, l.payout_id SETTINGS join_use_nulls = 0""", params)
     st = Statement(holder, names[0][0] if names else "", since, until, int(opening[0][0] or 0))
     for day, kind, work, title, model, amount, entries in accruals:
         refund = kind == "accrual_reversal"
@@ -240,9 +246,9 @@ def statement_html(st: Statement) -> str:
 
 # -- explain ---------------------------------------------------------------------
 def _entries_of(run: Query, holder: str) -> list[list[Any]]:
-    _, rows = run(f"""SELECT entry_id, entry_type, amount_micros, event_id, work_id, payout_id, created_at
-                      FROM ledger_entries FINAL WHERE holder_id = {literal(holder)}
-                      ORDER BY created_at, entry_id""")
+    _, rows = run("""SELECT entry_id, entry_type, amount_micros, event_id, work_id, payout_id, created_at
+                     FROM ledger_entries FINAL WHERE holder_id = {holder:String}
+                     ORDER BY created_at, entry_id""", {"holder": holder})
     return rows
 
 
@@ -270,11 +276,11 @@ def payout_coverage(entries: list[list[Any]], payout_order: list[tuple[str, int]
 
 
 def _payout_order(run: Query, holder: str) -> list[tuple[str, int]]:
-    _, rows = run(f"""
+    _, rows = run("""
         SELECT r.payout_id, r.amount_micros FROM (SELECT * FROM payout_requests FINAL) AS r
         LEFT JOIN (SELECT payout_id, status FROM payout_results FINAL) AS s ON r.payout_id = s.payout_id
-        WHERE r.holder_id = {literal(holder)} AND s.status != 'failed'
-        ORDER BY r.sequence SETTINGS join_use_nulls = 0""")
+        WHERE r.holder_id = {holder:String} AND s.status != 'failed'
+        ORDER BY r.sequence SETTINGS join_use_nulls = 0""", {"holder": holder})
     return [(str(r[0]), int(r[1])) for r in rows]
 
 
@@ -300,15 +306,14 @@ def _evidence_lines(evidence_json: str, work_id: str, indent: str) -> list[str]:
 
 def explain(run: Query, ident: str, limit: int = 20) -> list[str]:
     """Human-readable lines walking from a payout or an event down to the evidence."""
-    lit = literal(ident)
-    _, payout = run(f"""SELECT r.payout_id, r.holder_id, r.amount_micros, r.sequence, r.requested_at,
-                               s.status, s.transfer_id, s.destination, s.error
-                        FROM (SELECT * FROM payout_requests FINAL WHERE payout_id = {lit}) AS r
-                        LEFT JOIN (SELECT * FROM payout_results FINAL) AS s ON r.payout_id = s.payout_id
-                        SETTINGS join_use_nulls = 0""")
+    _, payout = run("""SELECT r.payout_id, r.holder_id, r.amount_micros, r.sequence, r.requested_at,
+                              s.status, s.transfer_id, s.destination, s.error
+                       FROM (SELECT * FROM payout_requests FINAL WHERE payout_id = {id:String}) AS r
+                       LEFT JOIN (SELECT * FROM payout_results FINAL) AS s ON r.payout_id = s.payout_id
+                       SETTINGS join_use_nulls = 0""", {"id": ident})
     if payout:
         return _explain_payout(run, payout[0], limit)
-    _, event = run(f"SELECT event_id FROM priced_events FINAL WHERE event_id = {lit}")
+    _, event = run("SELECT event_id FROM priced_events FINAL WHERE event_id = {id:String}", {"id": ident})
     if event:
         return _explain_event(run, ident)
     raise ReportError(f"{ident!r} is neither a payout id nor an event id in the ledger "
@@ -333,8 +338,8 @@ def _explain_payout(run: Query, row: list[Any], limit: int) -> list[str]:
     event_ids = sorted({by_id[e][3] for e, _ in cover[:limit]})  # the events shown below
     evidence: dict[str, str] = {}
     if event_ids:
-        in_list = ", ".join(literal(e) for e in event_ids)
-        _, rows = run(f"SELECT event_id, evidence FROM attributions FINAL WHERE event_id IN ({in_list})")
+        _, rows = run("SELECT event_id, evidence FROM attributions FINAL WHERE has({ids:Array(String)}, event_id)",
+                      {"ids": event_ids})
         evidence = {r[0]: r[1] for r in rows}
     for entry_id, micros in cover[:limit]:
         entry = by_id[entry_id]
@@ -347,15 +352,16 @@ def _explain_payout(run: Query, row: list[Any], limit: int) -> list[str]:
 
 
 def _explain_event(run: Query, event_id: str) -> list[str]:
-    lit = literal(event_id)
-    _, ev = run(f"""SELECT provider, model_name, model_revision, contract_id, contract_version, currency,
-                           revenue_micros, pool_micros, occurred_at FROM priced_events FINAL WHERE event_id = {lit}""")
+    e = {"event": event_id}
+    _, ev = run("""SELECT provider, model_name, model_revision, contract_id, contract_version, currency,
+                          revenue_micros, pool_micros, occurred_at FROM priced_events FINAL
+                   WHERE event_id = {event:String}""", e)
     provider, model, revision, contract, version, currency, revenue, pool, occurred = ev[0]
     lines = [f"event {event_id}: {provider} / {model}@{revision} at {occurred}",
              f"  revenue {format_micros(int(revenue), currency)} x contract {contract} v{version} "
              f"-> royalty pool {format_micros(int(pool), currency)}"]
-    _, at = run(f"""SELECT attribution_id, attributed_ppm, threshold, embed_model, embed_revision, catalog_version,
-                           shares, evidence FROM attributions FINAL WHERE event_id = {lit}""")
+    _, at = run("""SELECT attribution_id, attributed_ppm, threshold, embed_model, embed_revision, catalog_version,
+                          shares, evidence FROM attributions FINAL WHERE event_id = {event:String}""", e)
     if not at:
         lines.append("  not attributed yet")
     else:
@@ -365,8 +371,9 @@ def _explain_event(run: Query, event_id: str) -> list[str]:
         for share in json.loads(shares):
             lines.append(f"    {share['share_ppm'] / 10_000:6.2f}%  {share['work_id']} ({share['holder_id']})")
             lines += _evidence_lines(evidence, share["work_id"], " " * 13)
-    _, entries = run(f"""SELECT entry_id, entry_type, holder_id, work_id, amount_micros, source_id
-                         FROM ledger_entries FINAL WHERE event_id = {lit} ORDER BY entry_type, holder_id, work_id""")
+    _, entries = run("""SELECT entry_id, entry_type, holder_id, work_id, amount_micros, source_id
+                        FROM ledger_entries FINAL WHERE event_id = {event:String}
+                        ORDER BY entry_type, holder_id, work_id""", e)
     lines.append(f"  ledger ({len(entries)} entries; credits + escrow = pool exactly):")
     for entry_id, kind, holder, work, amount, _source in entries:
         lines.append(f"    {format_micros(int(amount)):>14}  {kind:<16} {holder:<22} {work or '':<24} {entry_id}")
@@ -393,4 +400,6 @@ def dates(since: str | None, until: str | None, last_days: int | None) -> tuple[
 
 
 def runner(cfg: PlatformConfig) -> Query:
-    return lambda sql: query(cfg, sql)
+    def run(sql: str, parameters: Params) -> tuple[list[str], list[list[Any]]]:
+        return query(cfg, sql, parameters)
+    return run

@@ -264,12 +264,13 @@ def query_token(run_dir: Any | None) -> str | None:
 def run(bootstrap: str, dsn: str, query_port: int, stop: threading.Event,
         batch_size: int = 5000, batch_wait_s: float = 0.5, group_id: str = GROUP_ID,
         store: ClickHouseStore | None = None, run_dir: Any | None = None,
-        stall_after_s: float = 120.0) -> None:
+        stall_after_s: float = 120.0, queries: ReadOnlyQueries | None = None) -> None:
     store = store or ClickHouseStore(dsn)
     applied = migrate(store.client)
     log.info("clickhouse ready dsn=%s migrations_applied=%s", dsn.split("@")[-1], applied)
     health = Health(stall_after_s)
-    queries = ReadOnlyQueries.open(dsn, owner=True) if query_port else None
+    if queries is None and query_port:
+        queries = ReadOnlyQueries.open(dsn, owner=True)
     server = serve_queries(queries, health, query_port, query_token(run_dir)) if queries else None
     dlq = kafka.producer(bootstrap)
     consumer = kafka.consumer(bootstrap, group_id)

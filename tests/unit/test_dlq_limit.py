@@ -12,10 +12,10 @@ def limit(table: dict, **kwargs) -> DeadLetterLimit:
 def test_trips_only_on_a_flood():
     book = limit({}, window=100, min_events=10)
     for i in range(100):
-        book.record(0, i % 10 == 0)  # 10% bad: data, not a bad deploy
+        book.record(0, i, i % 10 == 0)  # 10% bad: data, not a bad deploy
     assert book.exceeded([0]) is None
-    for _ in range(60):
-        book.record(0, True)
+    for i in range(60):
+        book.record(0, 100 + i, True)
     reason = book.exceeded([0])
     assert reason is not None and "tributary resume ingest" in reason
 
@@ -26,11 +26,11 @@ def test_a_restart_keeps_the_history_so_a_bad_burst_after_it_is_judged_against_t
     table: dict = {}
     before = limit(table)
     for i in range(1000):
-        before.record(i % 4, i % 100 < 7)
+        before.record(i % 4, i // 4, i % 100 < 7)
     assert before.exceeded(range(4)) is None
     after = limit(table)  # a new process: only the table (its changelog) carried over
     for i in range(50):
-        after.record(i % 4, i % 5 != 0)  # 80% bad
+        after.record(i % 4, 250 + i // 4, i % 5 != 0)  # 80% bad
     assert after.exceeded(range(4)) is None
     seen, rejected = after.counts(range(4))
     assert seen >= 1000 and rejected == 70 + 40
@@ -38,27 +38,34 @@ def test_a_restart_keeps_the_history_so_a_bad_burst_after_it_is_judged_against_t
 
 def test_the_window_keeps_between_window_and_window_plus_one_bucket_of_events():
     book = limit({}, window=100, buckets=10)
-    for _ in range(1000):
-        book.record(0, False)
+    for i in range(1000):
+        book.record(0, i, False)
     seen, _ = book.counts([0])
     assert 100 <= seen < 110
 
 
 def test_only_owned_partitions_count():
     book = limit({}, window=100, min_events=10)
-    for _ in range(50):
-        book.record(1, True)
+    for i in range(50):
+        book.record(1, i, True)
     assert book.exceeded([0]) is None
     assert book.exceeded([0, 1]) is not None
 
 
-def test_a_halt_is_sticky_until_the_history_is_reset():
+def test_a_halt_is_sticky_until_reset_and_the_backlog_before_the_reset_does_not_count():
     table: dict = {}
     book = limit(table, min_events=10)
-    for _ in range(20):
-        book.record(2, True)
+    for i in range(20):
+        book.record(2, i, True)
     assert limit(table, min_events=10).exceeded([2]) is not None  # restarted: halts again
-    for partition, name, value in reset_records(4):
+    for partition, name, value in reset_records({p: 100 for p in range(4)}):
         assert name == key(partition)
         table[name] = value
-    assert limit(table, min_events=10).exceeded([2]) is None
+    resumed = limit(table, min_events=10)
+    assert resumed.exceeded([2]) is None
+    for i in range(20, 100):  # the rest of the bad deploy, already in the log at the resume
+        resumed.record(2, i, True)
+    assert resumed.exceeded([2]) is None and resumed.counts([2]) == (0, 0)
+    for i in range(100, 120):  # new traffic counts again
+        resumed.record(2, i, True)
+    assert resumed.exceeded([2]) is not None

@@ -159,6 +159,7 @@ def test_duplicate_keys_are_rejected_never_interpreted():
     decision = book.handle(two_ids, src(1), T0)
     assert decision.rejection.code == "duplicate_key" and decision.rejection.field == "event_id"
     assert decision.rejection.event_id is None  # which id it is, is exactly what is ambiguous
+    assert book.handle(raw, src(2), T0).rejection.event_id == "dup-keys"
     assert book.table == {}  # nothing marked either way
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import urllib.error
+import urllib.request
 
 from tributary.config import PlatformConfig
 from tributary.platform import kafka, stripe_mock
@@ -14,6 +16,25 @@ STAGES = ("streams", "indexer", "attribution", "sink-clickhouse", "sink-stripe")
 
 def stage_process(cfg: PlatformConfig, stage: str) -> ManagedProcess:
     return ManagedProcess(stage, cfg.run_dir, cfg.log_dir)
+
+
+def stage_port(cfg: PlatformConfig, stage: str) -> int:
+    """Where each local stage serves /healthz and /metrics: next to the ClickHouse query port."""
+    base = cfg.clickhouse_query_port
+    return {"sink-clickhouse": base, "streams": base + 1, "indexer": base + 2, "attribution": base + 3,
+            "sink-stripe": base + 4}[stage]
+
+
+def stage_health(cfg: PlatformConfig, stage: str, timeout: float = 3.0) -> str | None:
+    """None if the stage's /healthz answers 200; else what it (or the attempt) said."""
+    url = f"http://127.0.0.1:{stage_port(cfg, stage)}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return None
+    except urllib.error.HTTPError as exc:
+        return f"/healthz {exc.code}: {exc.read()[:300].decode(errors='replace')}"
+    except (urllib.error.URLError, OSError) as exc:
+        return f"/healthz did not answer ({exc})"
 
 
 def up(cfg: PlatformConfig, log=print) -> None:  # type: ignore[no-untyped-def]
@@ -48,6 +69,14 @@ def status(cfg: PlatformConfig) -> list[tuple[str, str, str]]:
     rows.append(("stripe-mock", "running" if sp.running() else "stopped", f"{cfg.stripe_api_base} pid={sp.pid()}"))
     for stage in STAGES:
         p = stage_process(cfg, stage)
-        rows.append((stage, "running" if p.running() else "stopped", f"pid={p.pid()} log={p.log_file}"))
+        detail = f"pid={p.pid()} log={p.log_file}"
+        if p.running():
+            problem = stage_health(cfg, stage)
+            rows.append((stage, "unhealthy", f"{problem}; {detail}") if problem else (stage, "running", detail))
+        elif stage == "streams" and cfg.streams_halt_file.exists():
+            reason = cfg.streams_halt_file.read_text().strip()
+            rows.append((stage, "halted", f"{reason}; log={p.log_file}"))
+        else:
+            rows.append((stage, "stopped", detail))
     rows.append(("clickhouse", "embedded", cfg.clickhouse_dsn))
     return rows
