@@ -109,8 +109,8 @@ def single_statement(sql: str) -> str:
                           f"not {first}")
     words = [text.lower() if kind == "word" else None for kind, text in toks]
     for (kind, text), nxt in zip(toks, toks[1:] + [("", "")], strict=True):
-        name = text.lower()
-        if kind == "word" and nxt == ("other", "(") and name in HOST_FUNCTIONS | HOST_TABLE_FUNCTIONS:
+        name = (text[1:-1] if kind == "quoted" else text).lower()  # `file`( calls file too
+        if kind in ("word", "quoted") and nxt == ("other", "(") and name in HOST_FUNCTIONS | HOST_TABLE_FUNCTIONS:
             raise UnsafeQuery(f"{text}() reads the host or the network; only this database can be queried")
     for a, b in zip(words, words[1:], strict=False):
         if a == "into" and b == "outfile":

@@ -117,6 +117,23 @@ def test_embedded_chdb_gets_a_volume_and_one_replica_and_external_does_not():
     assert by_kind(external, "ServiceMonitor")
 
 
+def test_the_query_endpoint_needs_a_token_from_a_secret():
+    """The sink's SQL endpoint listens on the pod's address, so every pod gets the bearer
+    token by reference: a Secret the chart makes (random) or one the operator names."""
+    docs = render("values-minimal.yaml")
+    secret = by_kind(docs, "Secret")["rel-tributary-query-token"]
+    assert len(secret["data"]["token"]) >= 40
+    for dep in by_kind(docs, "Deployment").values():
+        env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["TRIBUTARY_QUERY_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "rel-tributary-query-token",
+                                                                           "key": "token"}
+    named = render("values-minimal.yaml", set_=("clickhouse.queryTokenSecret.name=ops-token",))
+    assert "rel-tributary-query-token" not in by_kind(named, "Secret")
+    sink = by_kind(named, "Deployment")["rel-tributary-sink-clickhouse"]
+    env = {e["name"]: e for e in sink["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["TRIBUTARY_QUERY_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "ops-token"
+
+
 def test_the_calibrated_threshold_is_used_unless_one_is_set(tmp_path):
     def pipeline_env(*files: str) -> dict:
         return by_kind(render("values-minimal.yaml", *files), "ConfigMap")["rel-tributary-pipeline"]["data"]

@@ -23,6 +23,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   value: "0.0.0.0"
 - name: TRIBUTARY_DATA_DIR
   value: /var/lib/tributary
+- name: TRIBUTARY_QUERY_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "tributary.queryTokenSecret" . }}
+      key: {{ .Values.clickhouse.queryTokenSecret.key }}
 - name: POD_NAME
   valueFrom:
     fieldRef:
@@ -58,4 +63,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
       name: {{ .Values.qdrant.apiKeySecret.name }}
       key: {{ .Values.qdrant.apiKeySecret.key }}
 {{- end }}
+{{- end -}}
+
+{{/* The Secret holding the query endpoint's bearer token (given, or made by the chart). */}}
+{{- define "tributary.queryTokenSecret" -}}
+{{- .Values.clickhouse.queryTokenSecret.name | default (printf "%s-query-token" (include "tributary.fullname" .)) -}}
 {{- end -}}
