@@ -94,12 +94,12 @@ def test_the_sink_holds_its_offsets_while_clickhouse_refuses_then_writes_everyth
     import time
     import uuid
 
-    from confluent_kafka import ConsumerGroupTopicPartitions
-    from confluent_kafka.admin import AdminClient
+    from confluent_kafka import TopicPartition
 
     from sinks.clickhouse import service
     from sinks.clickhouse.store import BackpressureError
     from tributary import kafka
+    from tributary.lag import LagReader
     from tributary.topics import Topic
 
     class Refusing:
@@ -141,11 +141,11 @@ def test_the_sink_holds_its_offsets_while_clickhouse_refuses_then_writes_everyth
     stop = threading.Event()
     worker = threading.Thread(target=service.run, args=(platform_cfg.bootstrap_servers, "chdb://unused", 0, stop),
                               kwargs={"group_id": group, "store": refusing, "batch_wait_s": 0.2})
-    admin = AdminClient({"bootstrap.servers": platform_cfg.bootstrap_servers})
+    reader = LagReader(platform_cfg.bootstrap_servers)
+    ledger = [TopicPartition(Topic.ROYALTY_LEDGER.value, p) for p in range(4)]
 
     def committed() -> int:
-        result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result()
-        return sum(tp.offset for tp in result.topic_partitions if tp.offset >= 0)
+        return sum(offset for offset in reader.committed(group, ledger).values() if offset >= 0)
 
     worker.start()
     try:

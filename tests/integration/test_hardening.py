@@ -187,8 +187,9 @@ def test_a_record_clickhouse_refuses_goes_to_the_sink_dlq_and_the_sink_moves_on(
     its own (exactly: 25000), a record ClickHouse refuses even alone (a revenue beyond
     Int64) is quarantined with its error, source offset and payload, and every other
     record is written and committed."""
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-    from confluent_kafka.admin import AdminClient
+    from confluent_kafka import TopicPartition
+
+    from tributary.lag import LagReader
 
     store, _, _ = owner
     run_id = uuid.uuid4().hex[:8]
@@ -218,11 +219,12 @@ def test_a_record_clickhouse_refuses_goes_to_the_sink_dlq_and_the_sink_moves_on(
     assert stored == set(ids) - {ids[23]}
     assert store.query(f"SELECT revenue_micros FROM priced_events FINAL WHERE event_id = '{ids[17]}'"
                        )[1] == [(25_000,)]
-    admin = AdminClient({"bootstrap.servers": platform_cfg.bootstrap_servers})
-    result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result()
-    committed = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions}
+    partitions = [TopicPartition(Topic.ATTRIBUTION_REQUESTS.value, p) for p in range(4)]
+    reader = LagReader(platform_cfg.bootstrap_servers)
+    committed = reader.committed(group, partitions)
+    reader.close()
     consumer = kafka.consumer(platform_cfg.bootstrap_servers, f"check-{run_id}")
-    for tp in [TopicPartition(Topic.ATTRIBUTION_REQUESTS.value, p) for p in range(4)]:
+    for tp in partitions:
         _, high = consumer.get_watermark_offsets(tp, timeout=10)
         assert committed.get((tp.topic, tp.partition), 0) == high  # nothing left behind
     consumer.assign([TopicPartition(Topic.SINK_CLICKHOUSE_DLQ.value, 0, 0)])

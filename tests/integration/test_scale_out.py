@@ -58,9 +58,11 @@ def wait_split(cfg, group: str, topic: Topic, members: int, timeout: float = 180
 
 def offsets_report(cfg) -> str:
     """High watermarks and committed offsets of every stage, for a failure message."""
-    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka import Consumer, TopicPartition
 
-    admin = AdminClient({"bootstrap.servers": cfg.bootstrap_servers})
+    from tributary.lag import LagReader
+
+    reader = LagReader(cfg.bootstrap_servers)
     consumer = Consumer({"bootstrap.servers": cfg.bootstrap_servers, "group.id": "report"})
     lines = []
     for group, topics in (("tributary-streams", [Topic.INFERENCE_EVENTS, Topic.ATTRIBUTIONS, Topic.ROYALTY_LEDGER]),
@@ -69,10 +71,11 @@ def offsets_report(cfg) -> str:
         for topic in topics:
             tps = [TopicPartition(topic.value, p) for p in range(4)]
             highs = [consumer.get_watermark_offsets(tp, timeout=5)[1] for tp in tps]
-            result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, tps)])
-            done = [tp.offset for tp in result[group].result().topic_partitions]
+            committed = reader.committed(group, tps)
+            done = [committed[(tp.topic, tp.partition)] for tp in tps]
             lines.append(f"{group:28} {topic.value:22} high={highs} committed={done}")
     consumer.close()
+    reader.close()
     return "\n".join(lines)
 
 
