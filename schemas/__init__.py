@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -101,25 +102,33 @@ def strict_loads(raw: bytes | str, parse_constant: Any = None) -> Any:
 
     value = json.loads(raw, object_pairs_hook=pairs, parse_constant=parse_constant)
     if found:
-        raise DuplicateKeyError(_duplicate_path(value, "") or "(root)", value)
+        raise DuplicateKeyError(first_path(value, lambda v: v is _DUPLICATE) or "(root)", value)
     return value
 
 
-def _duplicate_path(value: Any, path: str) -> str | None:
+def first_path(value: Any, match: Callable[[Any], bool], path: str = "") -> str | None:
+    """The JSON-pointer-like path (``a/b/0``) of the first key or value in ``value`` for
+    which ``match`` is true, depth first in document order; None if there is none."""
+    if match(value):
+        return path
     if isinstance(value, dict):
         for key, item in value.items():
-            where = f"{path}/{key}" if path else key
-            if item is _DUPLICATE:
+            where = f"{path}/{_display(key)}" if path else _display(key)
+            if match(key):
                 return where
-            found = _duplicate_path(item, where)
+            found = first_path(item, match, where)
             if found is not None:
                 return found
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            found = _duplicate_path(item, f"{path}/{i}")
+            found = first_path(item, match, f"{path}/{i}")
             if found is not None:
                 return found
     return None
+
+
+def _display(key: Any) -> str:
+    return str(key).encode("utf-8", "backslashreplace").decode()
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiokafka.partitioner import murmur2
 
-from schemas import DuplicateKeyError, first_problem, strict_loads
+from schemas import DuplicateKeyError, first_path, first_problem, strict_loads
 from streams.contracts import Contract, ContractBook, parse_time
 from streams.window import ExpiryIndex
 from tributary.money import royalty_pool
@@ -140,29 +140,19 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _invalid_unicode(value: Any, path: str = "") -> str | None:
+def _invalid_unicode(value: Any) -> str | None:
     """The path of the first string (or key) holding a lone surrogate, if any."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            name = str(key).encode("utf-8", "backslashreplace").decode()
-            where = f"{path}/{name}" if path else name
-            found = _invalid_unicode(key, where)
-            if found is None:
-                found = _invalid_unicode(item, where)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _invalid_unicode(item, f"{path}/{i}")
-            if found is not None:
-                return found
-    return None
+    return first_path(value, _not_text)
+
+
+def _not_text(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def revenue_micros(billing: dict[str, int], contract: Contract) -> int:
