@@ -206,7 +206,7 @@ def test_planted_sources_are_found_and_unrelated_text_is_not_attributed(settled)
     evidence = json.loads(scalar(cfg, f"SELECT evidence FROM attributions FINAL "
                                       f"WHERE event_id = '{quotes[0].event.event_id}'"))
     # the stages run the default backend (int8 ONNX on a CPU) at the threshold calibrated for it
-    expected = "all-MiniLM-L6-v2+int8" if default_backend() == "onnx-int8" else "all-MiniLM-L6-v2"
+    expected = "all-MiniLM-L6-v2+int8r7pc" if default_backend() == "onnx-int8" else "all-MiniLM-L6-v2"
     assert evidence["model_name"] == expected and evidence["matches"]
     assert evidence["threshold"] == stored_threshold(expected, evidence["model_revision"])
     assert all(m["score"] >= evidence["threshold"] for m in evidence["matches"])
