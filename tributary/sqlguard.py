@@ -1,20 +1,26 @@
 """What an analyst's SQL may do: read this database, and nothing else.
 
-Three layers, each enough on its own for what it covers:
+Four layers, each enough on its own for what it covers (the checks that need the
+engine run in :class:`sinks.clickhouse.store.ReadOnlyQueries`):
 
 1. :func:`single_statement` tokenizes the text the way ClickHouse does (strings,
-   quoted identifiers, comments, heredocs) and accepts exactly one statement whose
-   first keyword reads (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS), without
-   ``INTO OUTFILE`` and without a call to a function that touches the host.
-2. :func:`check_ast` reads ClickHouse's own parse of the statement (``EXPLAIN AST``)
-   and refuses table functions other than a few that only generate rows, scalar
-   functions that read files, and an output file: what the engine would run, not
-   what a regular expression thinks it sees.
-3. The statement runs on a connection with ``readonly=1``: no writes, no DDL, no
-   settings changes (which also blocks ``file()``/``url()`` as table functions).
+   quoted identifiers, nested comments, heredocs; any other non-ASCII character, such
+   as the typographic quotes ClickHouse also reads as quotes, is refused) and accepts
+   exactly one statement whose first keyword reads (SELECT, WITH, SHOW, DESCRIBE,
+   EXPLAIN, EXISTS), without ``INTO OUTFILE`` and without a call to a function that
+   touches the host.
+2. ClickHouse itself confirms it is one statement without running it
+   (``formatQuerySingleLine`` of the text, bound as a parameter).
+3. :func:`check_ast` reads ClickHouse's own parse (``EXPLAIN AST``): only reading
+   statement nodes, only row-generating table functions, no ``file()``, no output
+   file, no system tables beyond the catalogue ones.
+4. The statement runs on a session whose ``readonly=1`` is a session setting (no
+   writes, no DDL, no settings changes, for every statement the engine runs).
 
 ``readonly=1`` alone is not enough on embedded chdb (measured with chdb 4.4): it
-still runs ``SELECT ... INTO OUTFILE`` and the scalar ``file('/etc/hostname')``.
+still runs ``SELECT ... INTO OUTFILE`` and the scalar ``file('/etc/hostname')``, and
+chdb runs every statement of a multi-statement text. A setting passed with a query
+binds only the last statement of such a text: hence a session setting.
 """
 
 from __future__ import annotations
@@ -24,7 +30,15 @@ import re
 READ_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"})
 # table functions that only generate rows or read this database's own tables
 SAFE_TABLE_FUNCTIONS = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series",
-                                  "generateseries", "values", "view", "merge", "null"})
+                                  "generateseries", "values", "view", "null"})
+# statement nodes of ClickHouse's AST that only read (any other ``...Query`` node, e.g.
+# InsertQuery hidden behind WITH, or ShowProcesslistQuery, is refused)
+READ_NODES = frozenset({"SelectWithUnionQuery", "SelectQuery", "SelectIntersectExceptQuery", "TablesInSelectQuery", "Explain",
+                        "DescribeQuery", "ShowTables", "ShowColumns", "ShowCreateTableQuery", "ExistsTableQuery"})
+# the system tables an analyst needs to find their way; the others show other users'
+# queries, settings, paths and grants
+SAFE_SYSTEM_TABLES = frozenset({"one", "numbers", "zeros", "tables", "columns", "databases", "functions",
+                                "table_functions", "data_type_families"})
 # scalar functions that read the host's files
 HOST_FUNCTIONS = frozenset({"file"})
 # table functions that reach the host, the network or other systems: refused by name even
@@ -64,6 +78,11 @@ def tokens(sql: str) -> list[tuple[str, str]]:
         if m is None or (m.lastgroup == "other" and m.group() in "'\"`"):
             raise UnsafeQuery(f"unterminated quote at character {i + 1}")
         kind = m.lastgroup or "other"
+        if kind == "other" and not m.group().isascii():
+            # ClickHouse reads typographic quotes (‘’ “”) as quotes: a character this
+            # tokenizer does not know could hide a ';' from it
+            raise UnsafeQuery(f"character {m.group()!r} at position {i + 1}: non-ASCII characters are "
+                              "only allowed inside '...' strings or \"...\" / `...` names")
         if kind == "block_comment":
             end = _block_comment_end(sql, m.end())
             i = end
@@ -132,6 +151,12 @@ def check_ast(lines: list[str]) -> None:
         while parents and parents[-1][0] >= depth:
             parents.pop()
         parent = parents[-1][1] if parents else ""
+        if (node.endswith("Query") or node == "SHOW") and node not in READ_NODES:
+            raise UnsafeQuery(f"{node} is not a read-only statement")
+        if (node == "TableIdentifier" and name.lower().startswith("system.")
+                and name.split(".", 1)[1].lower().strip("`\"") not in SAFE_SYSTEM_TABLES):
+            raise UnsafeQuery(f"{name} is not open to queries (allowed system tables: "
+                                  f"{', '.join(sorted(SAFE_SYSTEM_TABLES))})")
         if node == "Function":
             lowered = name.lower()
             if parent == "TableExpression" and lowered not in SAFE_TABLE_FUNCTIONS:

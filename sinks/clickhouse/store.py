@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from sinks.clickhouse.rows import Row
-from tributary.sqlguard import check_ast, single_statement
+from tributary.sqlguard import UnsafeQuery, check_ast, single_statement
 
 READ_ONLY = {"readonly": 1}
 
@@ -21,12 +21,18 @@ class BackpressureError(RuntimeError):
     """ClickHouse did not take the batch; nothing was committed, retry the same batch."""
 
 
-def open_client(dsn: str, readonly: bool = False) -> Any:
+def open_client(dsn: str, readonly: bool = False, session_readonly: bool = False) -> Any:
+    """``readonly``: a client that cannot write (chdb's read-only mode, which another
+    process needs to open a directory; a server connection with ``readonly=1``).
+    ``session_readonly``: a chdb session of its own in the owning process with
+    ``readonly=1`` set on the session (``SET``), not per query."""
     import clickhouse_connect
 
     if dsn.startswith("chdb://"):
         if readonly:
             return clickhouse_connect.get_client(dsn=dsn, chdb_options={"mode": "ro"})  # type: ignore[call-arg]
+        if session_readonly:
+            return clickhouse_connect.get_client(dsn=dsn, settings=READ_ONLY)
         return clickhouse_connect.get_client(dsn=dsn)
     parsed = urlparse(dsn)
     return clickhouse_connect.get_client(
@@ -35,7 +41,7 @@ def open_client(dsn: str, readonly: bool = False) -> Any:
         password=parsed.password or os.environ.get("CLICKHOUSE_PASSWORD", ""),
         database=(parsed.path or "/default").lstrip("/") or "default",
         secure=parsed.scheme == "https",
-        settings={"readonly": 1} if readonly else None,
+        settings=READ_ONLY if readonly or session_readonly else None,
     )
 
 
@@ -83,29 +89,33 @@ class ReadOnlyQueries:
     of its own with ``readonly=1`` and user values bound server-side (``{name:Type}``
     placeholders with ``parameters``), never spliced into the text."""
 
-    def __init__(self, client: Any, settings: dict[str, Any] | None = None):
+    def __init__(self, client: Any):
         self.client = client
-        self.settings = settings
         self.lock = threading.Lock()
+        if str(self.client.query("SELECT getSetting('readonly')").result_rows[0][0]) == "0":
+            raise RuntimeError("the analysts' session is not read-only")
 
     @classmethod
     def open(cls, dsn: str, owner: bool = False) -> ReadOnlyQueries:
         """``owner``: this process already holds the chdb directory (the sink), so open a
-        second session on it with ``readonly=1`` on every query (a session's settings are
-        its own: the writer's session is not affected). Otherwise the client itself is
-        read-only: chdb's read-only mode (where ``readonly`` cannot be set at all), or a
-        server connection opened with ``readonly=1``."""
-        if owner:
-            return cls(open_client(dsn), READ_ONLY)
-        return cls(open_client(dsn, readonly=True))
+        second session on it with ``readonly=1`` set on that session (a session's
+        settings are its own: the writer's session is not affected). Otherwise the
+        client itself is read-only (chdb's read-only mode, or ``readonly=1`` on a
+        server connection)."""
+        return cls(open_client(dsn, readonly=not owner, session_readonly=owner))
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None
               ) -> tuple[list[str], list[tuple[Any, ...]]]:
         statement = single_statement(sql)
         with self.lock:
-            ast = self.client.query(f"EXPLAIN AST {statement}", parameters=parameters, settings=self.settings)
+            try:  # the engine's own word that this is one statement, without running it
+                self.client.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": statement})
+            except Exception as exc:
+                raise UnsafeQuery(f"not one statement ClickHouse can parse: {str(exc).splitlines()[0][:500]}"
+                                  ) from None
+            ast = self.client.query(f"EXPLAIN AST {statement}", parameters=parameters)
             check_ast([str(row[0]) for row in ast.result_rows])
-            result = self.client.query(statement, parameters=parameters, settings=self.settings)
+            result = self.client.query(statement, parameters=parameters)
         return list(result.column_names), [tuple(r) for r in result.result_rows]
 
     def close(self) -> None:

@@ -43,6 +43,21 @@ BYPASSES = [
     "CREATE TABLE pwned (x Int8) ENGINE = Memory",
     "SELECT 1 SETTINGS readonly = 0",
     "SET readonly = 0",
+    # found by the review: typographic quotes are quotes to ClickHouse, hiding the ';'s from
+    # a tokenizer that does not know them, and a setting passed with a query binds only the
+    # last statement of a multi-statement text
+    "SELECT \u2018'\u2019; INSERT INTO works (work_id) VALUES ('pwned'); SELECT \u2018'\u2019",
+    "SELECT \u2018'\u2019; DROP TABLE holders; SELECT \u2018'\u2019",
+    "SELECT \u2018'\u2019; SELECT * FROM file(\u2018/etc/hostname\u2019, \u2018LineAsString\u2019); SELECT \u2018'\u2019",
+    "SELECT \u2018'\u2019; SELECT 'x' INTO OUTFILE '{out}' TRUNCATE FORMAT TSVRaw; SELECT \u2018'\u2019",
+    "SELECT \u201c'\u201d; SYSTEM SHUTDOWN; SELECT \u201c'\u201d",
+    "WITH 1 AS x INSERT INTO works (work_id) SELECT 'pwned'",
+    "SELECT query FROM system.processes",
+    "SELECT * FROM system.disks",
+    "SELECT * FROM merge(system, '^processes$')",
+    "SHOW PROCESSLIST",
+    "SHOW GRANTS",
+    "EXPLAIN PIPELINE INSERT INTO works (work_id) SELECT 'pwned'",
 ]
 
 
@@ -88,6 +103,7 @@ def test_no_bypass_writes_or_touches_the_host(owner, sql, tmp_path):
     assert not out.exists()
     assert ledger_tables(store) == before
     assert store.query("SELECT count() FROM ledger_entries WHERE entry_id = 'pwned'")[1][0][0] == 0
+    assert store.query("SELECT count() FROM works WHERE work_id = 'pwned'")[1][0][0] == 0
     # the writer's session is untouched by the read-only one
     store.write_batch({"works": [{"work_id": f"w-{uuid.uuid4().hex[:6]}", "holder_id": "h", "title": "t",
                                   "license": "l", "removed": 0, "catalog_offset": 1}]})
@@ -105,6 +121,8 @@ def test_reads_still_work_with_values_bound_by_the_server(owner):
     assert queries.query("SHOW TABLES")[1]
     assert queries.query("DESCRIBE TABLE ledger_entries")[1]
     assert queries.query("EXPLAIN SELECT 1")[1]
+    assert queries.query("SELECT name FROM system.tables WHERE name = 'works'")[1] == [("works",)]
+    assert queries.query("SELECT '\u2018quoted\u2019 text' AS s")[1] == [("\u2018quoted\u2019 text",)]
     assert queries.query("SELECT 'a; DROP TABLE x' AS s, $$INTO OUTFILE$$ AS t")[1] == [("a; DROP TABLE x",
                                                                                         "INTO OUTFILE")]
 
@@ -303,8 +321,12 @@ def test_bypass_list_is_refused_by_the_text_check_alone():
     query runs, except those only the engine's readonly mode can judge."""
     from tributary.sqlguard import single_statement
 
+    engine_judged = {  # the engine's parse (statement nodes, system tables) or readonly mode judges these
+        "SELECT 1 SETTINGS readonly = 0", "WITH 1 AS x INSERT INTO works (work_id) SELECT 'pwned'",
+        "SELECT query FROM system.processes", "SELECT * FROM system.disks", "SELECT * FROM merge(system, '^processes$')",
+        "SHOW PROCESSLIST", "SHOW GRANTS", "EXPLAIN PIPELINE INSERT INTO works (work_id) SELECT 'pwned'"}
     for sql in BYPASSES:
-        if sql == "SELECT 1 SETTINGS readonly = 0":  # only the engine's readonly mode judges settings
+        if sql in engine_judged:
             continue
         with pytest.raises(UnsafeQuery):
             single_statement(sql.format(out=Path("/tmp/x")))
@@ -354,3 +376,19 @@ def test_a_dead_letter_written_again_on_a_replay_is_one_row(owner):
     for table, row in rows:  # three writes, as three replays would make
         store.write_batch({table: [row]})
     assert store.query("SELECT count() FROM dead_letters FINAL WHERE event_id = 'replayed-dl'")[1] == [(1,)]
+
+
+@pytest.mark.clickhouse
+def test_the_engine_layers_hold_without_the_text_check(owner, tmp_path, monkeypatch):
+    """Defence in depth: with the tokenizer switched off, ClickHouse's own single-statement
+    check, the AST check and the read-only session still refuse every bypass."""
+    from sinks.clickhouse import store as store_module
+
+    monkeypatch.setattr(store_module, "single_statement", lambda sql: sql)
+    store, queries, _ = owner
+    before = ledger_tables(store)
+    for sql in BYPASSES:
+        with pytest.raises(Exception):  # noqa: B017 - UnsafeQuery or the engine's READONLY error
+            queries.query(sql.format(out=tmp_path / "o.txt"))
+    assert ledger_tables(store) == before and not (tmp_path / "o.txt").exists()
+    assert store.query("SELECT count() FROM works WHERE work_id = 'pwned'")[1][0][0] == 0
