@@ -27,18 +27,18 @@ import json
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from confluent_kafka import Message, Producer
+from confluent_kafka import KafkaException, Message, Producer
 from prometheus_client import Counter
 
 from sinks.clickhouse.rows import SOURCE_TOPICS, Row, to_row
 from sinks.clickhouse.schema import migrate
-from sinks.clickhouse.store import BackpressureError, ClickHouseStore, ReadOnlyQueries
+from sinks.clickhouse.store import BackpressureError, ClickHouseStore, ReadOnlyQueries, RowsRefused
 from tributary import kafka
 from tributary.health import Health
 from tributary.sqlguard import UnsafeQuery
@@ -52,7 +52,7 @@ RETRIES = Counter("tributary_clickhouse_retries_total", "Batches retried after C
 QUARANTINED = Counter("tributary_clickhouse_quarantined_total",
                       "Records sent to sink-clickhouse.dlq (undecodable or refused by ClickHouse on their own)",
                       ["reason"])
-MAX_DLQ_PAYLOAD = 900_000
+MAX_DLQ_PAYLOAD = 500_000  # bytes of UTF-8: the dead letter stays well under Kafka's 1 MB
 
 
 
@@ -146,8 +146,8 @@ def decode(messages: list[Message]) -> list[Pending]:
         topic, partition, offset = kafka.position(msg)
         try:
             converted = to_row(topic, partition, offset, msg.value())
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            out.append(Pending(msg, error=f"cannot turn the record into a row: {exc!r}"))
+        except Exception as exc:  # noqa: BLE001 - whatever a record does to the decoder is the record's fault
+            out.append(Pending(msg, error=f"cannot turn the record into a row: {exc!r}"[:2000]))
             continue
         if converted is not None:
             out.append(Pending(msg, *converted))
@@ -162,23 +162,46 @@ def by_table(items: list[Pending]) -> dict[str, list[Row]]:
     return batch
 
 
-def isolate(store: ClickHouseStore, items: list[Pending]) -> None:
-    """Write ``items`` a half at a time until the records ClickHouse refuses on their own
-    are found; those get ``error`` set, the rest are written. Raises BackpressureError
-    when ClickHouse does not answer at all (then nobody is to blame)."""
+@dataclass
+class Isolation:
+    """One pass of splitting a refused batch: who failed alone, and whether anything went in."""
+
+    written: int = 0
+    suspects: list[tuple[Pending, BackpressureError]] = field(default_factory=list)
+
+
+def isolate(store: ClickHouseStore, items: list[Pending], found: Isolation) -> None:
+    """Write ``items`` a half at a time; records ClickHouse refuses on their own are
+    collected in ``found.suspects``, the rest are written."""
     if not items:
         return
     try:
         store.write_batch(by_table(items))
+        found.written += len(items)
         return
     except BackpressureError as exc:
         if len(items) == 1:
-            store.ping()  # raises BackpressureError when ClickHouse itself is down
-            items[0].error = f"ClickHouse refused this record alone while it accepted others: {exc}"
+            found.suspects.append((items[0], exc))
             return
     middle = len(items) // 2
-    isolate(store, items[:middle])
-    isolate(store, items[middle:])
+    isolate(store, items[:middle], found)
+    isolate(store, items[middle:], found)
+
+
+def blame(store: ClickHouseStore, found: Isolation) -> None:
+    """Set ``error`` on the records to quarantine, or raise BackpressureError if nobody is
+    to blame. A record is poison when ClickHouse (or the client) called its data wrong
+    (:class:`RowsRefused`), or when it failed alone while other records of the batch
+    went in and ClickHouse answers. A disk that is full, too many parts, a lost Keeper or
+    a missing table fail every insert while ``SELECT 1`` still answers: those hold."""
+    if not found.suspects:
+        return
+    if not all(isinstance(exc, RowsRefused) for _, exc in found.suspects):
+        store.ping()  # raises BackpressureError when ClickHouse itself is down
+        if found.written == 0:
+            raise BackpressureError(f"no record of the batch could be written: {found.suspects[0][1]}")
+    for item, exc in found.suspects:
+        item.error = f"ClickHouse refused this record on its own: {exc}"[:2000]
 
 
 def dead_letter(item: Pending) -> tuple[bytes, bytes]:
@@ -187,19 +210,28 @@ def dead_letter(item: Pending) -> tuple[bytes, bytes]:
     event_id = None
     if item.row is not None and isinstance(item.row.get("event_id"), str):
         event_id = item.row["event_id"]
+    # bounded after encoding: bytes that are not UTF-8 grow threefold as U+FFFD
+    payload = raw.decode("utf-8", errors="replace").encode()[:MAX_DLQ_PAYLOAD].decode("utf-8", errors="ignore")
     record = {
         "schema_version": 1, "error_code": "unwritable_record" if item.row is not None else "undecodable_record",
         "field": None, "reason": item.error or "", "event_id": event_id,
         "source": {"topic": topic, "partition": partition, "offset": offset},
-        "payload": raw[:MAX_DLQ_PAYLOAD].decode("utf-8", errors="replace"),
+        "payload": payload,
     }
     return f"{topic}:{partition}:{offset}".encode(), kafka.dumps(record)
 
 
 def quarantine(dlq: Producer, items: list[Pending]) -> int:
-    """Send the failed records to ``sink-clickhouse.dlq`` and wait for Kafka's ack. A
-    record of that topic itself that fails again is only logged: its payload is already
-    kept in the topic."""
+    """Send the failed records to ``sink-clickhouse.dlq`` and wait until Kafka acknowledged
+    every one (a delivery error or a refused produce is backpressure: the batch is tried
+    again and nothing is committed). A record of that topic itself that fails again is
+    only logged: its payload is already kept in the topic."""
+    failures: list[str] = []
+
+    def delivered(err: Any, msg: Message) -> None:
+        if err is not None:
+            failures.append(str(err))
+
     sent = 0
     for item in items:
         if item.error is None:
@@ -211,28 +243,45 @@ def quarantine(dlq: Producer, items: list[Pending]) -> int:
         if topic == Topic.SINK_CLICKHOUSE_DLQ:
             continue
         key, value = dead_letter(item)
-        dlq.produce(Topic.SINK_CLICKHOUSE_DLQ.value, key=key, value=value)
+        try:
+            dlq.produce(Topic.SINK_CLICKHOUSE_DLQ.value, key=key, value=value, on_delivery=delivered)
+        except (BufferError, KafkaException) as exc:
+            raise BackpressureError(f"could not queue a record for sink-clickhouse.dlq: {exc}") from exc
         sent += 1
     if sent and dlq.flush(30):
         raise BackpressureError("sink-clickhouse.dlq did not acknowledge the quarantined records within 30s")
+    if failures:
+        raise BackpressureError(f"sink-clickhouse.dlq refused {len(failures)} record(s): {failures[0]}")
     return sent
 
 
 def write(store: ClickHouseStore, dlq: Producer, items: list[Pending], stop: threading.Event,
           tries: int = 3, first_delay_s: float = 0.5) -> bool:
     """Write a batch: True when every record is written or quarantined, False if ``stop``
-    was set first (nothing may be committed then). The whole batch is tried ``tries - 1``
-    times, then split to find the records to quarantine (at once if some were undecodable)."""
+    was set first (nothing may be committed then). Each table's rows are one insert; a
+    table that went in is not written again on a retry. A table refused ``tries - 1``
+    times is split to find the records to quarantine (at once if some were undecodable)."""
     delay = first_delay_s
     attempt = 0
+    done: set[str] = set()
     while True:
         attempt += 1
+        tables: dict[str, list[Pending]] = {}
+        for item in items:
+            if item.row is not None and item.table is not None and item.table not in done:
+                item.error = None  # judged again on every pass
+                tables.setdefault(item.table, []).append(item)
         try:
             if attempt < tries and not any(item.error for item in items):
-                store.write_batch(by_table(items))
+                for table, group in sorted(tables.items()):
+                    store.write_batch(by_table(group))
+                    done.add(table)
                 return True
             store.ping()  # ClickHouse down: nobody's fault, keep retrying the whole batch
-            isolate(store, [item for item in items if item.error is None])
+            found = Isolation()
+            for _, group in sorted(tables.items()):
+                isolate(store, group, found)
+            blame(store, found)
             quarantine(dlq, items)
             return True
         except BackpressureError as exc:

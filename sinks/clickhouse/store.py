@@ -21,6 +21,23 @@ class BackpressureError(RuntimeError):
     """ClickHouse did not take the batch; nothing was committed, retry the same batch."""
 
 
+class RowsRefused(BackpressureError):
+    """The client or ClickHouse called the data itself wrong (a value the column type
+    cannot hold, a type mismatch): the same rows fail however often they are retried."""
+
+
+# ClickHouse errors about the data of an insert, not about the server's state
+DATA_ERRORS = ("TYPE_MISMATCH", "CANNOT_PARSE", "CANNOT_CONVERT_TYPE", "ARGUMENT_OUT_OF_BOUND",
+               "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE", "INCORRECT_DATA", "CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN",
+               "TOO_LARGE_STRING_SIZE", "DECIMAL_OVERFLOW", "ILLEGAL_TYPE_OF_ARGUMENT", "CANNOT_READ_ARRAY_FROM_TEXT")
+
+
+def refused_rows(exc: Exception) -> bool:
+    from clickhouse_connect.driver.exceptions import DataError
+
+    return isinstance(exc, DataError | TypeError | OverflowError) or any(code in str(exc) for code in DATA_ERRORS)
+
+
 def open_client(dsn: str, readonly: bool = False, session_readonly: bool = False) -> Any:
     """``readonly``: a client that cannot write (chdb's read-only mode, which another
     process needs to open a directory; a server connection with ``readonly=1``).
@@ -61,7 +78,8 @@ class ClickHouseStore:
                 try:
                     self.client.insert(table, [[r[c] for c in columns] for r in rows], column_names=columns)
                 except Exception as exc:
-                    raise BackpressureError(f"insert into {table} failed: {exc}") from exc
+                    kind = RowsRefused if refused_rows(exc) else BackpressureError
+                    raise kind(f"insert into {table} failed: {exc}") from exc
                 written += len(rows)
         return written
 

@@ -1,0 +1,145 @@
+"""The ClickHouse sink's poison-record rules on a fake store and a fake producer (the
+same paths run on chdb and the real broker in tests/integration/test_hardening.py)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from sinks.clickhouse import service
+from sinks.clickhouse.store import BackpressureError, RowsRefused
+from tributary.topics import Topic
+
+
+class Msg:
+    def __init__(self, offset: int, value: bytes | None, topic: str = Topic.ROYALTY_LEDGER.value):
+        self._offset, self._value, self._topic = offset, value, topic
+
+    def topic(self): return self._topic
+    def partition(self): return 0
+    def offset(self): return self._offset
+    def value(self): return self._value
+    def error(self): return None
+
+
+def entry(n: int, amount: object = 1_000) -> bytes:
+    return json.dumps({"entry_id": f"le-{n}", "entry_type": "accrual", "debit_account": "a", "credit_account": "b",
+                       "amount_micros": amount, "currency": "USD", "holder_id": "h", "source_id": "s",
+                       "created_at": "2026-11-20T00:00:00+00:00"}).encode()
+
+
+class Store:
+    """Refuses rows whose amount is a string (a data error); or every insert (``down``)."""
+
+    def __init__(self, down: Exception | None = None, ping_ok: bool = True, stop: threading.Event | None = None):
+        self.down, self.ping_ok, self.stop = down, ping_ok, stop
+        self.rows: list[dict] = []
+        self.inserts = 0
+
+    def write_batch(self, batch):
+        self.inserts += 1
+        if self.stop is not None and self.inserts > 50:
+            self.stop.set()
+        if self.down is not None:
+            raise BackpressureError(str(self.down))
+        rows = [r for rs in batch.values() for r in rs]
+        if any(isinstance(r["amount_micros"], str) for r in rows):
+            raise RowsRefused("insert into ledger_entries failed: Unable to create native array")
+        self.rows += rows
+
+    def ping(self):
+        if not self.ping_ok:
+            raise BackpressureError("connection refused")
+
+
+class Dlq:
+    def __init__(self, fail: str | None = None):
+        self.sent: list[tuple[bytes, bytes]] = []
+        self.fail = fail
+        self._pending = []
+
+    def produce(self, topic, key, value, on_delivery):
+        assert topic == Topic.SINK_CLICKHOUSE_DLQ.value
+        assert len(value) < 1_000_000
+        self._pending.append((key, value, on_delivery))
+
+    def flush(self, timeout):
+        for key, value, callback in self._pending:
+            if self.fail:
+                callback(self.fail, None)
+            else:
+                self.sent.append((key, value))
+                callback(None, None)
+        self._pending = []
+        return 0
+
+
+def test_a_poison_record_is_quarantined_and_the_rest_written():
+    store, dlq = Store(), Dlq()
+    items = service.decode([Msg(n, entry(n, "oops" if n == 3 else 1_000)) for n in range(8)])
+    assert service.write(store, dlq, items, threading.Event(), first_delay_s=0)
+    assert sorted(r["entry_id"] for r in store.rows) == [f"le-{n}" for n in range(8) if n != 3]
+    (key, value), = dlq.sent
+    letter = json.loads(value)
+    assert key == b"royalty-ledger:0:3" and letter["error_code"] == "unwritable_record"
+    assert letter["source"] == {"topic": "royalty-ledger", "partition": 0, "offset": 3}
+
+
+def test_a_batch_of_one_poison_record_is_quarantined_too():
+    store, dlq = Store(), Dlq()
+    items = service.decode([Msg(0, entry(0, "oops"))])
+    assert service.write(store, dlq, items, threading.Event(), first_delay_s=0)
+    assert len(dlq.sent) == 1 and store.rows == []
+
+
+@pytest.mark.parametrize("error", ["Code: 243. DB::Exception: Cannot reserve 1.00 MiB, not enough space. "
+                                   "(NOT_ENOUGH_SPACE)", "Code: 252. Too many parts (TOO_MANY_PARTS)",
+                                   "Code: 242. Table is in readonly mode (TABLE_IS_READ_ONLY)"])
+def test_a_server_refusing_every_insert_while_answering_select_quarantines_nothing(error):
+    """The review's finding: a full disk failed every insert while SELECT 1 answered, and all
+    8 ledger entries were quarantined and their offsets committed. Nobody is to blame:
+    the sink holds the batch until stopped, and commits nothing."""
+    stop = threading.Event()
+    store, dlq = Store(down=Exception(error), stop=stop), Dlq()
+    items = service.decode([Msg(n, entry(n)) for n in range(8)])
+    assert service.write(store, dlq, items, stop, first_delay_s=0) is False
+    assert dlq.sent == [] and all(item.error is None for item in items)
+
+
+def test_records_that_break_the_decoder_are_quarantined_not_raised():
+    deep = b"[" * 100_000 + b"]" * 100_000
+    early = json.dumps({"schema_version": 1, "kind": "refund", "correction_id": "c", "event_id": "e",
+                        "occurred_at": "0001-01-01T00:00:00+01:00"}).encode()
+    store, dlq = Store(), Dlq()
+    items = service.decode([Msg(0, deep), Msg(1, early, Topic.CORRECTIONS.value), Msg(2, entry(2))])
+    assert [bool(i.error) for i in items] == [True, True, False]
+    assert service.write(store, dlq, items, threading.Event(), first_delay_s=0)
+    assert [json.loads(v)["error_code"] for _, v in dlq.sent] == ["undecodable_record"] * 2
+    assert [r["entry_id"] for r in store.rows] == ["le-2"]
+
+
+def test_a_huge_undecodable_record_still_fits_in_its_dead_letter():
+    store, dlq = Store(), Dlq()
+    items = service.decode([Msg(0, b"\xff" * 950_000)])
+    assert service.write(store, dlq, items, threading.Event(), first_delay_s=0)
+    (_, value), = dlq.sent
+    assert len(value) < 600_000
+
+
+def test_a_dead_letter_kafka_refuses_is_backpressure_not_a_silent_loss():
+    stop = threading.Event()
+    store, dlq = Store(stop=stop), Dlq(fail="MSG_SIZE_TOO_LARGE")
+    items = service.decode([Msg(0, entry(0, "oops"))])
+    calls = {"n": 0}
+    original = dlq.flush
+
+    def flush(timeout):
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            stop.set()
+        return original(timeout)
+
+    dlq.flush = flush
+    assert service.write(store, dlq, items, stop, first_delay_s=0) is False  # never committed
