@@ -249,6 +249,19 @@ def _owned(topic: Topic) -> list[int]:
     return sorted(tp.partition for tp in assignment if tp.topic == topic.value)
 
 
+FORWARDED_FROM = "tributary-forwarded-from"
+
+
+def _forwarded_from(msg: Any) -> str | None:
+    """The producer's message a forwarded record stands for (its header), if any."""
+    headers = msg.headers or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    for name, value in pairs:
+        if name == FORWARDED_FROM and value:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
+
+
 def _received_at(event: faust.EventT) -> datetime:
     timestamp = event.message.timestamp  # seconds; set by the producer or the broker
     return datetime.fromtimestamp(timestamp, UTC) if timestamp else datetime.now(UTC)
@@ -261,7 +274,7 @@ async def _each(stream: faust.StreamT, handle: Callable[[faust.EventT], Awaitabl
     is handled again from the committed offset. Faust would instead restart the agent in
     this process, with its in-memory state possibly half-updated by the failed event."""
     async for event in stream.events():
-        stalls.progressed(event.message.topic)
+        stalls.progressed(event.message.topic, event.message.partition)
         await _after_recovery(event)
         tp = (event.message.topic, event.message.partition)
         if tp not in _resumed:  # where each partition picks up after a (re)assignment
@@ -291,7 +304,7 @@ async def _ingest(event: faust.EventT) -> None:
         _halt(halt)
     msg = event.message
     raw: bytes = event.value or b""
-    source = Source(msg.topic, msg.partition, msg.offset)
+    source = Source(msg.topic, msg.partition, msg.offset, _forwarded_from(msg))
     decision = ingest_book.handle(raw, source, _received_at(event))
     if decision.reroute is not None:
         assert decision.event_id is not None
@@ -299,8 +312,7 @@ async def _ingest(event: faust.EventT) -> None:
         log.info("forwarding event_id=%s from %s/%d@%d to its home partition %d", decision.event_id,
                  msg.topic, msg.partition, msg.offset, decision.reroute)
         await inference_events.send(key=decision.event_id.encode(), value=raw, partition=decision.reroute,
-                                    headers=[("tributary-forwarded-from", f"{msg.topic}/{msg.partition}@"
-                                              f"{msg.offset}".encode())], force=True)
+                                    headers=[(FORWARDED_FROM, source.identity.encode())], force=True)
         ingest_offsets.advance(msg.partition, msg.offset)
         return
     EVENTS_IN.inc()
@@ -427,16 +439,15 @@ SOURCES = tuple(t.value for t in (Topic.INFERENCE_EVENTS, Topic.ATTRIBUTIONS, To
 @app.timer(interval=WATCHDOG_INTERVAL_S)
 async def watchdog() -> None:
     if app.rebalancing or app.in_recovery:
-        stalls.reset(SOURCES)
+        stalls.reset()
         return
-    # per source topic: one crash-looping agent must not hide behind the others' progress
-    quiet = stalls.quiet(SOURCES)
+    mine = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in SOURCES]
+    quiet = stalls.quiet(mine)
     if not quiet:
         return
-    mine = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in quiet]
     waiting = await asyncio.get_running_loop().run_in_executor(
-        None, pending_partitions, platform.bootstrap_servers, app.conf.id, mine)
-    stuck = stalls.stalled(waiting, mine)
+        None, pending_partitions, platform.bootstrap_servers, app.conf.id, quiet)
+    stuck = stalls.stalled(waiting, quiet)
     if stuck:
         log.critical("stalled: records waiting on %s with no progress for %.0fs; exiting to be restarted",
                      [p for p, _ in stuck], max(s for _, s in stuck))

@@ -44,9 +44,11 @@ class DeadLetterLimit:
 
     def record(self, partition: int, offset: int, rejected: bool) -> None:
         value = self.table.get(key(partition))
-        start = value.get("from", 0) if isinstance(value, dict) else 0
-        if offset < start:
+        value = value if isinstance(value, dict) else {}
+        if offset < value.get("from", 0):
             return  # acknowledged by the operator's resume
+        if offset <= value.get("last", -1):
+            return  # counted already: a replay (after a stall exit, a halt or a rewind)
         history = [list(b) for b in self._history(partition)]
         if not history or history[-1][0] >= self.bucket:
             history.append([0, 0])
@@ -54,7 +56,7 @@ class DeadLetterLimit:
         history[-1][1] += int(rejected)
         while history and sum(b[0] for b in history) - history[0][0] >= self.window:
             history.pop(0)
-        self.table[key(partition)] = {"b": history, "from": start}
+        self.table[key(partition)] = {"b": history, "from": value.get("from", 0), "last": offset}
 
     def _history(self, partition: int) -> list[list[int]]:
         value = self.table.get(key(partition))
@@ -70,12 +72,16 @@ class DeadLetterLimit:
         return seen, rejected
 
     def exceeded(self, partitions: Iterable[int]) -> str | None:
-        """Why ingest must halt, judged over ``partitions`` (those this worker owns), or None."""
-        seen, rejected = self.counts(partitions)
-        if seen < self.min_events or rejected / seen <= self.max_fraction:
-            return None
-        return (f"{rejected / seen:.0%} of the last {seen} events were dead-lettered (limit "
-                f"{self.max_fraction:.0%}); fix the producers' deploy, then run `tributary resume ingest`")
+        """Why ingest must halt, or None. Each partition is judged on its own history, so
+        the verdict does not depend on which partitions a worker happens to own: a
+        partition that halted one worker halts whichever worker takes it over."""
+        for partition in sorted(partitions):
+            seen, rejected = self.counts([partition])
+            if seen >= self.min_events and rejected / seen > self.max_fraction:
+                return (f"{rejected / seen:.0%} of the last {seen} events of inference-events partition "
+                        f"{partition} were dead-lettered (limit {self.max_fraction:.0%}); fix the producers' "
+                        "deploy, then run `tributary resume ingest`")
+        return None
 
 
 def reset_records(ends: dict[int, int]) -> list[tuple[int, str, dict[str, Any]]]:

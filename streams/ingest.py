@@ -22,7 +22,11 @@ from tributary.money import royalty_pool
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 EMBEDDING_DIM = 384
-MAX_EVENT_BYTES = 1_000_000
+# below Kafka's 1 MB so that what ingest derives from an event (the attribution request
+# adds pricing fields; a forwarded copy adds a key and a header) still fits: a valid
+# 999,990-byte event made a 1,000,234-byte request that the producer refused, and the
+# worker crash-looped on it
+MAX_EVENT_BYTES = 900_000
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # ClickHouse's DateTime64 columns hold 1900..2299
 
 
@@ -41,6 +45,15 @@ class Source:
     topic: str
     partition: int
     offset: int
+    # for a record ingest forwarded to its home partition: where the producer's record
+    # is ("topic/partition@offset"), the identity of the message for dedupe
+    origin: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """Which producer message this is: forwarding it again (a replay of the partition
+        it was read on) yields a new offset but the same identity."""
+        return self.origin or f"{self.topic}/{self.partition}@{self.offset}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
@@ -300,14 +313,17 @@ class IngestBook:
         return decision
 
     def _seen(self, key: str, source: Source) -> tuple[bool, dict[str, Any] | None]:
-        """(redelivery of the same message?, the first copy's mark)."""
+        """(redelivery of the same producer message?, the first copy's mark)."""
         mark = self.table.get(key)
         if mark is None:
             return False, None
-        return (mark["part"], mark["o"]) == (source.partition, source.offset), mark
+        if "id" in mark:
+            return mark["id"] == source.identity, mark
+        return (mark["part"], mark["o"]) == (source.partition, source.offset), mark  # marks written before ids
 
     def _mark(self, key: str, source: Source, occurred: float, **extra: Any) -> None:
-        self.table[key] = {"part": source.partition, "o": source.offset, "t": occurred, **extra}
+        self.table[key] = {"part": source.partition, "o": source.offset, "t": occurred, "id": source.identity,
+                           **extra}
         self._index.add(source.partition, occurred, key)
 
     def _event(self, event: dict[str, Any], source: Source, occurred: float) -> Decision:
@@ -337,6 +353,8 @@ class IngestBook:
                     "event on its partition, beyond the dedupe window; it cannot be checked for "
                     "duplicates. Re-send it with a new event_id after checking it was never billed", event_id))
             self._mark(key, source, occurred, d=digest)
+        else:  # the same producer message again: the request names where it was first read
+            source = Source(source.topic, mark["part"], mark["o"], source.origin)
         return Decision(request=price_event(event, self.contracts, source))
 
     def _refund(self, refund: dict[str, Any], source: Source, occurred: float) -> Decision:

@@ -79,7 +79,7 @@ def supervise(argv: list[str], env: dict[str, str], stop: threading.Event, max_b
             return 0
         if code == HALTED_EXIT_CODE:
             log.critical("streams worker halted by the dead-letter rate limit; not restarting. "
-                         "Fix the producers, then start `tributary run streams` again")
+                         "Fix the producers, then run `tributary resume ingest`")
             return code
         now = time.monotonic()
         crashes = [t for t in crashes if now - t < 300] + [now]

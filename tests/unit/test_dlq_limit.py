@@ -44,12 +44,27 @@ def test_the_window_keeps_between_window_and_window_plus_one_bucket_of_events():
     assert 100 <= seen < 110
 
 
-def test_only_owned_partitions_count():
+def test_each_partition_is_judged_on_its_own_history():
+    """A flooded partition halts whichever worker owns it, however healthy its other
+    partitions are (a sum over the owned partitions depended on the assignment)."""
     book = limit({}, window=100, min_events=10)
     for i in range(50):
         book.record(1, i, True)
+    for p in (0, 2, 3):
+        for i in range(100):
+            book.record(p, i, False)
     assert book.exceeded([0]) is None
-    assert book.exceeded([0, 1]) is not None
+    assert book.exceeded([0, 2, 3]) is None
+    assert "partition 1" in book.exceeded([0, 1, 2, 3])
+
+
+def test_a_replayed_offset_is_counted_once():
+    table: dict = {}
+    book = limit(table, min_events=10)
+    for _ in range(3):  # the same 20 offsets handled three times (restarts, rewinds)
+        for i in range(20):
+            book.record(0, i, i % 4 == 0)
+    assert book.counts([0]) == (20, 5)
 
 
 def test_a_halt_is_sticky_until_reset_and_the_backlog_before_the_reset_does_not_count():

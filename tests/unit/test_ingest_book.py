@@ -207,3 +207,27 @@ def test_home_partition_matches_the_sdk_and_kafkas_default_partitioner():
     for key, java in (("21", -973932308), ("foobar", -790332482), ("a-little-bit-long-string", -985981536)):
         for partitions in (1, 3, 4, 12):
             assert home_partition(key, partitions) == (java & 0x7FFFFFFF) % partitions
+
+
+def test_an_event_whose_derived_records_would_not_fit_in_kafka_is_too_large():
+    from streams.ingest import MAX_EVENT_BYTES
+
+    padded = json.loads(event("big"))
+    padded["metadata"] = {"pad": "x" * 950_000}
+    raw = json.dumps(padded).encode()
+    assert len(raw) < 1_000_000  # fits the broker as sent, but not once priced
+    assert fresh().handle(raw, src(0), T0).rejection.code == "too_large"
+    padded["metadata"] = {"pad": "x" * (MAX_EVENT_BYTES - 1_000)}
+    decision = fresh().handle(json.dumps(padded).encode(), src(0), T0)
+    assert len(json.dumps(decision.request)) < 1_000_000 - 1_000
+
+
+def test_forwarding_the_same_producer_message_again_is_a_redelivery_not_a_duplicate():
+    """A replay of the partition an unkeyed event was read on forwards it home again, at a
+    new offset: the same producer message, so the same decision, and no dead letter."""
+    book = fresh()
+    first = book.handle(event("fwd"), Source("inference-events", 2, 40, origin="inference-events/0@7"), T0)
+    again = book.handle(event("fwd"), Source("inference-events", 2, 95, origin="inference-events/0@7"), T0)
+    assert first.request is not None and again.request == first.request
+    other = book.handle(event("fwd"), Source("inference-events", 2, 96, origin="inference-events/1@3"), T0)
+    assert other.rejection.code == "duplicate_event_id"
