@@ -329,6 +329,8 @@ async def _ingest(event: faust.EventT) -> None:
     dlq_limit.record(msg.partition, msg.offset, decision.rejection is not None)
     halt = dlq_limit.exceeded(owned)
     if halt:
+        dlq_limit.halt(msg.partition, halt)
+        await app.producer.flush()  # the halt (a table write) reaches the changelog before we exit
         _halt(halt)
 
 

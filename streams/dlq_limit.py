@@ -72,16 +72,26 @@ class DeadLetterLimit:
         return seen, rejected
 
     def exceeded(self, partitions: Iterable[int]) -> str | None:
-        """Why ingest must halt, or None. Each partition is judged on its own history, so
-        the verdict does not depend on which partitions a worker happens to own: a
-        partition that halted one worker halts whichever worker takes it over."""
-        for partition in sorted(partitions):
-            seen, rejected = self.counts([partition])
-            if seen >= self.min_events and rejected / seen > self.max_fraction:
-                return (f"{rejected / seen:.0%} of the last {seen} events of inference-events partition "
-                        f"{partition} were dead-lettered (limit {self.max_fraction:.0%}); fix the producers' "
-                        "deploy, then run `tributary resume ingest`")
-        return None
+        """Why ingest must halt, or None: a halt recorded on one of ``partitions`` (those
+        this worker owns), or too many dead letters in their recent history together. A
+        bad deploy floods every partition; judging them together keeps a burst of junk
+        that a producer's sticky partitioner put on one partition from halting ingest."""
+        partitions = sorted(partitions)
+        for partition in partitions:
+            value = self.table.get(key(partition))
+            if isinstance(value, dict) and value.get("halted"):
+                return str(value["halted"])
+        seen, rejected = self.counts(partitions)
+        if seen < self.min_events or rejected / seen <= self.max_fraction:
+            return None
+        return (f"{rejected / seen:.0%} of the last {seen} events were dead-lettered (limit "
+                f"{self.max_fraction:.0%}); fix the producers' deploy, then run `tributary resume ingest`")
+
+    def halt(self, partition: int, reason: str) -> None:
+        """Record the halt on the partition being handled (its changelog): whichever worker
+        owns that partition next halts too, however the partitions are assigned."""
+        value = self.table.get(key(partition))
+        self.table[key(partition)] = {**(value if isinstance(value, dict) else {"b": []}), "halted": reason}
 
 
 def reset_records(ends: dict[int, int]) -> list[tuple[int, str, dict[str, Any]]]:

@@ -44,18 +44,22 @@ def test_the_window_keeps_between_window_and_window_plus_one_bucket_of_events():
     assert 100 <= seen < 110
 
 
-def test_each_partition_is_judged_on_its_own_history():
-    """A flooded partition halts whichever worker owns it, however healthy its other
-    partitions are (a sum over the owned partitions depended on the assignment)."""
-    book = limit({}, window=100, min_events=10)
+def test_owned_partitions_are_judged_together_and_a_halt_sticks_to_its_partition():
+    """A burst of junk on one partition (a sticky partitioner) among healthy ones is data;
+    once a halt is recorded, whichever worker owns that partition halts too."""
+    table: dict = {}
+    book = limit(table, window=100, min_events=10)
     for i in range(50):
         book.record(1, i, True)
     for p in (0, 2, 3):
         for i in range(100):
             book.record(p, i, False)
-    assert book.exceeded([0]) is None
-    assert book.exceeded([0, 2, 3]) is None
-    assert "partition 1" in book.exceeded([0, 1, 2, 3])
+    assert book.exceeded([0, 1, 2, 3]) is None  # 50 of 350
+    assert book.exceeded([1]) is not None  # a worker owning only the flooded partition
+    book.halt(1, "flooded")
+    peer = limit(table, window=100, min_events=10)  # another worker, after a rebalance
+    assert peer.exceeded([0, 1, 2, 3]) == "flooded"
+    assert peer.exceeded([0, 2, 3]) is None
 
 
 def test_a_replayed_offset_is_counted_once():
