@@ -136,7 +136,7 @@ holder_policies = _topic(Topic.HOLDER_POLICIES)
 seen_events = app.Table(INGEST_TABLE, default=None, partitions=4)
 ingest_book = IngestBook(seen_events, contracts, window_s=pipeline.dedupe_window_s)
 # the dead-letter rate limit's per-partition history lives in the same table
-dlq_limit = DeadLetterLimit(seen_events, pipeline.dlq_window, pipeline.dlq_max_fraction)
+dlq_limit = DeadLetterLimit(seen_events, pipeline.dlq_window, pipeline.dlq_max_fraction, pipeline.dlq_min_events)
 # per-event accrual records: see streams.accrual.AccrualBook
 accrued_events = app.Table("accrued-events", default=None, partitions=4)
 accrual_book = AccrualBook(accrued_events, refund_window_s=pipeline.refund_window_s)

@@ -119,6 +119,9 @@ class PipelineConfig:
     # ``dlq_window`` events were dead-lettered (a bad deploy, not bad events)
     dlq_max_fraction: float = 0.5
     dlq_window: int = 1000
+    # ... judged only once this many recent events are known: a burst of junk at start-up
+    # (one producer's unkeyed records land on one partition together) is not a bad deploy
+    dlq_min_events: int = 200
     max_output_chars: int = 100_000
     stripe_api_key: str = field(default="sk_test_tributarylocal", repr=False)
 
@@ -156,6 +159,8 @@ class PipelineConfig:
             problems.append("top_k must be within 1..100")
         if not 0.0 < self.dlq_max_fraction <= 1.0:
             problems.append("dlq_max_fraction must be within (0, 1]")
+        if not 1 <= self.dlq_min_events <= self.dlq_window:
+            problems.append(f"dlq_min_events={self.dlq_min_events}: must be within 1..dlq_window ({self.dlq_window})")
         if problems:
             raise ConfigError("invalid pipeline settings:\n  - " + "\n  - ".join(problems))
 
