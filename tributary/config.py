@@ -57,6 +57,12 @@ class PlatformConfig:
         return self.data_dir / "run"
 
     @property
+    def query_token_file(self) -> Path:
+        """The local query server's bearer token (0600), written by the ClickHouse sink at
+        each start and read by the CLI; ``TRIBUTARY_QUERY_TOKEN`` takes its place when set."""
+        return self.run_dir / "query-token"
+
+    @property
     def streams_halt_file(self) -> Path:
         """Written by the streams worker when the dead-letter rate limit halts ingest."""
         return self.run_dir / "streams.halted"

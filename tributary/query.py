@@ -31,7 +31,7 @@ def query_token(cfg: PlatformConfig) -> str | None:
     if token:
         return token
     try:
-        return (cfg.run_dir / "query-token").read_text().strip() or None
+        return cfg.query_token_file.read_text().strip() or None
     except OSError:
         return None
 

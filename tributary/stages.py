@@ -127,7 +127,7 @@ def run_sink_clickhouse(platform: PlatformConfig, pipeline: PipelineConfig) -> N
 
     stop = stop_on_signals()
     service.run(platform.bootstrap_servers, platform.clickhouse_dsn, platform.clickhouse_query_port, stop,
-                run_dir=platform.run_dir)
+                token_file=platform.query_token_file)
 
 
 def run_sink_stripe(platform: PlatformConfig, pipeline: PipelineConfig, http_port: int) -> None:

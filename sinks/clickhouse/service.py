@@ -26,11 +26,13 @@ import hmac
 import json
 import logging
 import os
+import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaException, Message, Producer
@@ -292,19 +294,15 @@ def write(store: ClickHouseStore, dlq: Producer, items: list[Pending], stop: thr
             delay = min(delay * 2, 30)
 
 
-def query_token(run_dir: Any | None) -> str | None:
+def query_token(token_file: Path | None) -> str | None:
     """The bearer token for the query server: ``TRIBUTARY_QUERY_TOKEN`` (a Secret in the
-    chart), else a random one written to ``<run_dir>/query-token`` (0600) for the CLI."""
+    chart), else a random one written to ``token_file`` (0600) for the CLI."""
     token = os.environ.get("TRIBUTARY_QUERY_TOKEN")
-    if token or run_dir is None:
+    if token or token_file is None:
         return token
-    import secrets
-    from pathlib import Path
-
-    path = Path(run_dir) / "query-token"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    token_file.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(token)
     return token
@@ -312,7 +310,7 @@ def query_token(run_dir: Any | None) -> str | None:
 
 def run(bootstrap: str, dsn: str, query_port: int, stop: threading.Event,
         batch_size: int = 5000, batch_wait_s: float = 0.5, group_id: str = GROUP_ID,
-        store: ClickHouseStore | None = None, run_dir: Any | None = None,
+        store: ClickHouseStore | None = None, token_file: Path | None = None,
         stall_after_s: float = 120.0, queries: ReadOnlyQueries | None = None) -> None:
     store = store or ClickHouseStore(dsn)
     applied = migrate(store.client)
@@ -320,7 +318,7 @@ def run(bootstrap: str, dsn: str, query_port: int, stop: threading.Event,
     health = Health(stall_after_s)
     if queries is None and query_port:
         queries = ReadOnlyQueries.open(dsn, owner=True)
-    server = serve_queries(queries, health, query_port, query_token(run_dir)) if queries else None
+    server = serve_queries(queries, health, query_port, query_token(token_file)) if queries else None
     dlq = kafka.producer(bootstrap)
     consumer = kafka.consumer(bootstrap, group_id)
     consumer.subscribe([t.value for t in SOURCE_TOPICS])
