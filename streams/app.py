@@ -26,7 +26,7 @@ import faust
 import orjson
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from schemas import first_problem, topic_manifests
 from streams.accrual import AccrualBook
@@ -58,7 +58,6 @@ ENTRIES_OUT = Counter("tributary_ledger_entries_total", "Ledger entries produced
 ENTRIES_APPLIED = Counter("tributary_balance_entries_total", "Ledger entries read by balances")
 REROUTED = Counter("tributary_ingest_rerouted_total",
                    "Events forwarded to their event_id's home partition (producer did not key by event_id)")
-HALTED = Gauge("tributary_ingest_halted", "1 while ingest is halted by the dead-letter rate limit")
 REWINDS = Counter("tributary_streams_rewinds_total", "Offsets committed back to records skipped by Faust")
 PAYOUTS_REQUESTED = Counter("tributary_payout_requests_total", "Payout requests sent (re-sends included)")
 
@@ -220,7 +219,6 @@ def _halt(reason: str) -> None:
     """Stop the worker without acknowledging the event in hand. Not restarted by the
     supervisor; a restart (Kubernetes) finds the same history and halts again, until an
     operator runs `tributary resume ingest`."""
-    HALTED.set(1)
     log.critical("halting ingest: %s", reason)
     try:
         HALT_FILE.parent.mkdir(parents=True, exist_ok=True)
@@ -231,22 +229,15 @@ def _halt(reason: str) -> None:
     os._exit(HALTED_EXIT_CODE)
 
 
-def _partition_count(topic: Topic) -> int | None:
-    try:
-        app.consumer.assignment()
-    except ConsumerNotStarted:
-        return None
-    return app.consumer.topic_partitions(topic.value) or topic_manifests()[topic.value].partitions
-
-
-def _owned(topic: Topic) -> list[int]:
-    """The partitions of ``topic`` this worker is assigned (all of them under
-    ``agent.test_context()``, where no consumer runs)."""
+def _assigned_partitions(topic: Topic) -> tuple[int, list[int]] | None:
+    """(the topic's partition count, the partitions of it this worker owns); None under
+    ``agent.test_context()``, where no consumer runs."""
     try:
         assignment = app.consumer.assignment()
     except ConsumerNotStarted:
-        return list(range(topic_manifests()[topic.value].partitions))
-    return sorted(tp.partition for tp in assignment if tp.topic == topic.value)
+        return None
+    count = app.consumer.topic_partitions(topic.value) or topic_manifests()[topic.value].partitions
+    return count, sorted(tp.partition for tp in assignment if tp.topic == topic.value)
 
 
 FORWARDED_FROM = "tributary-forwarded-from"
@@ -290,18 +281,22 @@ async def _each(stream: faust.StreamT, handle: Callable[[faust.EventT], Awaitabl
             os._exit(STALLED_EXIT_CODE)
 
 
+_ingest_owned: list[int] = []  # the inference-events partitions this worker owns
+
+
 async def _ingest(event: faust.EventT) -> None:
     if not await _guard(ingest_offsets, event):
         return
-    if ingest_book.needs_rebuild:
+    if ingest_book.needs_rebuild:  # after every (re)assignment
         ingest_book.rebuild()
+        assigned = _assigned_partitions(Topic.INFERENCE_EVENTS)
         # every copy of an event is decided on its event_id's home partition (IngestBook);
-        # under agent.test_context() there is no consumer and no partitioning
-        ingest_book.partitions = _partition_count(Topic.INFERENCE_EVENTS)
-    owned = _owned(Topic.INFERENCE_EVENTS)
-    halt = dlq_limit.exceeded(owned)
-    if halt:  # the restored history already exceeds the limit: handle nothing
-        _halt(halt)
+        # under agent.test_context() there is no partitioning and every partition is ours
+        ingest_book.partitions = assigned[0] if assigned else None
+        _ingest_owned[:] = assigned[1] if assigned else range(topic_manifests()[Topic.INFERENCE_EVENTS].partitions)
+        halt = dlq_limit.exceeded(_ingest_owned)
+        if halt:  # the restored history already exceeds the limit: handle nothing
+            _halt(halt)
     msg = event.message
     raw: bytes = event.value or b""
     source = Source(msg.topic, msg.partition, msg.offset, _forwarded_from(msg))
@@ -327,7 +322,7 @@ async def _ingest(event: faust.EventT) -> None:
                                value=_dumps(decision.correction), force=True)
     ingest_offsets.advance(msg.partition, msg.offset)
     dlq_limit.record(msg.partition, msg.offset, decision.rejection is not None)
-    halt = dlq_limit.exceeded(owned)
+    halt = dlq_limit.exceeded(_ingest_owned)
     if halt:
         dlq_limit.halt(msg.partition, halt)
         await app.producer.flush()  # the halt (a table write) reaches the changelog before we exit
