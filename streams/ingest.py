@@ -86,7 +86,8 @@ def parse_event(raw: bytes, book: ContractBook) -> dict[str, Any] | Rejection:
         problem = first_problem("inference-refund.v1", event)
         if problem is not None:
             return Rejection("schema_violation", problem.field, problem.reason, event_id)
-        return _time_problem(event["occurred_at"], event_id) or event
+        when = _occurred_at(event["occurred_at"], event_id)
+        return when if isinstance(when, Rejection) else event
     version = event.get("schema_version")
     if type(version) is not int or version not in SUPPORTED_SCHEMA_VERSIONS:  # 1.0 and true equal 1
         return Rejection(
@@ -97,10 +98,9 @@ def parse_event(raw: bytes, book: ContractBook) -> dict[str, Any] | Rejection:
     problem = first_problem("inference-event.v1", event)
     if problem is not None:
         return Rejection("schema_violation", problem.field, problem.reason, event_id)
-    time_problem = _time_problem(event["occurred_at"], event_id)
-    if time_problem is not None:
-        return time_problem
-    occurred_at = parse_time(event["occurred_at"])
+    occurred_at = _occurred_at(event["occurred_at"], event_id)
+    if isinstance(occurred_at, Rejection):
+        return occurred_at
     billing = event["billing"]
     if "revenue_micros" not in billing and "output_tokens" not in billing:
         return Rejection("bad_billing", "billing", "needs revenue_micros or output_tokens", event_id)
@@ -138,7 +138,7 @@ def parse_event(raw: bytes, book: ContractBook) -> dict[str, Any] | Rejection:
     return event
 
 
-def _time_problem(value: str, event_id: str | None) -> Rejection | None:
+def _occurred_at(value: str, event_id: str | None) -> datetime | Rejection:
     try:
         occurred_at = parse_time(value)
     except ValueError as exc:
@@ -146,7 +146,7 @@ def _time_problem(value: str, event_id: str | None) -> Rejection | None:
     if occurred_at < EARLIEST:
         return Rejection("bad_timestamp", "occurred_at",
                          f"{value} is before {EARLIEST:%Y-%m-%d}; no inference happened then", event_id)
-    return None
+    return occurred_at
 
 
 def _no_constant(name: str) -> Any:

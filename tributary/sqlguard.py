@@ -95,7 +95,7 @@ def tokens(sql: str) -> list[tuple[str, str]]:
             i = close + len(m.group())
             continue
         if kind not in ("space", "line_comment"):
-            out.append((kind if kind != "tag" else "other", m.group()))
+            out.append((kind, m.group()))
         i = m.end()
     return out
 
