@@ -32,7 +32,7 @@ from schemas import first_problem, topic_manifests
 from streams.accrual import AccrualBook
 from streams.balances import BalanceBook, PayoutPolicy
 from streams.contracts import ContractBook
-from streams.dlq_limit import INGEST_TABLE, DeadLetterLimit, app_id
+from streams.dlq_limit import INGEST_TABLE, DeadLetterLimit
 from streams.ingest import (
     IngestBook,
     Rejection,
@@ -42,7 +42,7 @@ from streams.ingest import (
 )
 from streams.offsets import OffsetGuard, records_between
 from streams.stall import StallDetector
-from tributary.config import load_pipeline, load_platform
+from tributary.config import load_pipeline, load_platform, streams_app_id
 from tributary.lag import pending_partitions
 from tributary.topics import Topic
 
@@ -95,7 +95,7 @@ class _Table(faust.Table):  # type: ignore[misc]
 
 
 app = faust.App(
-    app_id(),
+    streams_app_id(),
     broker=f"kafka://{platform.bootstrap_servers}",
     store="memory://",
     topic_partitions=4,

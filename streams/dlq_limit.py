@@ -22,9 +22,10 @@ arrives after the resume counts towards the limit.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, MutableMapping
 from typing import Any
+
+from tributary.config import streams_app_id
 
 KEY_PREFIX = "dlq:"
 
@@ -100,11 +101,6 @@ def reset_records(ends: dict[int, int]) -> list[tuple[int, str, dict[str, Any]]]
     return [(p, key(p), {"b": [], "from": end}) for p, end in sorted(ends.items())]
 
 
-def app_id() -> str:
-    """The Faust app id, which names the group and the table changelogs."""
-    return os.environ.get("TRIBUTARY_STREAMS_APP_ID", "tributary-streams")
-
-
 INGEST_TABLE = "ingest-seen-events"  # the table that holds the history (streams.app)
 
 
@@ -118,7 +114,7 @@ def resume(bootstrap: str) -> int:
     from tributary import kafka
     from tributary.topics import Topic
 
-    topic = f"{app_id()}-{INGEST_TABLE}-changelog"
+    topic = f"{streams_app_id()}-{INGEST_TABLE}-changelog"
     meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10).topics.get(topic)
     if meta is None or meta.error is not None or not meta.partitions:
         raise RuntimeError(f"no changelog topic {topic} on {bootstrap}: has the streams worker ever run there?")

@@ -24,6 +24,12 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("TRIBUTARY_CACHE_DIR", Path.home() / ".cache/tributary"))
 
 
+def streams_app_id() -> str:
+    """The Faust app id (``TRIBUTARY_STREAMS_APP_ID``): it names the streams consumer group
+    and its tables' changelog topics."""
+    return os.environ.get("TRIBUTARY_STREAMS_APP_ID", "tributary-streams")
+
+
 @dataclass(frozen=True)
 class PlatformConfig:
     """Where the local platform lives and which loopback ports it uses."""

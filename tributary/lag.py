@@ -3,7 +3,6 @@ tests use it to know the pipeline has settled; operators use ``tributary status`
 
 from __future__ import annotations
 
-import os
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -11,6 +10,7 @@ from confluent_kafka.admin import AdminClient
 
 from schemas import topic_manifests
 from sinks.clickhouse.rows import SOURCE_TOPICS as CLICKHOUSE_SOURCES
+from tributary.config import streams_app_id
 from tributary.topics import Topic
 
 
@@ -28,7 +28,7 @@ def stage_groups() -> dict[str, tuple[str, list[Topic]]]:
     other stages subscribe to one topic each; what else their manifests list (catalog
     chunks, holder records, payout results) they read by assignment, outside any group."""
     return {
-        "streams": (os.environ.get("TRIBUTARY_STREAMS_APP_ID", "tributary-streams"), consumed_by("streams")),
+        "streams": (streams_app_id(), consumed_by("streams")),
         "indexer": ("tributary-indexer", [Topic.CATALOG_UPDATES]),
         "attribution": ("tributary-attribution", [Topic.ATTRIBUTION_REQUESTS]),
         "sink-clickhouse": ("tributary-sink-clickhouse", list(CLICKHOUSE_SOURCES)),
