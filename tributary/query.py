@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import urllib.error
 import urllib.request
 from typing import Any
@@ -22,7 +23,16 @@ class QueryError(RuntimeError):
 
 
 def sink_running(cfg: PlatformConfig) -> bool:
-    return ManagedProcess("sink-clickhouse", cfg.run_dir, cfg.log_dir).running()
+    """Does a ClickHouse sink own the chdb directory? One started by the launcher has a pid
+    file; one started in the foreground (`tributary run sink-clickhouse`) does not, but its
+    query server answers on the query port."""
+    if ManagedProcess("sink-clickhouse", cfg.run_dir, cfg.log_dir).running():
+        return True
+    try:
+        with socket.create_connection(("127.0.0.1", cfg.clickhouse_query_port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def query_token(cfg: PlatformConfig) -> str | None:
@@ -76,7 +86,12 @@ def _direct(cfg: PlatformConfig, sql: str, parameters: dict[str, Any] | None
     dsn = cfg.clickhouse_dsn
     if dsn.startswith("chdb://") and not (cfg.data_dir / "clickhouse").exists():
         raise QueryError(f"no ClickHouse data at {cfg.data_dir / 'clickhouse'}: run the pipeline first")
-    queries = ReadOnlyQueries.open(dsn)
+    try:
+        queries = ReadOnlyQueries.open(dsn)
+    except Exception as exc:
+        raise QueryError(f"could not open {dsn} read-only ({str(exc).splitlines()[0][:300]}); if a ClickHouse "
+                         f"sink runs with another --clickhouse-query-port than {cfg.clickhouse_query_port}, "
+                         "pass that port") from None
     try:
         columns, rows = queries.query(sql, parameters)
         return columns, [list(r) for r in rows]

@@ -74,9 +74,11 @@ def escrow(run: Query, since: date | None = None, until: date | None = None) -> 
 def coverage(run: Query, since: date | None = None, until: date | None = None) -> tuple[list[str], list[list[Any]]]:
     """How much of the traffic (and of the pool) attribution explains, per day and model."""
     where, params = _where(since, until, "day")
-    return run(f"""SELECT day, model_name, sum(events) AS events, sum(events_attributed) AS events_attributed,
-                          round(sum(events_attributed) / sum(events), 4) AS fraction_of_events
-                   FROM attribution_coverage {where}
+    # columns qualified by the table: the output aliases shadow them inside the ratio
+    # (ILLEGAL_AGGREGATION: an aggregate found inside another aggregate)
+    return run(f"""SELECT day, model_name, sum(c.events) AS events, sum(c.events_attributed) AS events_attributed,
+                          round(sum(c.events_attributed) / sum(c.events), 4) AS fraction_of_events
+                   FROM attribution_coverage AS c {where}
                    GROUP BY day, model_name ORDER BY day, model_name""", params)
 
 
@@ -393,7 +395,10 @@ def dates(since: str | None, until: str | None, last_days: int | None) -> tuple[
         if last_days < 1:
             raise ReportError("--last-days must be >= 1")
         end = end or date.today()
-        start = end - timedelta(days=last_days - 1)
+        try:
+            start = end - timedelta(days=last_days - 1)
+        except OverflowError:
+            raise ReportError(f"--last-days {last_days}: reaches before year 1; use --since instead") from None
     if start and end and start > end:
         raise ReportError(f"--since {start} is after --until {end}")
     return start, end

@@ -15,6 +15,10 @@ from sinks.clickhouse.rows import Row
 from tributary.sqlguard import UnsafeQuery, check_ast, single_statement
 
 READ_ONLY = {"readonly": 1}
+# an analyst's query may not hold the sink's query server (one query at a time) for
+# minutes or take the sink's memory: set before readonly, which then freezes them
+QUERY_LIMITS = {"max_execution_time": 60, "max_memory_usage": 2_000_000_000, "max_result_rows": 1_000_000,
+                "result_overflow_mode": "throw"}
 
 
 class BackpressureError(RuntimeError):
@@ -47,9 +51,10 @@ def open_client(dsn: str, readonly: bool = False, session_readonly: bool = False
 
     if dsn.startswith("chdb://"):
         if readonly:
-            return clickhouse_connect.get_client(dsn=dsn, chdb_options={"mode": "ro"})  # type: ignore[call-arg]
+            return clickhouse_connect.get_client(dsn=dsn, chdb_options={"mode": "ro"},  # type: ignore[call-arg]
+                                                 settings=QUERY_LIMITS)
         if session_readonly:
-            return clickhouse_connect.get_client(dsn=dsn, settings=READ_ONLY)
+            return clickhouse_connect.get_client(dsn=dsn, settings={**QUERY_LIMITS, **READ_ONLY})
         return clickhouse_connect.get_client(dsn=dsn)
     parsed = urlparse(dsn)
     return clickhouse_connect.get_client(
@@ -58,7 +63,7 @@ def open_client(dsn: str, readonly: bool = False, session_readonly: bool = False
         password=parsed.password or os.environ.get("CLICKHOUSE_PASSWORD", ""),
         database=(parsed.path or "/default").lstrip("/") or "default",
         secure=parsed.scheme == "https",
-        settings=READ_ONLY if readonly or session_readonly else None,
+        settings={**QUERY_LIMITS, **READ_ONLY} if readonly or session_readonly else None,
     )
 
 

@@ -356,6 +356,9 @@ def test_reports_bind_user_input_as_parameters(owner):
             reports.explain(run, ident)
     _, rows = reports.earnings(run, ["holder", "day"], date(2026, 1, 1), date(2026, 12, 31), hostile)
     assert rows == []
+    assert reports.coverage(run, date(2026, 1, 1), date(2026, 12, 31))[1] == []  # ILLEGAL_AGGREGATION before
+    with pytest.raises(reports.ReportError, match="--since"):
+        reports.dates(None, None, 999_999_999)
     assert "ledger_entries" in ledger_tables(store)
 
 
@@ -392,3 +395,19 @@ def test_the_engine_layers_hold_without_the_text_check(owner, tmp_path, monkeypa
             queries.query(sql.format(out=tmp_path / "o.txt"))
     assert ledger_tables(store) == before and not (tmp_path / "o.txt").exists()
     assert store.query("SELECT count() FROM works WHERE work_id = 'pwned'")[1][0][0] == 0
+
+
+@pytest.mark.clickhouse
+def test_an_analysts_query_cannot_hold_the_query_server(owner):
+    """The new-user trial froze the query server for minutes with one query (no limits,
+    one query at a time). The analyst session runs with a time, memory and result-size
+    limit, and cannot lift them (readonly)."""
+    from sinks.clickhouse.store import QUERY_LIMITS
+
+    _, queries, _ = owner
+    _, rows = queries.query("SELECT getSetting('max_execution_time'), getSetting('max_memory_usage')")
+    assert [float(v) for v in rows[0]] == [QUERY_LIMITS["max_execution_time"], QUERY_LIMITS["max_memory_usage"]]
+    with pytest.raises(Exception, match="TOO_MANY_ROWS|result exceeded"):
+        queries.query("SELECT number FROM numbers(2000000)")
+    with pytest.raises(Exception, match="READONLY|readonly"):
+        queries.query("SELECT 1 SETTINGS max_execution_time = 0")

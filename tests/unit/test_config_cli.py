@@ -59,3 +59,20 @@ def test_busy_port_gives_a_clear_message(tmp_path):
         cfg = load_platform(data_dir=tmp_path, kafka_port=port, kafka_controller_port=port + 1 if port < 65535 else 1025)
         with pytest.raises(PlatformError, match=f"port {port} is in use"):
             kafka.start(cfg, log=lambda m: None)
+
+
+def test_a_sink_run_in_the_foreground_is_found_by_its_query_port(tmp_path):
+    """`tributary run sink-clickhouse` writes no pid file: the CLI used to open the locked
+    chdb directory itself and crash. It now finds the sink by its query server."""
+    import socket
+
+    from tributary.config import load_platform
+    from tributary.query import sink_running
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        cfg = load_platform(data_dir=tmp_path, clickhouse_query_port=port)
+        assert sink_running(cfg)
+    assert not sink_running(cfg)
