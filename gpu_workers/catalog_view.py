@@ -8,8 +8,8 @@ import logging
 
 from confluent_kafka import Message
 
+from gpu_workers.catalog import CatalogUnits
 from gpu_workers.index import ChunkRecord, VectorIndex
-from gpu_workers.spans import SpanIndex
 from tributary.kafka import TopicReader
 from tributary.topics import Topic
 
@@ -17,11 +17,12 @@ log = logging.getLogger("tributary.catalog")
 
 
 class CatalogView:
-    """The vector index and the verbatim span index, both fed from the same records."""
+    """The vector index and the in-memory catalog (exact vectors, texts, verbatim spans,
+    calibration), both fed from the same records."""
 
     def __init__(self, bootstrap: str, index: VectorIndex, topic: str = Topic.CATALOG_CHUNKS.value):
         self.index = index
-        self.spans = SpanIndex()
+        self.units = CatalogUnits()
         self.version = 0
         self.chunks = 0
         self._reader = TopicReader(bootstrap, topic)
@@ -36,13 +37,14 @@ class CatalogView:
             if value is None:
                 chunk_id = (msg.key() or b"").decode()
                 deletes.append(chunk_id)
-                self.spans.remove(chunk_id)
+                self.units.remove(chunk_id)
                 return
             rec = json.loads(value)
-            self.spans.add(rec["chunk_id"], rec["work_id"], rec["holder_id"], rec.get("text") or "")
-            upserts.append(ChunkRecord(rec["chunk_id"], rec["work_id"], rec["holder_id"],
-                                       int(rec["chunk_index"]), int(rec["catalog_version"]), rec["vector"]))
-            self.version = max(self.version, int(rec["catalog_version"]))
+            record = ChunkRecord(rec["chunk_id"], rec["work_id"], rec["holder_id"], int(rec["chunk_index"]),
+                                 int(rec["catalog_version"]), rec["vector"])
+            self.units.add(record, rec.get("text") or "")
+            upserts.append(record)
+            self.version = max(self.version, record.catalog_version)
 
         applied = self._reader.read_to_end(collect, timeout)
         if upserts:
@@ -51,7 +53,7 @@ class CatalogView:
             self.index.delete(deletes)
         if applied:
             self.chunks = self.index.count()
-            log.info("catalog view applied=%d chunks=%d catalog_version=%d", applied, self.chunks, self.version)
+            log.info("catalog view applied=%d units=%d catalog_version=%d", applied, self.chunks, self.version)
         return applied
 
     def close(self) -> None:

@@ -4,17 +4,19 @@ prose (``tributary/data/sample_catalog.json``: 20 public-domain openings, 5 hold
 Levels (``EvalCase.level``):
 
 - ``verbatim``: one to three consecutive sentences copied from a work, inside
-  unrelated filler;
+  unrelated filler (planted: the copied words' fraction of the output);
 - ``light_edit``: a 40-60 word passage with words swapped for synonyms and a few
   articles dropped;
 - ``paraphrase``: hand-written heavy paraphrases of each work's opening (same content,
   almost no shared wording);
-- ``mixed``: passages of 2-3 works of different holders in one output; the planted
+- ``multi``: passages of 2-3 works of different holders in one output; the planted
   shares are proportional to the words taken from each;
-- ``near_miss``: hand-written adversarial text on the same topic or naming the same
+- ``same_topic``: hand-written adversarial text on the same topic or naming the same
   people, not derived from the work (entity and negation swaps of its facts);
 - ``unrelated``: everyday text from a pool of sentences; the calibration pool and the
-  evaluation pool share no sentence, so the threshold is never tuned on the test set.
+  evaluation pool share no sentence.
+
+A third of the cases (seeded) are marked ``heldout``.
 
 Generated parts are deterministic for a seed; the hand-written parts are below.
 """
@@ -23,10 +25,10 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpu_workers.segment import words
 from tributary.sample import UNRELATED, light_edit, load_catalog
 
 PARAPHRASES = {
@@ -179,15 +181,6 @@ MORE_UNRELATED = [
 ]
 
 
-@dataclass(frozen=True)
-class EvalCase:
-    case_id: str
-    level: str
-    text: str
-    planted: dict[str, float] = field(default_factory=dict)  # work_id -> share of the planted material
-    avoid: tuple[str, ...] = ()  # near misses: works it must not be attributed to
-
-
 def _sentences(text: str) -> list[str]:
     return [s.strip() for s in re.split(r"(?<=[.!?;])\s+(?=[\"A-Z])", " ".join(text.split())) if s.strip()]
 
@@ -316,7 +309,8 @@ def build(seed: int = 17, catalog: dict[str, Any] | None = None, unrelated: int 
                 start, take = start - 1, take + 1
             span = " ".join(sentences[start:start + take])
         text = f"{_filler(rng, pool, 1)} {span} {_filler(rng, pool, rng.randint(0, 2))}".strip()
-        cases.append(EvalCase(f"verbatim-{n:03d}", "verbatim", text, {work["work_id"]: 1.0}))
+        cases.append(EvalCase(f"verbatim-{n:03d}", "verbatim", text,
+                              {work["work_id"]: len(words(span)) / len(words(text))}))
     for n in range(20):
         work = works[ids[n % len(ids)]]
         tokens = work["text"].split()
@@ -342,10 +336,15 @@ def build(seed: int = 17, catalog: dict[str, Any] | None = None, unrelated: int 
             parts.append(" ".join(tokens[start:start + length]))
             planted[work["work_id"]] = float(length)
         total = sum(planted.values())
-        cases.append(EvalCase(f"mixed-{n:03d}", "mixed", " ".join(parts),
+        cases.append(EvalCase(f"multi-{n:03d}", "multi", " ".join(parts),
                               {w: v / total for w, v in planted.items()}))
     for n, (work_id, text) in enumerate(NEAR_MISSES):
-        cases.append(EvalCase(f"near-miss-{n:03d}", "near_miss", text, {}, (work_id,)))
+        cases.append(EvalCase(f"same-topic-{n:03d}", "same_topic", text, {}, (work_id,)))
     for n, text in enumerate(unrelated_outputs(pool, unrelated, seed + 1)):
         cases.append(EvalCase(f"unrelated-{n:03d}", "unrelated", text))
-    return cases
+    split = random.Random(seed + 2)
+    return [EvalCase(c.case_id, c.level, c.text, c.planted, c.avoid, "heldout" if split.random() < 1 / 3 else "dev")
+            for c in cases]
+
+
+from gpu_workers.evaluate import EvalCase  # noqa: E402  (evaluate imports this module lazily)

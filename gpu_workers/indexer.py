@@ -1,4 +1,4 @@
-"""The catalog indexer: ``catalog-updates`` -> chunk + embed each work once ->
+"""The catalog indexer: ``catalog-updates`` -> segment + embed each work once ->
 ``catalog-chunks`` (compacted; key chunk_id, tombstones for withdrawn works)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from gpu_workers.chunking import chunk_text
 from gpu_workers.embedder import Embedder
+from gpu_workers.segment import sentences, units
 from tributary import kafka
 from tributary.health import Health
 from tributary.ids import chunk_id
@@ -23,8 +23,9 @@ GROUP_ID = "tributary-indexer"
 
 
 def chunk_records(update: dict[str, Any], catalog_version: int, embedder: Embedder) -> list[dict[str, Any]]:
-    chunks = chunk_text(update["text"])
-    vectors = embedder.encode(chunks)
+    """A work's units (every sentence, every window of two), each embedded once."""
+    work_units = units(sentences(update["text"]))
+    vectors = embedder.encode([u.text for u in work_units])
     return [
         {
             "schema_version": 1,
@@ -34,10 +35,12 @@ def chunk_records(update: dict[str, Any], catalog_version: int, embedder: Embedd
             "chunk_index": i,
             "catalog_version": catalog_version,
             "model": embedder.name,
-            "text": text,
+            "unit": u.kind,
+            "sentences": [u.first_sentence, u.last_sentence],
+            "text": u.text,
             "vector": [round(float(x), 7) for x in vectors[i]],
         }
-        for i, text in enumerate(chunks)
+        for i, u in enumerate(work_units)
     ]
 
 

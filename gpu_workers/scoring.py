@@ -1,125 +1,206 @@
-"""Matches -> shares. Pure: the same matches, spans and threshold give the same shares.
+"""Matches -> word-exact shares. Pure: the same inputs give the same shares, bit for bit.
 
-Each output chunk carries an equal slice of the pool (parts-per-million, split
-exactly), decided by two signals:
+An output's pool is apportioned by its **words**. Every word is decided once:
 
-1. verbatim spans (:mod:`gpu_workers.spans`): if the chunk copies a sentence or more
-   word for word from one or more works, its slice goes to those works in proportion
-   to the words copied. Certain, so no threshold applies;
-2. otherwise embeddings: the best catalog match at or above the calibrated threshold
-   takes the slice. Matches from other works within ``TIE_EPSILON`` of the best (a
-   work registered twice, shared boilerplate) share it equally: a near-duplicate is
-   paid once, never twice, and never by an arbitrary pick.
+1. **certain** (copied): a word inside a span copied word for word from a work
+   (:mod:`gpu_workers.spans`, 8 words or more, boilerplate excluded) goes to that work.
+   A sentence copied for at least half its words is a copy with a few words changed:
+   its other words go to the same work, and the sentence is flagged ``altered`` (a
+   quote whose meaning may have been changed is still derived use, and the holder
+   should see it);
+2. **probable** (semantic): the other words of a sentence go to the work whose unit
+   (a sentence or a window of two) best matches the sentence's own unit, or a window
+   holding it, only if the match beats the catalog's calibrated bar *and* clears the
+   runner-up work by the calibrated margin (:mod:`gpu_workers.calibration`). A window
+   lends its decision only to a sentence whose own best match is the same work, so
+   filler next to a paraphrase is not paid;
+3. anything else stays **unattributed** (escrow).
 
-A chunk with neither stays unattributed (escrow). The evidence lists both signals per
-output chunk and which one decided.
+A word copied from, or a sentence matched equally by, near-identical works (a work
+registered twice) is split between them: paid once, never twice, never by an
+arbitrary pick. The pool is split by largest remainder over the word weights, with the
+unattributed words as one more account, so shares always sum to 1,000,000 ppm.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from gpu_workers.index import Match
-from gpu_workers.spans import MIN_SPAN_WORDS, SHINGLE_WORDS, SpanMatch
+from gpu_workers.calibration import Calibration
+from gpu_workers.segment import Segment, Unit
+from gpu_workers.spans import MIN_SPAN_WORDS, SHINGLE_WORDS, Copied
 from tributary.ids import attribution_id
 from tributary.money import SHARE_DENOMINATOR, split_pool
 
 SCORE_DECIMALS = 6
-TIE_EPSILON = 0.005
+COPIED_SENTENCE = 0.5  # a sentence with at least this fraction of its words copied is a copy
+WORD_PARTS = 720_720  # a word split between up to 16 works stays an integer weight
+CERTAIN, PROBABLE = "certain", "probable"
 
 
-def _score(m: Match) -> float:
-    return round(m.score, SCORE_DECIMALS)
+@dataclass(frozen=True)
+class Candidate:
+    """A work's best match for one output unit (exact cosine, rounded)."""
+
+    work_id: str
+    holder_id: str
+    score: float
+    chunk_id: str  # the work's best-matching catalog unit
+    twin: bool = False  # near-identical to the top candidate's unit: tied with it, not a runner-up
 
 
-def best_match(matches: list[Match], threshold: float) -> Match | None:
-    eligible = [m for m in matches if _score(m) >= threshold]
-    if not eligible:
-        return None
-    # highest score wins; equal scores go to the smaller chunk id (deterministic)
-    return min(eligible, key=lambda m: (-_score(m), m.chunk_id))
+@dataclass(frozen=True)
+class UnitMatch:
+    """The exact per-work best scores of one output unit, best first, and an upper bound
+    on the score of any work not listed (the weakest candidate the index returned)."""
+
+    candidates: tuple[Candidate, ...]
+    unlisted_bound: float = 0.0
+
+    @property
+    def top(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates else None
+
+    def runner_up(self) -> float:
+        rest = [c.score for c in self.candidates[1:] if not c.twin]
+        return max(rest + [self.unlisted_bound]) if self.candidates else 0.0
+
+    def winners(self) -> list[Candidate]:
+        top = self.top
+        return [top, *[c for c in self.candidates[1:] if c.twin]] if top else []
+
+    def passes(self, calibration: Calibration) -> bool:
+        top = self.top
+        if top is None:
+            return False
+        return calibration.accepts(top.score, top.score - self.runner_up())
 
 
-def winning_matches(matches: list[Match], threshold: float) -> list[Match]:
-    """The best match, plus the best match of every other work within TIE_EPSILON of it."""
-    top = best_match(matches, threshold)
-    if top is None:
-        return []
-    winners = {(top.work_id, top.holder_id): top}
-    for m in sorted(matches, key=lambda m: (-_score(m), m.chunk_id)):
-        key = (m.work_id, m.holder_id)
-        if key not in winners and _score(m) >= threshold and _score(top) - _score(m) <= TIE_EPSILON:
-            winners[key] = m
-    return list(winners.values())
+def _key(work_id: str, holder_id: str, tier: str) -> str:
+    return f"{work_id}\x00{holder_id}\x00{tier}"
 
 
-def _key(work_id: str, holder_id: str) -> str:
-    return f"{work_id}\x00{holder_id}"
+def decide(
+    segments: list[Segment], units: list[Unit], matches: list[UnitMatch], copied: list[Copied],
+    calibration: Calibration,
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """(word weights per work and tier, one evidence row per sentence)."""
+    by_position: dict[int, list[Copied]] = {}
+    for c in copied:
+        for p in c.positions:
+            by_position.setdefault(p, []).append(c)
+    own: dict[int, UnitMatch] = {}
+    holding: dict[int, list[UnitMatch]] = {}
+    for unit, match in zip(units, matches, strict=True):
+        if unit.first_sentence == unit.last_sentence:
+            own[unit.first_sentence] = match
+        for i in range(unit.first_sentence, unit.last_sentence + 1):
+            holding.setdefault(i, []).append(match)
+    weights: dict[str, int] = {}
+
+    def credit(works: list[tuple[str, str]], n_words: int, tier: str) -> None:
+        for work_id, holder_id in works:
+            key = _key(work_id, holder_id, tier)
+            weights[key] = weights.get(key, 0) + n_words * WORD_PARTS // len(works)
+
+    rows: list[dict[str, Any]] = []
+    for i, seg in enumerate(segments):
+        row: dict[str, Any] = {"sentence": i, "words": seg.n_words, "method": "none"}
+        per_work: dict[tuple[str, str], int] = {}
+        uncovered = 0
+        for p in seg.word_range:
+            sources = by_position.get(p)
+            if not sources:
+                uncovered += 1
+                continue
+            works = sorted({(c.work_id, c.holder_id) for c in sources})
+            for w in works:
+                per_work[w] = per_work.get(w, 0) + 1
+            credit(works, 1, CERTAIN)
+        if per_work:
+            row["copied"] = [{"work_id": w, "holder_id": h, "words": n} for (w, h), n in sorted(per_work.items())]
+        best_sem = _semantic(i, own.get(i), holding.get(i, []), calibration)
+        if best_sem is not None:
+            top = best_sem.top
+            assert top is not None
+            row.update({"score": top.score, "runner_up": round(best_sem.runner_up(), SCORE_DECIMALS),
+                        "chunk_id": top.chunk_id})
+        copied_words = seg.n_words - uncovered
+        if per_work and copied_words >= COPIED_SENTENCE * seg.n_words:
+            most = max(per_work.values())
+            owners = [w for w, n in sorted(per_work.items()) if n == most]
+            row.update({"method": "copied", "tier": CERTAIN, "works": [w for w, _ in owners],
+                        "altered": uncovered > 0})
+            if uncovered:
+                credit(owners, uncovered, CERTAIN)
+        elif best_sem is not None and uncovered:
+            winners = [(c.work_id, c.holder_id) for c in best_sem.winners()]
+            row.update({"method": "semantic" if not per_work else "copied+semantic", "tier": PROBABLE,
+                        "works": sorted(w for w, _ in winners)})
+            credit(sorted(winners), uncovered, PROBABLE)
+        elif per_work:
+            row.update({"method": "copied", "tier": CERTAIN, "works": sorted(w for w, _ in per_work),
+                        "altered": False})
+        rows.append(row)
+    return weights, rows
 
 
-def shares_from_matches(
-    per_chunk: list[list[Match]], threshold: float, per_chunk_spans: list[list[SpanMatch]] | None = None,
-) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
-    """(shares, unattributed_ppm, evidence matches) for one output."""
-    shares, unattributed, evidence, _, _ = attribute_chunks(per_chunk, threshold, per_chunk_spans)
-    return shares, unattributed, evidence
-
-
-def attribute_chunks(
-    per_chunk: list[list[Match]], threshold: float, per_chunk_spans: list[list[SpanMatch]] | None = None,
-) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]], list[dict[str, Any]], list[str]]:
-    """(shares, unattributed_ppm, embedding evidence, verbatim evidence, method per chunk)."""
-    if not per_chunk:
-        return [], SHARE_DENOMINATOR, [], [], []
-    slices = split_pool(SHARE_DENOMINATOR, {f"{i:06d}": 1 for i in range(len(per_chunk))})
-    by_work: dict[str, int] = {}
-    evidence: list[dict[str, Any]] = []
-    verbatim: list[dict[str, Any]] = []
-    methods: list[str] = []
-    for i, matches in enumerate(per_chunk):
-        spans = per_chunk_spans[i] if per_chunk_spans else []
-        winners = [] if spans else winning_matches(matches, threshold)
-        for m in matches:
-            if _score(m) >= threshold:
-                evidence.append({
-                    "output_chunk": i, "chunk_id": m.chunk_id, "work_id": m.work_id,
-                    "holder_id": m.holder_id, "chunk_index": m.chunk_index,
-                    "score": _score(m), "chosen": any(m is w for w in winners),
-                })
-        for span in spans:
-            verbatim.append({"output_chunk": i, "work_id": span.work_id, "holder_id": span.holder_id,
-                             "words": span.words, "chunk_ids": list(span.chunk_ids)})
-        if spans:
-            weights = {_key(s.work_id, s.holder_id): s.words for s in spans}
-            methods.append("verbatim")
-        elif winners:
-            weights = {_key(w.work_id, w.holder_id): 1 for w in winners}
-            methods.append("embedding")
-        else:
-            methods.append("none")
+def _semantic(i: int, own: UnitMatch | None, holding: list[UnitMatch], calibration: Calibration) -> UnitMatch | None:
+    """The best passing unit for sentence ``i``: its own, or a window whose top work is
+    also its own unit's top work."""
+    own_top = own.top.work_id if own is not None and own.top is not None else None
+    best: UnitMatch | None = None
+    for m in holding:
+        if not m.passes(calibration):
             continue
-        for key, ppm in split_pool(slices[f"{i:06d}"], weights).items():
-            by_work[key] = by_work.get(key, 0) + ppm
-    shares: list[dict[str, Any]] = []
-    for key, ppm in sorted(by_work.items()):
-        work_id, holder_id = key.split("\x00")
+        if m is not own and (m.top is None or m.top.work_id != own_top):
+            continue
+        if best is None or (m.top.score, -len(m.candidates)) > (best.top.score, -len(best.candidates)):  # type: ignore[union-attr]
+            best = m
+    return best
+
+
+def shares_from_weights(weights: dict[str, int], total_words: int) -> tuple[list[dict[str, Any]], int]:
+    """(shares, unattributed_ppm): the pool split by words, unattributed words to escrow."""
+    if total_words <= 0:
+        return [], SHARE_DENOMINATOR
+    attributed = sum(weights.values())
+    rest = max(total_words * WORD_PARTS - attributed, 0)
+    split = split_pool(SHARE_DENOMINATOR, {**weights, "\x7funattributed": rest})
+    shares = []
+    for key in sorted(weights):
+        ppm = split[key]
         if ppm:
-            shares.append({"work_id": work_id, "holder_id": holder_id, "share_ppm": ppm})
-    unattributed = SHARE_DENOMINATOR - sum(ppm for ppm in by_work.values())
-    return shares, unattributed, evidence, verbatim, methods
+            work_id, holder_id, tier = key.split("\x00")
+            shares.append({"work_id": work_id, "holder_id": holder_id, "share_ppm": ppm, "tier": tier,
+                           "words": round(weights[key] / WORD_PARTS, 3)})
+    return shares, split["\x7funattributed"]
+
+
+def attribute(
+    segments: list[Segment], units: list[Unit], matches: list[UnitMatch], copied: list[Copied],
+    calibration: Calibration,
+) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
+    """(shares, unattributed_ppm, one evidence row per sentence) for one output."""
+    weights, rows = decide(segments, units, matches, copied, calibration)
+    shares, unattributed = shares_from_weights(weights, sum(s.n_words for s in segments))
+    return shares, unattributed, rows
 
 
 def build_attribution(
     request: dict[str, Any],
-    per_chunk: list[list[Match]],
+    segments: list[Segment],
+    units: list[Unit],
+    matches: list[UnitMatch],
+    copied: list[Copied],
     *,
-    threshold: float,
+    calibration: Calibration,
     model_name: str,
     model_revision: str,
     catalog_version: int,
-    per_chunk_spans: list[list[SpanMatch]] | None = None,
 ) -> dict[str, Any]:
-    shares, unattributed, evidence, verbatim, methods = attribute_chunks(per_chunk, threshold, per_chunk_spans)
+    shares, unattributed, rows = attribute(segments, units, matches, copied, calibration)
     return {
         "schema_version": 1,
         "attribution_id": attribution_id(request["event_id"], catalog_version, model_revision),
@@ -135,12 +216,48 @@ def build_attribution(
             "model_name": model_name,
             "model_revision": model_revision,
             "catalog_version": catalog_version,
-            "threshold": threshold,
-            "output_chunks": len(per_chunk),
-            "matches": evidence,
-            "verbatim": verbatim,
-            "decided_by": methods,
+            "threshold": calibration.threshold,
+            "margin": calibration.margin,
+            "calibration": calibration.describe(),
+            "output_words": sum(s.n_words for s in segments),
+            "sentences": [[s.first_word, s.n_words] for s in segments],
+            "matches": [r for r in rows if r["method"] != "none"],
+            "units": [_unit_evidence(u, m) for u, m in zip(units, matches, strict=True) if m.candidates],
+            "copied": [{"work_id": c.work_id, "holder_id": c.holder_id, "spans": _runs(c.positions),
+                        "chunk_ids": list(c.chunk_ids)} for c in copied],
             "span_rule": {"shingle_words": SHINGLE_WORDS, "min_words": MIN_SPAN_WORDS},
-            "tie_epsilon": TIE_EPSILON,
         },
     }
+
+
+def _unit_evidence(unit: Unit, match: UnitMatch) -> dict[str, Any]:
+    """Enough of each unit's match to recompute every decision (``tributary explain``)."""
+    return {"sentences": [unit.first_sentence, unit.last_sentence],
+            "winners": [[c.work_id, c.holder_id, c.score, c.chunk_id] for c in match.winners()],
+            "runner_up": round(match.runner_up(), SCORE_DECIMALS)}
+
+
+def _runs(positions: frozenset[int]) -> list[list[int]]:
+    """Sorted positions as [start, end) runs."""
+    runs: list[list[int]] = []
+    for p in sorted(positions):
+        if runs and runs[-1][1] == p:
+            runs[-1][1] = p + 1
+        else:
+            runs.append([p, p + 1])
+    return runs
+
+
+def recompute(evidence: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    """The shares again from an attribution's evidence alone: what ``explain`` checks."""
+    segments = [Segment("", first, n) for first, n in evidence["sentences"]]
+    units, matches = [], []
+    for u in evidence["units"]:
+        units.append(Unit("", u["sentences"][0], u["sentences"][1]))
+        winners = [Candidate(w, h, score, chunk, twin=n > 0) for n, (w, h, score, chunk) in enumerate(u["winners"])]
+        matches.append(UnitMatch(tuple(winners), u["runner_up"]))
+    copied = [Copied(c["work_id"], c["holder_id"], frozenset(p for a, b in c["spans"] for p in range(a, b)),
+                     tuple(c["chunk_ids"])) for c in evidence["copied"]]
+    calibration = Calibration.from_description(evidence["calibration"])
+    shares, unattributed, _ = attribute(segments, units, matches, copied, calibration)
+    return shares, unattributed

@@ -1,29 +1,28 @@
-"""The verbatim span matcher: exact copying caught with certainty, beside the embeddings.
+"""The verbatim span matcher: copying caught with certainty, word by word.
 
-Every catalog chunk's text is cut into hashed shingles of ``SHINGLE_WORDS`` normalised
-words (lower case, punctuation dropped). An output chunk's shingles are looked up; the
-words they cover are counted per work. A work with at least ``min_words`` covered
-words in an output chunk (a sentence or more copied word for word) is a verbatim
-match: no similarity threshold is involved, and nothing short of copying produces one
-(an 8-word shingle shared by chance is rare; 12 covered words take at least five
-consecutive shared shingles).
+Every catalog unit's text is cut into hashed shingles of ``SHINGLE_WORDS`` normalised
+words (:func:`gpu_workers.segment.words`). An output's shingles are looked up, and
+every output word inside a shared shingle is *copied* from the works holding it: a copy
+of ``MIN_SPAN_WORDS`` (8) words or more is found, with no similarity threshold, and it
+is found on word positions, so the words it pays are exactly the words copied.
 
-Catalog chunks overlap by more than a shingle, so a copied span is never missed at a
-chunk boundary. The index is rebuilt from ``catalog-chunks`` like the vector index.
+A phrase shared by many registered works ("On error, -1 is returned, and errno is set
+to indicate the error") belongs to none of them: a shingle held by more than
+``common_works`` distinct works is boilerplate and is no evidence of copying. A work
+registered twice (or two editions) still shares its words between the copies.
+
+The index is rebuilt from ``catalog-chunks`` like the vector index.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
+from gpu_workers.segment import words
+
 SHINGLE_WORDS = 8
-MIN_SPAN_WORDS = 12
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)?")
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower().replace("\u2019", "'"))
+MIN_SPAN_WORDS = SHINGLE_WORDS
+COMMON_WORKS = 3  # a shingle in more distinct works than this is boilerplate
 
 
 def shingles(tokens: list[str], k: int = SHINGLE_WORDS) -> list[int]:
@@ -33,17 +32,27 @@ def shingles(tokens: list[str], k: int = SHINGLE_WORDS) -> list[int]:
     return [hash(tuple(tokens[i:i + k])) for i in range(len(tokens) - k + 1)]
 
 
+WorkKey = tuple[str, str]  # (work_id, holder_id)
+
+
 @dataclass(frozen=True)
-class SpanMatch:
+class Copied:
+    """What one work contributed word for word to one output."""
+
     work_id: str
     holder_id: str
-    words: int  # output words covered by shingles of this work
-    chunk_ids: tuple[str, ...]  # the catalog chunks those shingles came from
+    positions: frozenset[int]  # output word positions covered by this work's shingles
+    chunk_ids: tuple[str, ...]  # the catalog units those shingles came from
+
+    @property
+    def words(self) -> int:
+        return len(self.positions)
 
 
 @dataclass
 class SpanIndex:
     k: int = SHINGLE_WORDS
+    common_works: int = COMMON_WORKS
     _by_hash: dict[int, set[str]] = field(default_factory=dict)
     _chunks: dict[str, tuple[str, str, list[int]]] = field(default_factory=dict)
 
@@ -68,31 +77,31 @@ class SpanIndex:
     def __len__(self) -> int:
         return len(self._chunks)
 
-    def match(self, text: str, min_words: int = MIN_SPAN_WORDS) -> list[SpanMatch]:
-        """Works with at least ``min_words`` of ``text`` copied verbatim, most first."""
-        starts: dict[tuple[str, str], list[int]] = {}  # work -> output positions of shared shingles
-        sources: dict[tuple[str, str], set[str]] = {}
-        for i, h in enumerate(shingles(words(text), self.k)):
-            ids = self._by_hash.get(h)
-            if not ids:
+    def _holders_of(self, h: int) -> dict[WorkKey, set[str]]:
+        works: dict[WorkKey, set[str]] = {}
+        for chunk_id in self._by_hash.get(h, ()):
+            work_id, holder_id, _ = self._chunks[chunk_id]
+            works.setdefault((work_id, holder_id), set()).add(chunk_id)
+        return works
+
+    def copied(self, tokens: list[str], min_words: int = MIN_SPAN_WORDS,
+               exclude: frozenset[str] = frozenset()) -> list[Copied]:
+        """Works with at least ``min_words`` of ``tokens`` copied, most words first.
+        ``exclude``: work ids to ignore (the calibration's leave-one-work-out)."""
+        positions: dict[WorkKey, set[int]] = {}
+        sources: dict[WorkKey, set[str]] = {}
+        for i, h in enumerate(shingles(tokens, self.k)):
+            if h not in self._by_hash:
                 continue
-            for chunk_id in ids:
-                work_id, holder_id, _ = self._chunks[chunk_id]
-                key = (work_id, holder_id)
-                starts.setdefault(key, []).append(i)
-                sources.setdefault(key, set()).add(chunk_id)
-        found = []
-        for (work_id, holder_id), positions in starts.items():
-            covered = _covered(sorted(set(positions)), self.k)
-            if covered >= min_words:
-                found.append(SpanMatch(work_id, holder_id, covered, tuple(sorted(sources[(work_id, holder_id)]))))
-        return sorted(found, key=lambda m: (-m.words, m.work_id))
+            works = {key: ids for key, ids in self._holders_of(h).items() if key[0] not in exclude}
+            if not works or len(works) > self.common_works:
+                continue
+            for key, ids in works.items():
+                positions.setdefault(key, set()).update(range(i, i + self.k))
+                sources.setdefault(key, set()).update(ids)
+        found = [Copied(w, h, frozenset(p), tuple(sorted(sources[(w, h)])))
+                 for (w, h), p in positions.items() if len(p) >= min_words]
+        return sorted(found, key=lambda c: (-c.words, c.work_id))
 
-
-def _covered(starts: list[int], k: int) -> int:
-    """Words covered by the windows [s, s + k) for sorted, distinct ``starts``."""
-    total, end = 0, -1
-    for s in starts:
-        total += min(k, s + k - end) if s < end else k
-        end = s + k
-    return total
+    def match(self, text: str, min_words: int = MIN_SPAN_WORDS) -> list[Copied]:
+        return self.copied(words(text), min_words)

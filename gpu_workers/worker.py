@@ -24,13 +24,13 @@ import numpy as np
 from confluent_kafka import KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Histogram
 
+from gpu_workers.catalog import CatalogUnits
 from gpu_workers.catalog_view import CatalogView
-from gpu_workers.chunking import chunk_text
 from gpu_workers.embedder import Embedder, Prepared
-from gpu_workers.index import Match, VectorIndex
+from gpu_workers.index import VectorIndex
 from gpu_workers.pipeline import Pipeline
-from gpu_workers.scoring import build_attribution
-from gpu_workers.spans import SpanIndex
+from gpu_workers.scoring import UnitMatch, build_attribution
+from gpu_workers.segment import Segment, Unit, sentences, units, words
 from tributary import kafka
 from tributary.config import PipelineConfig
 from tributary.health import Health
@@ -48,74 +48,103 @@ BATCH_SECONDS = Histogram("tributary_attribution_batch_seconds", "End-to-end tim
 GROUP_ID = "tributary-attribution"
 
 
-def output_chunks(requests: list[dict[str, Any]]) -> list[list[str]]:
-    """Each request's output text, chunked as the catalog is (none for embeddings)."""
-    return [chunk_text(req["output"]["text"]) if "text" in req["output"] else [] for req in requests]
+@dataclass(frozen=True)
+class Output:
+    """One output as attribution sees it: its words, sentences and the units embedded."""
+
+    tokens: list[str]
+    segments: list[Segment]
+    units: list[Unit]
+    texts: list[str]  # what the model embeds (empty for precomputed embeddings)
 
 
-def prepare_texts(chunks: list[list[str]], embedder: Embedder) -> Prepared:
-    """Tokenize every text chunk of a batch for one model call (pre-processing: no model)."""
-    return embedder.prepare([chunk for request_chunks in chunks for chunk in request_chunks])
+def output_units(requests: list[dict[str, Any]]) -> list[Output]:
+    """Each request's output cut as the catalog is: sentences and windows of two. Output
+    sent as embeddings: one unit per vector, each counted as one word."""
+    out = []
+    for req in requests:
+        if "text" in req["output"]:
+            text = req["output"]["text"]
+            segments = sentences(text)
+            found = units(segments)
+            out.append(Output(words(text), segments, found, [u.text for u in found]))
+        else:
+            n = len(req["output"]["embeddings"])
+            out.append(Output([], [Segment("", i, 1) for i in range(n)], [Unit("", i, i) for i in range(n)], []))
+    return out
+
+
+def prepare_texts(outputs: list[Output], embedder: Embedder) -> Prepared:
+    """Tokenize every unit of a batch for one model call (pre-processing: no model)."""
+    return embedder.prepare([t for o in outputs for t in o.texts])
 
 
 def vectors_per_request(
-    requests: list[dict[str, Any]], chunks: list[list[str]], encoded: np.ndarray, dim: int,
+    requests: list[dict[str, Any]], outputs: list[Output], encoded: np.ndarray, dim: int,
 ) -> list[np.ndarray]:
-    """One (chunks, dim) array per request: the encoded rows of its text chunks, or its
+    """One (units, dim) array per request: the encoded rows of its units, or its
     precomputed embeddings (normalised) as sent."""
     out = []
     cursor = 0
-    for req, request_chunks in zip(requests, chunks, strict=True):
+    for req, o in zip(requests, outputs, strict=True):
         if "embeddings" in req["output"]:
             vecs = np.asarray(req["output"]["embeddings"], dtype=np.float32)
             norms = np.linalg.norm(vecs, axis=1, keepdims=True)
             out.append(vecs / np.where(norms == 0, 1, norms))
-        elif request_chunks:
-            out.append(encoded[cursor:cursor + len(request_chunks)])
+        elif o.texts:
+            out.append(encoded[cursor:cursor + len(o.texts)])
         else:
             out.append(np.zeros((0, dim), dtype=np.float32))
-        cursor += len(request_chunks)
+        cursor += len(o.texts)
     return out
 
 
 def output_vectors(
-    requests: list[dict[str, Any]], embedder: Embedder, chunks: list[list[str]] | None = None,
+    requests: list[dict[str, Any]], embedder: Embedder, outputs: list[Output] | None = None,
 ) -> tuple[list[np.ndarray], float]:
-    """One (chunks, dim) array per request: text is chunked and encoded in a single
-    model call for the whole batch; precomputed embeddings are used as sent."""
-    chunks = chunks if chunks is not None else output_chunks(requests)
-    prepared = prepare_texts(chunks, embedder)
+    """One (units, dim) array per request: the units of the whole batch are encoded in a
+    single model call; precomputed embeddings are used as sent."""
+    outputs = outputs if outputs is not None else output_units(requests)
+    prepared = prepare_texts(outputs, embedder)
     started = time.perf_counter()
     encoded = embedder.embed(prepared)
-    return vectors_per_request(requests, chunks, encoded, embedder.dim), time.perf_counter() - started
+    return vectors_per_request(requests, outputs, encoded, embedder.dim), time.perf_counter() - started
+
+
+def match_units(
+    outputs: list[Output], vectors: list[np.ndarray], index: VectorIndex, catalog: CatalogUnits, top_k: int,
+) -> list[list[UnitMatch]]:
+    """Per output, per unit: the index's candidates rescored exactly (one batch search)."""
+    present = [v for v in vectors if len(v)]
+    flat = np.vstack(present) if present else np.zeros((0, 1), dtype=np.float32)
+    found = index.search_batch(flat, top_k) if len(flat) else []
+    rescored = catalog.rescore(flat, found, top_k) if len(flat) else []
+    out, cursor = [], 0
+    for vecs in vectors:
+        out.append(rescored[cursor:cursor + len(vecs)])
+        cursor += len(vecs)
+    return out
 
 
 def attribute_vectors(
     requests: list[dict[str, Any]],
-    chunks: list[list[str]],
+    outputs: list[Output],
     vectors: list[np.ndarray],
     embedder: Embedder,
     index: VectorIndex,
+    catalog: CatalogUnits,
     cfg: PipelineConfig,
-    catalog_version: int,
-    spans: SpanIndex | None = None,
-    threshold: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Post-processing: batch search, verbatim spans, shares and evidence per request."""
-    dim = embedder.dim
-    flat = np.vstack([v for v in vectors if len(v)]) if any(len(v) for v in vectors) else np.zeros((0, dim))
-    found = index.search_batch(flat, cfg.top_k) if len(flat) else []
+    """Post-processing: batch search, exact rescoring, copied spans, shares and evidence."""
+    calibration = catalog.calibration()
     results = []
-    cursor = 0
-    for req, vecs, texts in zip(requests, vectors, chunks, strict=True):
-        per_chunk: list[list[Match]] = found[cursor : cursor + len(vecs)]
-        cursor += len(vecs)
-        CHUNKS.inc(len(vecs))
-        per_chunk_spans = [spans.match(t) for t in texts] if spans is not None and texts else None
+    for req, o, matches in zip(requests, outputs, match_units(outputs, vectors, index, catalog, cfg.top_k),
+                               strict=True):
+        CHUNKS.inc(len(o.units))
+        copied = catalog.spans.copied(o.tokens) if o.tokens else []
         results.append(build_attribution(
-            req, per_chunk, threshold=cfg.similarity_threshold if threshold is None else threshold,
-            model_name=embedder.name, model_revision=embedder.revision, catalog_version=catalog_version,
-            per_chunk_spans=per_chunk_spans,
+            req, o.segments, o.units, matches, copied, calibration=calibration, model_name=embedder.name,
+            model_revision=embedder.revision, catalog_version=catalog.version,
         ))
     return results
 
@@ -124,17 +153,14 @@ def attribute_batch(
     requests: list[dict[str, Any]],
     embedder: Embedder,
     index: VectorIndex,
+    catalog: CatalogUnits,
     cfg: PipelineConfig,
-    catalog_version: int,
-    spans: SpanIndex | None = None,
-    threshold: float | None = None,
 ) -> list[dict[str, Any]]:
-    """The three steps on one thread (the worker runs them on three).
-    ``threshold``: the calibrated similarity threshold (default: the configured one)."""
-    chunks = output_chunks(requests)
-    vectors, encode_s = output_vectors(requests, embedder, chunks)
+    """The three steps on one thread (the worker runs them on three)."""
+    outputs = output_units(requests)
+    vectors, encode_s = output_vectors(requests, embedder, outputs)
     ENCODE_SECONDS.observe(encode_s)
-    return attribute_vectors(requests, chunks, vectors, embedder, index, cfg, catalog_version, spans, threshold)
+    return attribute_vectors(requests, outputs, vectors, embedder, index, catalog, cfg)
 
 
 @dataclass
@@ -143,7 +169,7 @@ class Batch:
 
     messages: list[Message]
     requests: list[dict[str, Any]]
-    chunks: list[list[str]]
+    outputs: list[Output]
     prepared: Prepared
     generation: int
     read_at: float
@@ -184,16 +210,23 @@ class AttributionWorker:
         self.producer = producer or kafka.producer(bootstrap, **{"transactional.id": f"{GROUP_ID}-{worker_id}"})
         self.producer.init_transactions(30)
         self.assigned: set[int] = set()
-        from gpu_workers.evaluate import resolve_threshold
-
-        self.threshold, source = resolve_threshold(cfg.similarity_threshold, embedder.name, embedder.revision)
-        log.info("similarity threshold=%.3f source=%s", self.threshold, source)
+        if cfg.similarity_threshold > 0:
+            self.catalog.units.fixed = (cfg.similarity_threshold, cfg.similarity_margin)
+        self._calibration = ""
         self._lock = threading.Lock()
         self._generation = 0
         self._in_flight: list[Batch] = []
         self._rewind: dict[tuple[str, int], int] = {}
         self._health = Health()
         self._pipeline: Pipeline | None = None
+
+    def _log_calibration(self) -> None:
+        c = self.catalog.units.calibration()
+        if c.version != self._calibration:
+            self._calibration = c.version
+            log.info("calibration version=%s threshold=%.3f margin=%.3f source=%s null_units=%d null_works=%d "
+                     "null_pass_rate=%.4f upper=%.4f", c.version, c.threshold, c.margin, c.source, c.null_units,
+                     c.null_works, c.unit_rate, c.unit_rate_upper)
 
     def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
         self.assigned = {p.partition for p in partitions}
@@ -263,10 +296,10 @@ class AttributionWorker:
         if not messages:
             return None
         requests = [json.loads(kafka.payload(m)) for m in messages]
-        chunks = output_chunks(requests)
+        outputs = output_units(requests)
         # the client serialises calls on the consumer, which this thread keeps busy: the post
         # thread must not call it, so the group metadata for the commit is taken here
-        batch = Batch(messages, requests, chunks, prepare_texts(chunks, self.embedder), 0, time.perf_counter(),
+        batch = Batch(messages, requests, outputs, prepare_texts(outputs, self.embedder), 0, time.perf_counter(),
                       self.consumer.consumer_group_metadata())
         with self._lock:
             if self._rewind:  # an abort came in while tokenizing: read these again too
@@ -288,7 +321,7 @@ class AttributionWorker:
             started = time.perf_counter()
             encoded = self.embedder.embed(batch.prepared)
             ENCODE_SECONDS.observe(time.perf_counter() - started)
-            batch.vectors = vectors_per_request(batch.requests, batch.chunks, encoded, self.embedder.dim)
+            batch.vectors = vectors_per_request(batch.requests, batch.outputs, encoded, self.embedder.dim)
         return batch
 
     def _finish(self, batch: Batch) -> None:
@@ -303,8 +336,9 @@ class AttributionWorker:
 
     def _commit(self, batch: Batch) -> None:
         self.catalog.sync()  # every request is matched against the catalog as of now (index used by this thread only)
-        attributions = attribute_vectors(batch.requests, batch.chunks, batch.vectors, self.embedder, self.index,
-                                         self.cfg, self.catalog.version, self.catalog.spans, self.threshold)
+        self._log_calibration()
+        attributions = attribute_vectors(batch.requests, batch.outputs, batch.vectors, self.embedder, self.index,
+                                         self.catalog.units, self.cfg)
         try:
             self.producer.begin_transaction()
             for attribution in attributions:

@@ -125,8 +125,12 @@ class PipelineConfig:
     batch_max_wait_ms: int = 200
     # micro-batches queued between the worker's threads (poll+tokenize | model | search+produce)
     pipeline_depth: int = 2
-    similarity_threshold: float = 0.62
-    top_k: int = 5
+    # 0 = decide on the bar calibrated from the registered catalog (the default); > 0 = an
+    # operator's fixed bar, with ``similarity_margin`` over the runner-up work
+    similarity_threshold: float = 0.0
+    similarity_margin: float = 0.0
+    # catalog units each output unit's search returns, rescored exactly
+    top_k: int = 24
     # the DLQ rate limit: stop ingest if more than this fraction of the last
     # ``dlq_window`` events were dead-lettered (a bad deploy, not bad events)
     dlq_max_fraction: float = 0.5
@@ -165,8 +169,9 @@ class PipelineConfig:
             problems.append("batch_max_wait_ms must be within 0..60000")
         if not 1 <= self.pipeline_depth <= 64:
             problems.append("pipeline_depth must be within 1..64")
-        if not 0.0 < self.similarity_threshold < 1.0:
-            problems.append("similarity_threshold must be within (0, 1)")
+        if not 0.0 <= self.similarity_threshold < 1.0 or not 0.0 <= self.similarity_margin < 1.0:
+            problems.append("similarity_threshold and similarity_margin must be within [0, 1) (threshold 0: "
+                            "calibrated from the catalog)")
         if not 1 <= self.top_k <= 100:
             problems.append("top_k must be within 1..100")
         if not 0.0 < self.dlq_max_fraction <= 1.0:

@@ -286,23 +286,24 @@ def _payout_order(run: Query, holder: str) -> list[tuple[str, int]]:
     return [(str(r[0]), int(r[1])) for r in rows]
 
 
-def _matches(evidence_json: str, work_id: str | None = None) -> list[dict[str, Any]]:
-    evidence = json.loads(evidence_json or "{}")
-    return [m for m in evidence.get("matches", []) if m.get("chosen") and (work_id is None or m["work_id"] == work_id)]
-
-
 def _evidence_lines(evidence_json: str, work_id: str, indent: str) -> list[str]:
-    """Why ``work_id`` was credited: verbatim spans first, then chosen embedding matches."""
+    """Why ``work_id`` was credited: each sentence of the output it was paid for, copied
+    words (certain) or the semantic match with its score against the calibrated bar."""
     evidence = json.loads(evidence_json or "{}")
-    decided = evidence.get("decided_by") or []
-    lines = [f"{indent}copied {v['words']} words verbatim in output chunk {v['output_chunk']} "
-             f"(catalog chunks {', '.join(v['chunk_ids'])})"
-             for v in evidence.get("verbatim", []) if v["work_id"] == work_id]
-    for m in _matches(evidence_json, work_id):
-        if m["output_chunk"] < len(decided) and decided[m["output_chunk"]] == "verbatim":
+    lines = []
+    for m in evidence.get("matches", []):
+        if work_id not in m.get("works", []):
             continue
-        lines.append(f"{indent}matched chunk {m['chunk_id']} (#{m['chunk_index']}) score {m['score']:.3f} "
-                     f"for output chunk {m['output_chunk']}")
+        copied = sum(c["words"] for c in m.get("copied", []) if c["work_id"] == work_id)
+        where = f"{indent}sentence {m['sentence'] + 1} ({m['words']} words): "
+        if m["method"] == "copied":
+            lines.append(where + f"{copied} words copied verbatim, {m['tier']}"
+                         + (" - copied with words changed (meaning may be altered)" if m.get("altered") else ""))
+        else:
+            lines.append(where + f"matched unit {m.get('chunk_id')} score {m.get('score', 0):.3f}, runner-up work "
+                         f"{m.get('runner_up', 0):.3f} (bar {evidence.get('threshold')}, margin "
+                         f"{evidence.get('margin')}), {m['tier']}"
+                         + (f"; {copied} words copied" if copied else ""))
     return lines
 
 
@@ -368,10 +369,22 @@ def _explain_event(run: Query, event_id: str) -> list[str]:
         lines.append("  not attributed yet")
     else:
         att_id, ppm, threshold, emb, emb_rev, catalog, shares, evidence = at[0]
-        lines.append(f"  attribution {att_id}: {ppm / 10_000:.2f}% of the pool attributed "
-                     f"({emb}@{emb_rev}, catalog v{catalog}, threshold {threshold})")
+        ev = json.loads(evidence or "{}")
+        calibration = ev.get("calibration") or {}
+        lines.append(f"  attribution {att_id}: {ppm / 10_000:.2f}% of the pool attributed by words "
+                     f"({emb}@{emb_rev}, catalog v{catalog}, calibration {calibration.get('version', '?')}: "
+                     f"bar {threshold}, margin {ev.get('margin', '?')})")
+        if "units" in ev:
+            from gpu_workers.scoring import recompute
+
+            again, _ = recompute(ev)
+            same = again == json.loads(shares)
+            lines.append("  recomputed from the evidence: " + ("the same shares, exactly" if same else
+                                                                "DIFFERENT shares - the evidence does not explain "
+                                                                "this attribution"))
         for share in json.loads(shares):
-            lines.append(f"    {share['share_ppm'] / 10_000:6.2f}%  {share['work_id']} ({share['holder_id']})")
+            lines.append(f"    {share['share_ppm'] / 10_000:6.2f}%  {share['work_id']} ({share['holder_id']})"
+                         + (f"  {share['tier']}, {share['words']} words" if "tier" in share else ""))
             lines += _evidence_lines(evidence, share["work_id"], " " * 13)
     _, entries = run("""SELECT entry_id, entry_type, holder_id, work_id, amount_micros, source_id
                         FROM ledger_entries FINAL WHERE event_id = {event:String}

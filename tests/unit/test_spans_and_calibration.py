@@ -1,13 +1,24 @@
-"""The verbatim span matcher, how the two signals combine into shares, near-duplicate
-works paid once, and the calibration arithmetic. (The whole labelled set runs on the
-real model in tests/integration/test_eval.py.)"""
+"""The verbatim span matcher (word positions, boilerplate), the catalog calibration
+(leave one work out, clustered bounds) and the labelled sets' shape. (The sets run on
+the real model in tests/integration/test_eval.py.)"""
 
+import numpy as np
 import pytest
 
+from gpu_workers.calibration import (
+    Calibration,
+    NullSample,
+    clustered_interval,
+    design_effect,
+    fit,
+    null_sample,
+    upper_bound,
+)
+from gpu_workers.catalog import CatalogUnits
 from gpu_workers.evalset import build, unrelated_outputs, unrelated_pools
-from gpu_workers.evaluate import calibrate, resolve_threshold, upper_bound
-from gpu_workers.index import Match
-from gpu_workers.scoring import attribute_chunks
+from gpu_workers.evaluate import EvalCase, Scored, l1_whole_pool, load_set
+from gpu_workers.index import ChunkRecord
+from gpu_workers.segment import words
 from gpu_workers.spans import SpanIndex
 
 MOBY = ("Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse, "
@@ -23,45 +34,36 @@ def spans():
     return index
 
 
-def test_a_copied_sentence_is_found_through_case_and_punctuation_changes(spans):
+def test_a_copied_span_is_found_on_word_positions_through_case_and_punctuation(spans):
     output = ("Sure! here it is: SOME YEARS AGO -- never mind how long precisely -- having little or no money "
               "in my purse... Hope that helps.")
     [match] = spans.match(output)
     assert (match.work_id, match.chunk_ids) == ("w-moby", ("ch_moby_0",))
-    assert match.words >= 14
+    tokens = words(output)
+    assert [tokens[p] for p in sorted(match.positions)][:3] == ["some", "years", "ago"]
+    assert match.words == 16 and "hope" not in {tokens[p] for p in match.positions}
 
 
-def test_short_overlaps_and_unrelated_text_do_not_match(spans):
+def test_eight_copied_words_are_a_copy_seven_are_not(spans):
+    assert spans.match("Yesterday I thought I would sail about a little, then stayed home.")[0].words == 8
     assert spans.match("I thought I would sail about the bay this weekend with friends.") == []  # 7 shared words
     assert spans.match("Reset the router and wait for the green light.") == []
 
 
-def test_removing_a_chunk_removes_its_shingles(spans):
+def test_boilerplate_shared_by_many_works_is_no_evidence():
+    index = SpanIndex(common_works=3)
+    boiler = "On error, -1 is returned, and errno is set to indicate the error."
+    for n in range(4):
+        index.add(f"c{n}", f"w{n}", f"h{n}", f"Work {n} does its own thing entirely. {boiler}")
+    assert index.match(boiler) == []
+    index.remove("c3")  # three works left: a shared passage again
+    assert {m.work_id for m in index.match(boiler)} == {"w0", "w1", "w2"}
+
+
+def test_removing_a_unit_removes_its_shingles_and_exclusion_skips_a_work(spans):
+    assert spans.copied(words(MOBY), exclude=frozenset({"w-moby"})) == []
     spans.remove("ch_moby_0")
     assert spans.match(MOBY) == [] and len(spans) == 1
-
-
-def test_verbatim_decides_before_embeddings_and_splits_by_words_copied(spans):
-    per_chunk = [[Match("ch_emb", "w-emb", "h-e", 0, 0.95)]]  # a strong embedding match elsewhere
-    per_spans = [spans.match(MOBY)]
-    shares, unattributed, _, verbatim, decided = attribute_chunks(per_chunk, 0.5, per_spans)
-    assert decided == ["verbatim"] and unattributed == 0
-    assert shares == [{"work_id": "w-moby", "holder_id": "h-harbor", "share_ppm": 1_000_000}]
-    assert verbatim[0]["chunk_ids"] == ["ch_moby_0"]
-
-
-def test_a_work_registered_twice_is_paid_once_split_between_the_copies():
-    twin = SpanIndex()
-    twin.add("ch_a", "w-original", "h-1", MOBY)
-    twin.add("ch_b", "w-reupload", "h-2", MOBY)
-    shares, unattributed, _, _, _ = attribute_chunks([[]], 0.5, [twin.match(MOBY)])
-    assert unattributed == 0 and sum(s["share_ppm"] for s in shares) == 1_000_000
-    assert {s["work_id"]: s["share_ppm"] for s in shares} == {"w-original": 500_000, "w-reupload": 500_000}
-    # the same for near-identical embedding matches (shared boilerplate)
-    near = [[Match("c1", "w-1", "h-1", 0, 0.900), Match("c2", "w-2", "h-2", 0, 0.898), Match("c3", "w-3", "h-3", 0, 0.8)]]
-    shares, _, evidence, _, _ = attribute_chunks(near, 0.5)
-    assert {s["work_id"] for s in shares} == {"w-1", "w-2"} and sum(s["share_ppm"] for s in shares) == 1_000_000
-    assert [e["chunk_id"] for e in evidence if e["chosen"]] == ["c1", "c2"]
 
 
 def test_upper_bound_matches_the_rule_of_three():
@@ -69,42 +71,84 @@ def test_upper_bound_matches_the_rule_of_three():
     assert upper_bound(1, 300) > upper_bound(0, 300)
 
 
-def test_calibration_clears_enough_outputs_for_the_target():
-    scores = [i / 1000 for i in range(600)]  # 0.000 .. 0.599
-    threshold = calibrate(scores, 0.01)
-    above = sum(s >= threshold for s in scores)
-    assert upper_bound(above, len(scores)) <= 0.01 and above <= 1
-    assert calibrate([0.3] * 10, 0.01) == pytest.approx(0.301)  # too few outputs: clear them all
+def test_clustered_intervals_widen_when_documents_fail_together():
+    spread = [i % 10 == 0 for i in range(200)]
+    clusters = [f"d{i // 10}" for i in range(200)]  # one failure in each document
+    bunched = [i < 20 for i in range(200)]  # all failures in two documents
+    assert design_effect(spread, clusters) == pytest.approx(1.0, abs=0.2)
+    assert design_effect(bunched, clusters) > 5
+    assert clustered_interval(bunched, clusters)[2] > clustered_interval(spread, clusters)[2]
+    assert clustered_interval([], [])[2] == 1.0
 
 
-def test_an_explicit_threshold_wins_over_the_calibration(monkeypatch):
-    monkeypatch.delenv("TRIBUTARY_SIMILARITY_THRESHOLD", raising=False)
-    value, source = resolve_threshold(0.62, "all-MiniLM-L6-v2", "sha256:2dfaa8528f1dd37e")
-    assert source.startswith("calibrated") and value < 0.62
-    assert resolve_threshold(0.62, "all-MiniLM-L6-v2", "sha256:other")[0] == 0.62  # another revision
-    monkeypatch.setenv("TRIBUTARY_SIMILARITY_THRESHOLD", "0.7")
-    assert resolve_threshold(0.7, "all-MiniLM-L6-v2", "sha256:2dfaa8528f1dd37e") == (0.7, "TRIBUTARY_SIMILARITY_THRESHOLD")
+def test_fit_puts_the_bar_above_the_null_and_keeps_its_pass_rate_under_the_target():
+    rng = np.random.default_rng(0)
+    n = 3000
+    best = rng.normal(0.6, 0.08, n)
+    runner = best - np.abs(rng.normal(0.0, 0.04, n))
+    null = NullSample(best, runner, [f"w{i % 150}" for i in range(n)])
+    c = fit(null, target=0.002)
+    assert c.threshold >= np.quantile(best, 0.9)
+    assert c.unit_rate <= 0.002 and c.unit_rate_upper <= 0.01
+    assert c.accepts(c.threshold, c.margin) and not c.accepts(c.threshold - 0.001, 1.0)
+    assert Calibration.from_description(c.describe()) == c
+    assert fit(NullSample(best[:10], runner[:10], ["w"] * 10)).source.startswith("fallback")
 
 
-def test_the_labelled_set_is_deterministic_and_calibration_never_sees_test_text():
+def test_null_sample_leaves_the_work_out_and_treats_twins_as_tied():
+    v = np.eye(4, dtype=np.float32)
+    vectors = np.vstack([v[0], v[0] * 0.999 + v[1] * 0.04, v[1], v[2]])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    works = ["a", "b", "c", "d"]  # b is a near-copy of a
+    null = null_sample(vectors, works, vectors[:1], ["a"], lambda _i: set())
+    assert null.best[0] == pytest.approx(0.999, abs=0.002)  # b, the best other work
+    assert null.runner[0] == pytest.approx(0.0, abs=0.05)  # c and d are far: the margin is large
+    null = null_sample(vectors, works, vectors[:1], ["a"], lambda _i: {"b"})  # b copies it: excluded
+    assert null.best[0] == pytest.approx(0.0, abs=0.05)
+
+
+def test_catalog_units_calibrate_from_themselves_and_recalibrate_after_a_change():
+    rng = np.random.default_rng(1)
+    catalog = CatalogUnits()
+    for w in range(30):
+        for u in range(4):
+            catalog.add(ChunkRecord(f"w{w}-{u}", f"w{w}", f"h{w % 7}", u, w + 1, rng.normal(size=16).tolist()),
+                        f"text of unit {u} of work {w} number {w * 10 + u}")
+    first = catalog.calibration()
+    assert first.source == "catalog leave-one-work-out" and first.null_units == 120 and first.null_works == 30
+    assert catalog.calibration() is first  # cached until the catalog changes
+    catalog.remove("w0-0")
+    second = catalog.calibration()
+    assert second.null_units == 119 and second.version != first.version
+    catalog.fixed = (0.7, 0.1)
+    catalog.remove("w0-1")
+    assert (catalog.calibration().threshold, catalog.calibration().margin) == (0.7, 0.1)
+
+
+def test_whole_pool_share_error_counts_the_unattributed_part():
+    case = EvalCase("c", "verbatim", "x", {"w1": 0.4})
+    assert l1_whole_pool(Scored(case, {"w1": 0.4}, 0.6, [])) == pytest.approx(0.0)
+    assert l1_whole_pool(Scored(case, {"w1": 1.0}, 0.0, [])) == pytest.approx(1.2)  # the old chunk rule
+    assert l1_whole_pool(Scored(case, {}, 1.0, [])) == pytest.approx(0.8)
+
+
+def test_the_novels_set_is_deterministic_with_word_fractions_and_disjoint_pools():
     first, second = build(), build()
     assert first == second
     levels = {c.level for c in first}
-    assert levels == {"verbatim", "light_edit", "paraphrase", "mixed", "near_miss", "unrelated"}
-    assert all(len(c.planted) >= 2 for c in first if c.level == "mixed")
+    assert levels == {"verbatim", "light_edit", "paraphrase", "multi", "same_topic", "unrelated"}
+    assert all(len(c.planted) >= 2 and sum(c.planted.values()) == pytest.approx(1.0)
+               for c in first if c.level == "multi")
+    assert all(0 < sum(c.planted.values()) < 1 for c in first if c.level == "verbatim" and len(words(c.text)) > 40)
+    assert {c.split for c in first} == {"dev", "heldout"}
     calibration, evaluation = unrelated_pools()
     assert not set(calibration) & set(evaluation)
-    calib_outputs = set(unrelated_outputs(calibration, 1_000, seed=99))
     unrelated = [c.text for c in first if c.level == "unrelated"]
-    assert len(unrelated) == 200 and not calib_outputs & set(unrelated)
+    assert len(unrelated) == 200
     assert set(" ".join(unrelated_outputs(evaluation, 200, seed=18)).split()) >= set(unrelated[0].split())
 
 
-def test_covered_words_count_overlapping_windows_once():
-    from gpu_workers.spans import _covered
-
-    assert _covered([], 8) == 0
-    assert _covered([0], 8) == 8
-    assert _covered([0, 1, 2, 3, 4], 8) == 12  # five consecutive shingles: 12 words
-    assert _covered([0, 8], 8) == 16 and _covered([0, 10], 8) == 16  # adjacent or apart
-    assert _covered([3, 5], 8) == 10
+def test_every_builtin_set_loads_and_names_only_catalog_works():
+    works, cases = load_set("novels")
+    ids = {w["work_id"] for w in works}
+    assert all(set(c.planted) <= ids for c in cases)

@@ -1,0 +1,135 @@
+"""The registered catalog as one attribution process holds it: every unit's vector and
+text, the verbatim span index, exact rescoring of the vector index's candidates, and the
+catalog's own calibration.
+
+The vector index (Qdrant) finds candidates fast and approximately; the decision is made
+on exact scores: each candidate unit is rescored here in float64 against the stored
+vector, rounded to 6 decimals, so the same output and catalog give the same scores
+whatever the index's graph, the batch, or the machine (``explain`` recomputes shares
+from them bit for bit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gpu_workers import calibration as cal
+from gpu_workers.index import ChunkRecord, Match
+from gpu_workers.scoring import SCORE_DECIMALS, Candidate, UnitMatch
+from gpu_workers.segment import words
+from gpu_workers.spans import SpanIndex
+
+TWIN_GAP = 0.02  # a twin's score is within this of the top score
+
+
+@dataclass
+class CatalogUnits:
+    spans: SpanIndex = field(default_factory=SpanIndex)
+    _units: dict[str, tuple[str, str, str, np.ndarray]] = field(default_factory=dict)  # id -> work, holder, text, vec
+    _ids: list[str] = field(default_factory=list)
+    _row: dict[str, int] = field(default_factory=dict)
+    _matrix: np.ndarray | None = None
+    _calibration: cal.Calibration | None = None
+    version: int = 0
+    extra_null: list[tuple[np.ndarray, str]] = field(default_factory=list)  # (vector, document) of a user corpus
+    fixed: tuple[float, float] | None = None  # an operator's (threshold, margin), bypassing calibration
+
+    def add(self, rec: ChunkRecord, text: str) -> None:
+        v = np.asarray(rec.vector, dtype=np.float32)
+        norm = float(np.linalg.norm(v))
+        self._units[rec.chunk_id] = (rec.work_id, rec.holder_id, text, v / norm if norm else v)
+        self.spans.add(rec.chunk_id, rec.work_id, rec.holder_id, text)
+        self.version = max(self.version, rec.catalog_version)
+        self._changed()
+
+    def remove(self, chunk_id: str) -> None:
+        if self._units.pop(chunk_id, None) is not None:
+            self.spans.remove(chunk_id)
+            self._changed()
+
+    def _changed(self) -> None:
+        self._matrix = None
+        self._calibration = None
+
+    def __len__(self) -> int:
+        return len(self._units)
+
+    def _build(self) -> np.ndarray:
+        if self._matrix is None:
+            self._ids = sorted(self._units)
+            self._row = {c: i for i, c in enumerate(self._ids)}
+            dim = next(iter(self._units.values()))[3].shape[0] if self._units else 1
+            self._matrix = (np.vstack([self._units[c][3] for c in self._ids]) if self._ids
+                            else np.zeros((0, dim), dtype=np.float32))
+        return self._matrix
+
+    def text(self, chunk_id: str) -> str:
+        return self._units[chunk_id][2]
+
+    def rescore(self, queries: np.ndarray, found: list[list[Match]], top_k: int) -> list[UnitMatch]:
+        """Exact per-work best scores of each query unit among the index's candidates."""
+        matrix = self._build()
+        out: list[UnitMatch] = []
+        for q, cands in zip(queries, found, strict=True):
+            rows = [self._row[m.chunk_id] for m in cands if m.chunk_id in self._row]
+            if not rows:
+                out.append(UnitMatch(()))
+                continue
+            q64 = q.astype(np.float64)
+            norm = float(np.linalg.norm(q64))
+            q64 = q64 / norm if norm else q64
+            vecs = matrix[rows].astype(np.float64)
+            scores = np.round(vecs @ q64, SCORE_DECIMALS)
+            per_work: dict[tuple[str, str], tuple[float, str, int]] = {}
+            for r, s in zip(rows, scores, strict=True):
+                chunk = self._ids[r]
+                work, holder = self._units[chunk][0], self._units[chunk][1]
+                old = per_work.get((work, holder))
+                if old is None or (s, _neg(chunk)) > (old[0], _neg(old[1])):
+                    per_work[(work, holder)] = (float(s), chunk, r)
+            ranked = sorted(per_work.items(), key=lambda kv: (-kv[1][0], kv[0][0], kv[0][1]))
+            (_, _), (top_score, _, top_row) = ranked[0]
+            top_vec = matrix[top_row].astype(np.float64)
+            candidates = []
+            for n, ((work, holder), (score, chunk, r)) in enumerate(ranked):
+                twin = n > 0 and top_score - score <= TWIN_GAP and float(
+                    matrix[r].astype(np.float64) @ top_vec) >= cal.TWIN_COSINE
+                candidates.append(Candidate(work, holder, score, chunk, twin))
+            bound = float(scores.min()) if len(rows) >= top_k else 0.0
+            out.append(UnitMatch(tuple(candidates), max(bound, 0.0)))
+        return out
+
+    def calibration(self) -> cal.Calibration:
+        """This catalog's calibration (recomputed after the catalog changed)."""
+        if self._calibration is None:
+            self._calibration = self._calibrate()
+        return self._calibration
+
+    def _calibrate(self) -> cal.Calibration:
+        if self.fixed is not None:
+            t, m = self.fixed
+            return cal.Calibration(t, m, f"fixed-{t:.3f}-{m:.3f}", "fixed by the operator "
+                                   "(TRIBUTARY_SIMILARITY_THRESHOLD / TRIBUTARY_SIMILARITY_MARGIN)",
+                                   catalog_version=self.version)
+        matrix = self._build()
+        works = [self._units[c][0] for c in self._ids]
+        rows = cal.sample_rows(self._ids)
+
+        def excluded(i: int) -> set[str]:
+            chunk = self._ids[rows[i]]
+            work = self._units[chunk][0]
+            return {c.work_id for c in self.spans.copied(words(self._units[chunk][2]), exclude=frozenset({work}))}
+
+        null = cal.null_sample(matrix, works, matrix[rows], [works[r] for r in rows], excluded)
+        if self.extra_null:
+            corpus = cal.null_sample(matrix, works, np.vstack([v for v, _ in self.extra_null]),
+                                     [f"corpus:{d}" for _, d in self.extra_null], lambda _i: set())
+            null = cal.NullSample(np.concatenate([null.best, corpus.best]),
+                                  np.concatenate([null.runner, corpus.runner]), null.works + corpus.works)
+        return cal.fit(null, catalog_version=self.version)
+
+
+def _neg(chunk: str) -> tuple[int, ...]:
+    return tuple(-ord(ch) for ch in chunk)  # ties go to the smaller chunk id
