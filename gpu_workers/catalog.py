@@ -65,6 +65,9 @@ class CatalogUnits:
                             else np.zeros((0, dim), dtype=np.float32))
         return self._matrix
 
+    def has(self, chunk_id: str) -> bool:
+        return chunk_id in self._units
+
     def text(self, chunk_id: str) -> str:
         return self._units[chunk_id][2]
 

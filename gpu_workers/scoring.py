@@ -142,6 +142,8 @@ def decide(
         elif per_work:
             row.update({"method": "copied", "tier": CERTAIN, "works": sorted(w for w, _ in per_work),
                         "altered": False})
+        if row["method"] != "none" and seg.text:
+            row["text"] = seg.text
         rows.append(row)
     return weights, rows
 

@@ -142,11 +142,24 @@ def attribute_vectors(
                                strict=True):
         CHUNKS.inc(len(o.units))
         copied = catalog.spans.copied(o.tokens) if o.tokens else []
-        results.append(build_attribution(
+        attribution = build_attribution(
             req, o.segments, o.units, matches, copied, calibration=calibration, model_name=embedder.name,
             model_revision=embedder.revision, catalog_version=catalog.version,
-        ))
+        )
+        _quote_the_works(attribution["evidence"], catalog)
+        results.append(attribution)
     return results
+
+
+def _quote_the_works(evidence: dict[str, Any], catalog: CatalogUnits) -> None:
+    """Each decided sentence gets the passage of the work it was matched to or copied
+    from, so a reviewer and the holder see both sides."""
+    sources = {c["work_id"]: c["chunk_ids"] for c in evidence["copied"]}
+    for row in evidence["matches"]:
+        chunk = row.get("chunk_id") if row["method"] != "copied" else next(
+            (sources[w][0] for w in row.get("works", []) if sources.get(w)), None)
+        if chunk and catalog.has(chunk):
+            row["work_text"] = catalog.text(chunk)
 
 
 def attribute_batch(

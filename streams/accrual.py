@@ -9,7 +9,7 @@ from typing import Any
 from streams.contracts import parse_time
 from streams.window import ExpiryIndex
 from tributary.ids import ledger_entry_id
-from tributary.money import SHARE_DENOMINATOR, UNATTRIBUTED, split_pool
+from tributary.money import BPS_DENOMINATOR, SHARE_DENOMINATOR, UNATTRIBUTED, split_pool
 
 
 def provider_liability(provider: str) -> str:
@@ -24,56 +24,125 @@ def holder_paid(holder_id: str) -> str:
     return f"holder:{holder_id}:paid"
 
 
+UNDER_REVIEW = "escrow:review"  # the held part of probable shares, until a review decides
+PROBABLE = "probable"
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One (holder, work, tier) part of an event's pool, and how much of it is held."""
+
+    key: str
+    holder_id: str
+    work_id: str | None
+    tier: str
+    amount: int
+    held: int  # of ``amount``, the part credited to escrow:review instead of the holder
+
+
+def slices(attribution: dict[str, Any]) -> list[Slice]:
+    """The pool split by the attribution's shares (largest remainder), the unattributed
+    part included; a probable share pays ``probable_weight_bps`` of itself at once (the
+    contract's setting, default all of it) and holds the rest for review."""
+    pool = int(attribution["pool_micros"])
+    weights: dict[str, int] = {}
+    owners: dict[str, tuple[str, str | None, str]] = {}
+    for share in attribution["shares_ppm"]:
+        tier = share.get("tier", "certain")
+        key = f"{share['holder_id']}\x1f{share['work_id']}" + ("\x1fprobable" if tier == PROBABLE else "")
+        weights[key] = weights.get(key, 0) + int(share["share_ppm"])
+        owners[key] = (share["holder_id"], share["work_id"], tier)
+    unattributed = SHARE_DENOMINATOR - sum(weights.values())
+    if unattributed < 0:
+        raise ValueError(f"attribution {attribution['attribution_id']} shares exceed 100%")
+    weights[UNATTRIBUTED] = unattributed
+    owners[UNATTRIBUTED] = (UNATTRIBUTED, None, "unattributed")
+    weight_bps = int(attribution["contract"].get("probable_weight_bps", BPS_DENOMINATOR))
+    out = []
+    for key, amount in sorted(split_pool(pool, weights).items()):
+        holder_id, work_id, tier = owners[key]
+        held = amount - amount * weight_bps // BPS_DENOMINATOR if tier == PROBABLE else 0
+        out.append(Slice(key, holder_id, work_id, tier, amount, held))
+    return out
+
+
+def _entry(attribution: dict[str, Any], entry_id: str, entry_type: str, debit: str, credit: str, amount: int,
+           holder_id: str, work_id: str | None, source_id: str, created_at: str) -> dict[str, Any]:
+    contract = attribution["contract"]
+    return {
+        "schema_version": 1,
+        "entry_id": entry_id,
+        "entry_type": entry_type,
+        "debit_account": debit,
+        "credit_account": credit,
+        "amount_micros": amount,
+        "currency": contract["currency"],
+        "holder_id": holder_id,
+        "work_id": work_id,
+        "event_id": attribution["event_id"],
+        "source_id": source_id,
+        "contract_id": contract["contract_id"],
+        "contract_version": contract["version"],
+        "attribution_id": attribution["attribution_id"],
+        "payout_id": None,
+        "transfer_id": None,
+        "created_at": created_at,
+    }
+
+
 def accrue(attribution: dict[str, Any], created_at: str) -> list[dict[str, Any]]:
-    """Split the event's pool by its shares, one accrual entry per (holder, work).
+    """Split the event's pool by its shares, one accrual entry per (holder, work) and tier,
+    plus one per held part of a probable share (credited to escrow:review).
 
     sum(entries) == pool_micros exactly: the unattributed part is an entry credited
     to the escrow account. Entry ids are derived from the attribution id, so a replay
     yields the same ids.
     """
-    pool = int(attribution["pool_micros"])
-    weights: dict[str, int] = {}
-    owners: dict[str, tuple[str, str | None]] = {}
-    for share in attribution["shares_ppm"]:
-        key = f"{share['holder_id']}\x1f{share['work_id']}"
-        weights[key] = weights.get(key, 0) + int(share["share_ppm"])
-        owners[key] = (share["holder_id"], share["work_id"])
-    unattributed = SHARE_DENOMINATOR - sum(weights.values())
-    if unattributed < 0:
-        raise ValueError(f"attribution {attribution['attribution_id']} shares exceed 100%")
-    weights[UNATTRIBUTED] = unattributed
-    owners[UNATTRIBUTED] = (UNATTRIBUTED, None)
-    split = split_pool(pool, weights)
-    contract = attribution["contract"]
+    liability = provider_liability(attribution["provider"])
+    source = attribution["attribution_id"]
     entries = []
-    for key in sorted(split):
-        amount = split[key]
-        if amount == 0 and key != UNATTRIBUTED:
-            continue
-        holder_id, work_id = owners[key]
-        credit = UNATTRIBUTED if key == UNATTRIBUTED else holder_payable(holder_id)
-        entries.append(
-            {
-                "schema_version": 1,
-                "entry_id": ledger_entry_id(attribution["attribution_id"], key, "accrual"),
-                "entry_type": "accrual",
-                "debit_account": provider_liability(attribution["provider"]),
-                "credit_account": credit,
-                "amount_micros": amount,
-                "currency": contract["currency"],
-                "holder_id": holder_id,
-                "work_id": work_id,
-                "event_id": attribution["event_id"],
-                "source_id": attribution["attribution_id"],
-                "contract_id": contract["contract_id"],
-                "contract_version": contract["version"],
-                "attribution_id": attribution["attribution_id"],
-                "payout_id": None,
-                "transfer_id": None,
-                "created_at": created_at,
-            }
-        )
+    for s in slices(attribution):
+        paid = s.amount - s.held
+        if s.key == UNATTRIBUTED or paid:
+            credit = UNATTRIBUTED if s.key == UNATTRIBUTED else holder_payable(s.holder_id)
+            entries.append(_entry(attribution, ledger_entry_id(source, s.key, "accrual"), "accrual", liability,
+                                  credit, paid, s.holder_id, s.work_id, source, created_at))
+        if s.held:
+            entries.append(_entry(attribution, ledger_entry_id(source, s.key, "held"), "accrual", liability,
+                                  UNDER_REVIEW, s.held, UNDER_REVIEW, s.work_id, source, created_at))
     return entries
+
+
+def review_entries(attribution: dict[str, Any], review: dict[str, Any], created_at: str) -> list[dict[str, Any]]:
+    """A review decision on a probable attribution to one work, as reversals and new
+    accruals (never edits). accept: the held part moves from escrow:review to the holder.
+    reject: what the holder was paid at once and what was held both go to escrow:unattributed."""
+    liability = provider_liability(attribution["provider"])
+    rid = review["correction_id"]
+    accept = review["decision"] == "accept"
+    out: list[dict[str, Any]] = []
+
+    def move(s: Slice, amount: int, frm: tuple[str, str], to: tuple[str, str], tag: str) -> None:
+        (from_holder, from_account), (to_holder, to_account) = frm, to
+        out.append(_entry(attribution, ledger_entry_id(rid, s.key, f"{tag}-out"), "accrual_reversal",
+                          from_account, liability, amount, from_holder, s.work_id, rid, created_at))
+        out.append(_entry(attribution, ledger_entry_id(rid, s.key, f"{tag}-in"), "accrual", liability,
+                          to_account, amount, to_holder, s.work_id, rid, created_at))
+
+    for s in slices(attribution):
+        if s.tier != PROBABLE or s.work_id != review["work_id"]:
+            continue
+        holder = (s.holder_id, holder_payable(s.holder_id))
+        held = (UNDER_REVIEW, UNDER_REVIEW)
+        escrow = (UNATTRIBUTED, UNATTRIBUTED)
+        if accept and s.held:
+            move(s, s.held, held, holder, "release")
+        if not accept:
+            if s.amount - s.held:
+                move(s, s.amount - s.held, holder, escrow, "reject-paid")
+            if s.held:
+                move(s, s.held, held, escrow, "reject-held")
+    return out
 
 
 def payout_entry(result: dict[str, Any], currency: str, created_at: str) -> dict[str, Any]:
@@ -111,12 +180,13 @@ def reverse(entries: list[dict[str, Any]], correction: dict[str, Any], created_a
     amounts, debit and credit swapped, new ids derived from the correction."""
     reversals = []
     for entry in entries:
-        if entry["entry_type"] != "accrual":
+        if entry["entry_type"] not in ("accrual", "accrual_reversal"):
             continue
+        kind = "accrual_reversal" if entry["entry_type"] == "accrual" else "accrual"
         reversals.append({
             **entry,
             "entry_id": ledger_entry_id(correction["correction_id"], entry["entry_id"], "accrual_reversal"),
-            "entry_type": "accrual_reversal",
+            "entry_type": kind,
             "debit_account": entry["credit_account"],
             "credit_account": entry["debit_account"],
             "source_id": correction["correction_id"],
@@ -154,7 +224,12 @@ class AccrualBook:
         self.needs_rebuild = False
 
     def _entries(self, record: dict[str, Any]) -> list[dict[str, Any]]:
-        return accrue(record["attribution"], record["created_at"]) if record.get("attribution") else []
+        if not record.get("attribution"):
+            return []
+        entries = accrue(record["attribution"], record["created_at"])
+        for _, review in sorted((record.get("reviews") or {}).items()):
+            entries += review_entries(record["attribution"], review, max(review["decided_at"], record["created_at"]))
+        return entries
 
     def on_attribution(self, attribution: dict[str, Any], partition: int, now: str) -> list[dict[str, Any]]:
         key = f"ac:{attribution['event_id']}"
@@ -177,6 +252,16 @@ class AccrualBook:
     def on_correction(self, correction: dict[str, Any], partition: int, now: str) -> list[dict[str, Any]]:
         key = f"ac:{correction['event_id']}"
         record = self.table.get(key) or {"part": partition, "t": parse_time(correction["occurred_at"]).timestamp()}
+        if correction["kind"] == "review":
+            reviews = dict(record.get("reviews") or {})
+            if correction["work_id"] in reviews:
+                return self._send(record, partition)  # the first decision on a work stands; replays resend
+            reviews[correction["work_id"]] = {**correction, "decided_at": now}
+            record = {**record, "reviews": reviews}
+            self.table[key] = record
+            if not record.get("attribution"):
+                self._index.add(partition, record["t"], key)
+            return self._send(record, partition)
         if record.get("refund") and record["refund"]["correction_id"] != correction["correction_id"]:
             return []  # ingest allows one refund per event; a second id is ignored here too
         if not record.get("refund"):

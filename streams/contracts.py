@@ -25,6 +25,10 @@ class Contract:
     valid_to: datetime
     # the models this version prices (shell-style patterns); empty: every model
     models: tuple[str, ...] = ()
+    # the part of a *probable* (semantic, not copied) share paid at once, in basis points;
+    # the rest is held in escrow:review until `tributary review` accepts or rejects it.
+    # Copied (certain) shares are always paid in full.
+    probable_weight_bps: int = 10_000
 
     def covers(self, when: datetime) -> bool:
         return self.valid_from <= when < self.valid_to
@@ -44,6 +48,14 @@ def parse_time(value: str) -> datetime:
     if when.tzinfo is None:
         raise ValueError("timestamp has no time zone")
     return when
+
+
+def _bps(value: Any, item: dict[str, Any]) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10_000:
+        raise ValueError(f"contract {item.get('contract_id')} v{item.get('version')}: probable_weight_bps must be "
+                         f"an integer within 0..10000 (10000: probable shares paid in full, 0: held until "
+                         f"reviewed), got {value!r}")
+    return value
 
 
 class ContractBook:
@@ -73,6 +85,7 @@ class ContractBook:
                     valid_from=parse_time(item["valid_from"]),
                     valid_to=parse_time(item["valid_to"]),
                     models=tuple(item.get("models", ())),
+                    probable_weight_bps=_bps(item.get("probable_weight_bps", 10_000), item),
                 )
             )
         return cls(contracts)

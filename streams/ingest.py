@@ -194,6 +194,7 @@ def price_event(event: dict[str, Any], book: ContractBook, source: Source) -> di
             "version": contract.version,
             "royalty_rate_bps": contract.royalty_rate_bps,
             "currency": contract.currency,
+            "probable_weight_bps": contract.probable_weight_bps,
         },
         "revenue_micros": revenue,
         "pool_micros": royalty_pool(revenue, contract.royalty_rate_bps),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -187,6 +188,26 @@ def build_parser() -> argparse.ArgumentParser:
                                    "against Stripe itself.")
     p.add_argument("--format", choices=["table", "json"], default="table")
 
+    p = sub.add_parser("review", help="decide probable (semantic) attributions: list, accept, reject",
+                       description="Probable attributions (a semantic match, nothing copied) are paid at the "
+                                   "contract's probable_weight_bps and the rest is held in escrow:review. "
+                                   "`review list` shows the undecided ones with each matched sentence pair; "
+                                   "`review accept|reject EVENT --work WORK --reason TEXT` publishes the "
+                                   "decision, which the ledger posts as reversals and new accruals (never "
+                                   "edits). The first decision on an (event, work) stands.")
+    rsub = p.add_subparsers(dest="review_command", required=True)
+    rp = rsub.add_parser("list", help="undecided probable attributions with their evidence")
+    rp.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    rp.add_argument("--event", help="only this event")
+    rp.add_argument("--format", choices=["text", "json"], default="text")
+    for name, what in (("accept", "the work was used: release the held part to the holder"),
+                       ("reject", "not derived from the work: move its whole share to escrow:unattributed")):
+        rp = rsub.add_parser(name, help=what)
+        rp.add_argument("event_id")
+        rp.add_argument("--work", required=True, help="the work whose probable share is decided")
+        rp.add_argument("--reason", required=True, help="why (kept in the ledger's corrections)")
+        rp.add_argument("--reviewer", default=os.environ.get("USER", "operator"), help="who decided")
+
     p = sub.add_parser("eval", help="measure attribution quality on labelled sets (built-in or your own)",
                        description="Indexes a catalog with the real model (embedded Qdrant + exact rescoring + "
                                    "verbatim span index), calibrates the bar from the catalog itself (leave one "
@@ -362,6 +383,8 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
         return 0
     if args.command in ("report", "statement", "explain", "reconcile"):
         return _reporting(args, cfg)
+    if args.command == "review":
+        return _review(args, cfg)
     if args.command == "catalog":
         from tributary import catalog
 
@@ -441,6 +464,23 @@ def _resume(args: argparse.Namespace, cfg: PlatformConfig) -> int:
 
     pid = demo.start_stage(cfg, "streams")
     print(f"started streams (pid {pid}, log {proc.log_file}); watch it with `tributary status`")
+    return 0
+
+
+def _review(args: argparse.Namespace, cfg: PlatformConfig) -> int:
+    from tributary import reports, review
+
+    run = reports.runner(cfg)
+    if args.review_command == "list":
+        if args.limit < 1:
+            raise UserError(f"--limit {args.limit}: must be 1 or more")
+        items = review.pending(run, args.limit, args.event)
+        print(json.dumps(items, indent=2) if args.format == "json" else review.render(items))
+        return 0
+    record = review.decide(run, cfg.bootstrap_servers, args.event_id, args.work, args.review_command, args.reason,
+                           args.reviewer)
+    print(f"{args.review_command}ed {args.event_id} / {args.work} ({record['correction_id']}): the accrue stage "
+          "posts the ledger entries; see them with `tributary explain " + args.event_id + "`")
     return 0
 
 

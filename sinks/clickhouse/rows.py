@@ -92,7 +92,8 @@ def correction(v: dict[str, Any]) -> Row:
     return {
         "correction_id": v["correction_id"], "kind": v["kind"], "event_id": v["event_id"],
         "provider": _s(v.get("provider")), "reason": _s(v.get("reason")),
-        "occurred_at": _time(v.get("occurred_at")),
+        "occurred_at": _time(v.get("occurred_at")), "work_id": _s(v.get("work_id")),
+        "decision": _s(v.get("decision")), "reviewer": _s(v.get("reviewer")),
     }
 
 

@@ -123,6 +123,12 @@ MIGRATIONS.append((3, "refunds: corrections table; views net accrual reversals",
        FROM ledger_entries FINAL WHERE holder_id NOT LIKE 'escrow:%' GROUP BY holder_id""",
 ]))
 
+MIGRATIONS.append((4, "review decisions on probable attributions", [
+    "ALTER TABLE corrections ADD COLUMN IF NOT EXISTS work_id String DEFAULT ''",
+    "ALTER TABLE corrections ADD COLUMN IF NOT EXISTS decision LowCardinality(String) DEFAULT ''",
+    "ALTER TABLE corrections ADD COLUMN IF NOT EXISTS reviewer String DEFAULT ''",
+]))
+
 LATEST = MIGRATIONS[-1][0]
 
 
