@@ -57,6 +57,7 @@ class UnitMatch:
 
     candidates: tuple[Candidate, ...]
     unlisted_bound: float = 0.0
+    grounded: bool = False  # the top work is one the output says it was grounded on: no margin needed
 
     @property
     def top(self) -> Candidate | None:
@@ -74,7 +75,25 @@ class UnitMatch:
         top = self.top
         if top is None:
             return False
+        if self.grounded:
+            return calibration.accepts(top.score, calibration.margin)
         return calibration.accepts(top.score, top.score - self.runner_up())
+
+    def grounded_on(self, works: frozenset[str], calibration: Calibration) -> UnitMatch:
+        """Weigh the works the output was grounded on (its RAG sources) first: the best of
+        them that reaches the bar and is within the margin of the top work wins the unit,
+        without having to beat the others by the margin (the grounding is that evidence)."""
+        top = self.top
+        if not works or top is None:
+            return self
+        for c in self.candidates:
+            if c.work_id in works and round(c.score, SCORE_DECIMALS) >= calibration.threshold and (
+                    round(top.score - c.score, SCORE_DECIMALS) < calibration.margin or c is top):
+                rest = tuple(Candidate(o.work_id, o.holder_id, o.score, o.chunk_id) for o in self.candidates
+                             if o is not c)
+                return UnitMatch((Candidate(c.work_id, c.holder_id, c.score, c.chunk_id), *rest),
+                                 self.unlisted_bound, grounded=True)
+        return self
 
 
 def _key(work_id: str, holder_id: str, tier: str) -> str:
@@ -83,9 +102,11 @@ def _key(work_id: str, holder_id: str, tier: str) -> str:
 
 def decide(
     segments: list[Segment], units: list[Unit], matches: list[UnitMatch], copied: list[Copied],
-    calibration: Calibration,
+    calibration: Calibration, grounded: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """(word weights per work and tier, one evidence row per sentence)."""
+    """(word weights per work and tier, one evidence row per sentence). ``grounded``: the
+    works the output names as its sources (RAG context), weighed first."""
+    matches = [m.grounded_on(grounded, calibration) for m in matches]
     by_position: dict[int, list[Copied]] = {}
     for c in copied:
         for p in c.positions:
@@ -126,6 +147,8 @@ def decide(
             assert top is not None
             row.update({"score": top.score, "runner_up": round(best_sem.runner_up(), SCORE_DECIMALS),
                         "chunk_id": top.chunk_id})
+            if best_sem.grounded:
+                row["grounded"] = True
         copied_words = seg.n_words - uncovered
         if per_work and copied_words >= COPIED_SENTENCE * seg.n_words:
             most = max(per_work.values())
@@ -182,10 +205,10 @@ def shares_from_weights(weights: dict[str, int], total_words: int) -> tuple[list
 
 def attribute(
     segments: list[Segment], units: list[Unit], matches: list[UnitMatch], copied: list[Copied],
-    calibration: Calibration,
+    calibration: Calibration, grounded: frozenset[str] = frozenset(),
 ) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
     """(shares, unattributed_ppm, one evidence row per sentence) for one output."""
-    weights, rows = decide(segments, units, matches, copied, calibration)
+    weights, rows = decide(segments, units, matches, copied, calibration, grounded)
     shares, unattributed = shares_from_weights(weights, sum(s.n_words for s in segments))
     return shares, unattributed, rows
 
@@ -202,7 +225,8 @@ def build_attribution(
     model_revision: str,
     catalog_version: int,
 ) -> dict[str, Any]:
-    shares, unattributed, rows = attribute(segments, units, matches, copied, calibration)
+    grounded = frozenset(request.get("grounded_on") or ())
+    shares, unattributed, rows = attribute(segments, units, matches, copied, calibration, grounded)
     return {
         "schema_version": 1,
         "attribution_id": attribution_id(request["event_id"], catalog_version, model_revision),
@@ -224,19 +248,30 @@ def build_attribution(
             "output_words": sum(s.n_words for s in segments),
             "sentences": [[s.first_word, s.n_words] for s in segments],
             "matches": [r for r in rows if r["method"] != "none"],
-            "units": [_unit_evidence(u, m) for u, m in zip(units, matches, strict=True) if m.candidates],
+            "units": [_unit_evidence(u, m, calibration, grounded) for u, m in zip(units, matches, strict=True)
+                      if m.candidates],
             "copied": [{"work_id": c.work_id, "holder_id": c.holder_id, "spans": _runs(c.positions),
                         "chunk_ids": list(c.chunk_ids)} for c in copied],
             "span_rule": {"shingle_words": SHINGLE_WORDS, "min_words": MIN_SPAN_WORDS},
+            "grounded_on": sorted(grounded),
         },
     }
 
 
-def _unit_evidence(unit: Unit, match: UnitMatch) -> dict[str, Any]:
-    """Enough of each unit's match to recompute every decision (``tributary explain``)."""
-    return {"sentences": [unit.first_sentence, unit.last_sentence],
-            "winners": [[c.work_id, c.holder_id, c.score, c.chunk_id] for c in match.winners()],
-            "runner_up": round(match.runner_up(), SCORE_DECIMALS)}
+def _unit_evidence(unit: Unit, match: UnitMatch, calibration: Calibration, grounded: frozenset[str]) -> dict[str, Any]:
+    """Enough of each unit's match to recompute every decision (``tributary explain``): the
+    top work, its twins, the runner-up, and the grounded works' candidates; only the top of
+    a unit that cannot reach the bar (a window still asks which work it points at)."""
+    keep: list[Candidate] = []
+    runner_seen = False
+    for n, c in enumerate(match.candidates):
+        if n == 0 or c.twin or c.work_id in grounded or (not runner_seen and not c.twin):
+            keep.append(c)
+            runner_seen = runner_seen or (n > 0 and not c.twin)
+        if match.candidates[0].score < calibration.threshold:
+            break
+    return {"sentences": [unit.first_sentence, unit.last_sentence], "unlisted_bound": match.unlisted_bound,
+            "candidates": [[c.work_id, c.holder_id, c.score, c.chunk_id, c.twin] for c in keep]}
 
 
 def _runs(positions: frozenset[int]) -> list[list[int]]:
@@ -256,10 +291,11 @@ def recompute(evidence: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
     units, matches = [], []
     for u in evidence["units"]:
         units.append(Unit("", u["sentences"][0], u["sentences"][1]))
-        winners = [Candidate(w, h, score, chunk, twin=n > 0) for n, (w, h, score, chunk) in enumerate(u["winners"])]
-        matches.append(UnitMatch(tuple(winners), u["runner_up"]))
+        matches.append(UnitMatch(tuple(Candidate(w, h, score, chunk, twin) for w, h, score, chunk, twin
+                                       in u["candidates"]), u["unlisted_bound"]))
     copied = [Copied(c["work_id"], c["holder_id"], frozenset(p for a, b in c["spans"] for p in range(a, b)),
                      tuple(c["chunk_ids"])) for c in evidence["copied"]]
     calibration = Calibration.from_description(evidence["calibration"])
-    shares, unattributed, _ = attribute(segments, units, matches, copied, calibration)
+    grounded = frozenset(evidence.get("grounded_on") or ())
+    shares, unattributed, _ = attribute(segments, units, matches, copied, calibration, grounded)
     return shares, unattributed

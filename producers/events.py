@@ -32,6 +32,8 @@ class InferenceEvent:
     input_tokens: int | None = None
     output_tokens: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # the registered works the answer was grounded on (RAG sources), weighed first by attribution
+    grounded_on: tuple[str, ...] = ()
     event_id: str = field(default_factory=lambda: f"evt-{uuid.uuid4().hex}")
     occurred_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
@@ -59,6 +61,8 @@ class InferenceEvent:
             "billing": billing,
             "output": output,
         }
+        if self.grounded_on:
+            out["grounded_on"] = list(self.grounded_on)
         if self.metadata:
             out["metadata"] = self.metadata
         return out

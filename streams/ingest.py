@@ -199,6 +199,7 @@ def price_event(event: dict[str, Any], book: ContractBook, source: Source) -> di
         "revenue_micros": revenue,
         "pool_micros": royalty_pool(revenue, contract.royalty_rate_bps),
         "output": event["output"],
+        **({"grounded_on": event["grounded_on"]} if event.get("grounded_on") else {}),
         "metadata": event.get("metadata") or {},
         "source": source.as_dict(),
     }

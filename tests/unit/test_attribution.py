@@ -192,3 +192,28 @@ def test_build_attribution_ids_depend_on_catalog_version():
     b = build_attribution(req, [], [], [], [], calibration=BAR, model_name="m", model_revision="r", catalog_version=2)
     assert a["attribution_id"] != b["attribution_id"]
     assert a["evidence"]["calibration"]["version"] == "test-cal"
+
+
+def test_a_grounded_work_wins_a_sentence_within_the_margin_and_only_above_the_bar():
+    segments = seg(10)
+    us = [Unit("", 0, 0)]
+    close = [um(("w-other", 0.86, False), ("w-rag", 0.84, False))]  # no margin: escrow without grounding
+    assert attribute(segments, us, close, [], BAR)[0] == []
+    shares, unattributed, rows = attribute(segments, us, close, [], BAR, frozenset({"w-rag"}))
+    assert [s["work_id"] for s in shares] == ["w-rag"] and unattributed == 0 and rows[0]["grounded"] is True
+    far = [um(("w-other", 0.95, False), ("w-rag", 0.84, False))]  # the other work is clearly better
+    assert [s["work_id"] for s in attribute(segments, us, far, [], BAR, frozenset({"w-rag"}))[0]] == ["w-other"]
+    low = [um(("w-rag", 0.55, False))]  # below the bar: grounding is not evidence by itself
+    assert attribute(segments, us, low, [], BAR, frozenset({"w-rag"}))[0] == []
+
+
+def test_grounding_travels_from_the_request_into_evidence_and_recomputes(fake_catalog):
+    embedder, index, catalog = fake_catalog
+    works = {w["work_id"]: w for w in load_catalog()["works"]}
+    text = " ".join(works["w-emma"]["text"].split()[:30])
+    plain = attribute_batch([request("g1", {"text": text})], embedder, index, catalog, PipelineConfig())[0]
+    grounded = attribute_batch([{**request("g1", {"text": text}), "grounded_on": ["w-emma", "w-unknown"]}],
+                               embedder, index, catalog, PipelineConfig())[0]
+    assert grounded["evidence"]["grounded_on"] == ["w-emma", "w-unknown"]
+    assert recompute(grounded["evidence"]) == (grounded["shares_ppm"], grounded["unattributed_ppm"])
+    assert recompute(plain["evidence"]) == (plain["shares_ppm"], plain["unattributed_ppm"])
