@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from gpu_workers.catalog import CatalogUnits
 from gpu_workers.embedder import HashingEmbedder
 from gpu_workers.index import ChunkRecord, QdrantIndex
 from gpu_workers.indexer import chunk_records
+from gpu_workers.scoring import recompute
 from gpu_workers.worker import attribute_batch
 from schemas import examples, first_problem, topic_manifests
 from sinks.clickhouse.rows import to_row
@@ -20,6 +22,7 @@ from streams.balances import BalanceBook, PayoutPolicy
 from streams.contracts import ContractBook
 from streams.ingest import IngestBook, Source
 from tributary.config import PipelineConfig
+from tributary.sample import load_catalog
 
 TOPICS = sorted(topic_manifests())
 ALL = [(t, name, raw) for t in TOPICS for name, raw in examples(t)]
@@ -73,11 +76,39 @@ def test_ingest_over_every_inference_example():
 
 
 def test_attribution_worker_over_every_request_example():
+    """The sample catalog indexed as the indexer does (the fake embedder, calibrated from
+    the catalog itself as the worker's default is); every request example is attributed
+    to a valid attribution whose evidence gives its shares back."""
     embedder = HashingEmbedder()
     index = QdrantIndex(":memory:", dim=embedder.dim)
-    index.upsert([ChunkRecord("c1", "w1", "h1", 0, 1, embedder.encode(["a b c d"])[0].tolist())])
-    out = attribute_batch(valid("attribution-requests"), embedder, index, PipelineConfig(), catalog_version=1)
-    assert all(first_problem("attribution.v1", a) is None for a in out)
+    catalog = CatalogUnits()
+    for n, work in enumerate(load_catalog()["works"], 1):
+        records = chunk_records(work, n, embedder)
+        chunks = [ChunkRecord(r["chunk_id"], r["work_id"], r["holder_id"], r["chunk_index"], r["catalog_version"],
+                              r["vector"]) for r in records]
+        index.upsert(chunks)
+        for c, r in zip(chunks, records, strict=True):
+            catalog.add(c, r["text"])
+    requests = valid("attribution-requests")
+    out = attribute_batch(requests, embedder, index, catalog, PipelineConfig())
+    assert [a["event_id"] for a in out] == [r["event_id"] for r in requests]
+    for a in out:
+        assert first_problem("attribution.v1", a) is None
+        assert a["evidence"]["calibration"]["version"] == catalog.calibration().version
+        assert recompute(a["evidence"]) == (a["shares_ppm"], a["unattributed_ppm"])
+    # the request example quotes the opening sentence of Pride and Prejudice word for word
+    # (23 of its 56 words: certain); its paraphrase of Moby-Dick is for the real model to judge
+    [quote] = [a for a in out if a["event_id"] == "evt-example-0001"]
+    certain = [(s["work_id"], s["words"]) for s in quote["shares_ppm"] if s["tier"] == "certain"]
+    assert certain == [("w-pride-prejudice", 23.0)] and quote["evidence"]["output_words"] == 56
+
+
+def test_attribution_examples_carry_evidence_that_gives_their_shares_back():
+    """What `tributary explain` checks on every attribution holds for the examples too
+    (regenerate the example with gpu_workers.scoring.build_attribution when the
+    evidence changes shape)."""
+    for attribution in valid("attributions"):
+        assert recompute(attribution["evidence"]) == (attribution["shares_ppm"], attribution["unattributed_ppm"])
 
 
 def test_accrue_over_every_attribution_and_correction_example():

@@ -11,10 +11,12 @@ import time
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
+from gpu_workers.catalog import CatalogUnits
 from gpu_workers.embedder import HashingEmbedder
-from gpu_workers.index import QdrantIndex
+from gpu_workers.index import ChunkRecord, QdrantIndex
+from gpu_workers.indexer import chunk_records
 from gpu_workers.pipeline import Pipeline, PipelineFailed
-from gpu_workers.spans import SpanIndex
+from gpu_workers.scoring import recompute
 from gpu_workers.worker import AttributionWorker
 from tributary.config import PipelineConfig
 from tributary.topics import Topic
@@ -170,31 +172,59 @@ class FakeProducer:
     def flush(self, timeout): return 0
 
 
-class FakeCatalog:
-    version, chunks = 1, 0
+WORK = {"work_id": "w-rail", "holder_id": "h-rail",
+        "text": "The night train left the valley at nine. It ran along the river about the weather and the "
+                "trains that crossed the old stone bridge every hour. Nobody on board said a word until dawn."}
+QUOTED = "about the weather and the trains that crossed the old stone bridge"  # 12 words of the work
 
-    def __init__(self):
-        self.spans = SpanIndex()
+
+class FakeCatalog:
+    """The worker's catalog view without the topic: one registered work, in the vector
+    index and in the in-memory catalog units (exact vectors, texts, verbatim spans)."""
+
+    version = 1
+
+    def __init__(self, embedder, index):
+        self.units = CatalogUnits()
+        records = chunk_records(WORK, self.version, embedder)
+        chunks = [ChunkRecord(r["chunk_id"], r["work_id"], r["holder_id"], r["chunk_index"], r["catalog_version"],
+                              r["vector"]) for r in records]
+        index.upsert(chunks)
+        for c, r in zip(chunks, records, strict=True):
+            self.units.add(c, r["text"])
+        self.chunks = len(chunks)
 
     def sync(self): return 0
     def close(self): pass
 
 
 def request(n):
+    text = f"Output number {n} is {QUOTED}." if n % 3 == 0 else f"Output number {n} says nothing of note today."
     return json.dumps({"event_id": f"e{n:04d}", "occurred_at": "2026-11-20T00:00:00Z", "provider": "acme",
                        "model": {"name": "m", "revision": "1"}, "pool_micros": 10_000,
                        "contract": {"contract_id": "standard-2026", "version": 1, "royalty_rate_bps": 2000,
                                     "currency": "USD"},
-                       "output": {"text": f"output number {n} about the weather and the trains"}}).encode()
+                       "output": {"text": text}}).encode()
+
+
+def check_attributions(committed):
+    """What was committed is each request's attribution: every third quotes the work word
+    for word (certain), the rest pay nobody; and each one's evidence gives its shares back."""
+    for a in committed:
+        n = int(a["event_id"][1:])
+        works = [(s["work_id"], s["tier"]) for s in a["shares_ppm"]]
+        assert works == ([("w-rail", "certain")] if n % 3 == 0 else []), a["event_id"]
+        assert recompute(a["evidence"]) == (a["shares_ppm"], a["unattributed_ppm"])
 
 
 def start_worker(requests, producer, embedder, depth):
     """The real worker on its own thread over two fake partitions (even / odd requests)."""
     consumer = FakeConsumer({0: [request(n) for n in range(0, requests, 2)],
                              1: [request(n) for n in range(1, requests, 2)]})
-    worker = AttributionWorker("unused", embedder, QdrantIndex(":memory:", dim=embedder.dim),
+    index = QdrantIndex(":memory:", dim=embedder.dim)
+    worker = AttributionWorker("unused", embedder, index,
                                PipelineConfig(batch_max_size=8, batch_max_wait_ms=10, pipeline_depth=depth), "t",
-                               consumer=consumer, producer=producer, catalog=FakeCatalog())
+                               consumer=consumer, producer=producer, catalog=FakeCatalog(embedder, index))
     stop = threading.Event()
     runner = threading.Thread(target=worker.run, args=(stop,))
     runner.start()
@@ -215,6 +245,7 @@ def test_an_aborted_transaction_re_reads_that_batch_and_all_later_ones_exactly_o
     for partition in (0, 1):  # and each partition's output stays in offset order
         mine = [int(i[1:]) for i in ids if int(i[1:]) % 2 == partition]
         assert mine == sorted(mine)
+    check_attributions(producer.committed)
 
 
 class SlowEmbedder(HashingEmbedder):
@@ -236,3 +267,4 @@ def test_stopping_while_the_model_is_slow_commits_only_what_was_processed():
         produced = sorted(i for i in ids if i % 2 == partition)
         assert producer.offsets.get(partition, 0) == len(produced)
         assert produced == list(range(partition, 2 * len(produced), 2))
+    check_attributions(producer.committed)
