@@ -134,15 +134,36 @@ def test_the_query_endpoint_needs_a_token_from_a_secret():
     assert env["TRIBUTARY_QUERY_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "ops-token"
 
 
-def test_the_calibrated_threshold_is_used_unless_one_is_set(tmp_path):
+def test_the_catalog_calibration_is_used_unless_a_bar_is_fixed(tmp_path, monkeypatch):
+    """No bar in the ConfigMap by default: each attribution worker calibrates threshold and
+    margin from the registered catalog. An operator may fix both; a margin alone is refused
+    (it would silently do nothing: the worker only reads it with a fixed threshold)."""
+    from tributary.config import load_pipeline
+
     def pipeline_env(*files: str) -> dict:
         return by_kind(render("values-minimal.yaml", *files), "ConfigMap")["rel-tributary-pipeline"]["data"]
 
-    assert "TRIBUTARY_SIMILARITY_THRESHOLD" not in pipeline_env()  # the worker reads calibration.json
-    assert pipeline_env()["TRIBUTARY_EMBED_BACKEND"] == "auto"
+    default = pipeline_env()
+    assert "TRIBUTARY_SIMILARITY_THRESHOLD" not in default and "TRIBUTARY_SIMILARITY_MARGIN" not in default
+    assert default["TRIBUTARY_EMBED_BACKEND"] == "auto"
     override = tmp_path / "threshold.yaml"
     override.write_text("pipeline:\n  similarityThreshold: 0.55\n")
-    assert pipeline_env(str(override))["TRIBUTARY_SIMILARITY_THRESHOLD"] == "0.55"
+    fixed = pipeline_env(str(override))
+    assert fixed["TRIBUTARY_SIMILARITY_THRESHOLD"] == "0.55" and "TRIBUTARY_SIMILARITY_MARGIN" not in fixed
+    override.write_text("pipeline:\n  similarityThreshold: 0.55\n  similarityMargin: 0.04\n")
+    env = pipeline_env(str(override))
+    assert (env["TRIBUTARY_SIMILARITY_THRESHOLD"], env["TRIBUTARY_SIMILARITY_MARGIN"]) == ("0.55", "0.04")
+    # what the pods read from that ConfigMap: the worker's PipelineConfig
+    for name in ("TRIBUTARY_SIMILARITY_THRESHOLD", "TRIBUTARY_SIMILARITY_MARGIN"):
+        monkeypatch.delenv(name, raising=False)
+    assert (load_pipeline().similarity_threshold, load_pipeline().similarity_margin) == (0.0, 0.0)
+    for name in ("TRIBUTARY_SIMILARITY_THRESHOLD", "TRIBUTARY_SIMILARITY_MARGIN"):
+        monkeypatch.setenv(name, env[name])
+    assert (load_pipeline().similarity_threshold, load_pipeline().similarity_margin) == (0.55, 0.04)
+    override.write_text("pipeline:\n  similarityMargin: 0.04\n")
+    out = run_helm("template", "rel", str(CHART), "-f", str(CHART / "ci" / "values-minimal.yaml"), "-f",
+                   str(override))
+    assert out.returncode != 0 and "pipeline.similarityMargin" in out.stderr, out.stderr
 
 
 def test_a_config_change_rolls_the_pods():
@@ -161,6 +182,7 @@ def test_a_config_change_rolls_the_pods():
     ("pipeline:\n  payoutFeeBps: -1\n", "/pipeline/payoutFeeBps"),
     ("pipeline:\n  embedBackend: tensorrt\n", "/pipeline/embedBackend"),
     ("pipeline:\n  similarityThreshold: 1.5\n", "/pipeline/similarityThreshold"),
+    ("pipeline:\n  similarityThreshold: 0.5\n  similarityMargin: -0.1\n", "/pipeline/similarityMargin"),
     ("compnents: {}\n", "compnents"),
 ])
 def test_bad_values_are_refused_naming_the_value(tmp_path, bad, named):

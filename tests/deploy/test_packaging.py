@@ -18,13 +18,28 @@ def test_the_wheel_carries_every_data_file_the_code_reads(tmp_path):
     source = tmp_path / "src"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
         ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "node_modules"))
+    # an evaluation set laid out as `tributary eval` reads one (EVALSETS/<name>/...), so the
+    # package data is checked for the layout even where no built-in set is checked in yet
+    from gpu_workers.evaluate import EVALSETS
+
+    assert EVALSETS == ROOT / "gpu_workers" / "data" / "evalsets"
+    probe = source / EVALSETS.relative_to(ROOT) / "probe-set"
+    probe.mkdir(parents=True, exist_ok=True)
+    for name in ("catalog.jsonl", "cases.jsonl", "README.md"):
+        (probe / name).write_text("{}\n" if name.endswith(".jsonl") else "# probe\n")
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                           "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     wheel, = tmp_path.glob("tributary-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    wanted = {"gpu_workers/calibration.json", "gpu_workers/data/unrelated_sentences.txt",
-              "tributary/data/contracts.json", "tributary/data/sample_catalog.json"}
+    wanted = {"gpu_workers/data/unrelated_sentences.txt", "tributary/data/contracts.json",
+              "tributary/data/sample_catalog.json"}
+    wanted |= {f"gpu_workers/data/evalsets/probe-set/{n}" for n in ("catalog.jsonl", "cases.jsonl", "README.md")}
     wanted |= {str(p.relative_to(ROOT)) for p in (ROOT / "schemas").rglob("*.json")}
+    # every built-in evaluation set and every data file of the attribution workers
+    wanted |= {str(p.relative_to(ROOT)) for p in (ROOT / "gpu_workers" / "data").rglob("*")
+               if p.is_file() and p.suffix in (".txt", ".jsonl", ".md")}
     missing = sorted(wanted - names)
     assert not missing, f"not in the wheel: {missing}"
+    # the calibration is made from each catalog now: no stored calibration file is shipped
+    assert not any(n.endswith("calibration.json") for n in names)
