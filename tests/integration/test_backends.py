@@ -1,7 +1,8 @@
 """The embedding backends on the real model: the two-step encode (tokenize, then the
 model call, as the worker's threads run it) equals ``model.encode``; the ONNX export
 gives the same vectors as torch; the int8 variant is a different model revision, with
-its own name so it never uses the fp32 calibration."""
+its own name, so a catalog embedded by one is never searched with vectors of the other
+(the bar each worker calibrates from its catalog is made of that catalog's vectors)."""
 
 import numpy as np
 import pytest

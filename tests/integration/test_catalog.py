@@ -1,7 +1,8 @@
-"""The indexer on the real broker: a registered work becomes chunk records on the
-compacted topic; after an indexer restart (nothing in memory) withdrawing the work
-still tombstones every one of its chunks, and the attribution worker's catalog view
-drops them from both indexes."""
+"""The indexer on the real broker: a registered work becomes unit records (every
+sentence, every window of two) on the compacted topic; after an indexer restart
+(nothing in memory) withdrawing the work still tombstones every one of them, and the
+attribution worker's catalog view drops them from the vector index and from its
+in-memory catalog (exact vectors, texts, verbatim spans)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from gpu_workers import indexer
 from gpu_workers.catalog_view import CatalogView
 from gpu_workers.embedder import HashingEmbedder
 from gpu_workers.index import EdgeIndex
+from gpu_workers.segment import sentences, units
 from tributary import catalog
 
 pytestmark = [pytest.mark.kafka, pytest.mark.qdrant]
 
-TEXT = " ".join(f"word{i} alpha beta gamma delta" for i in range(60))  # 300 words: several chunks
+TEXT = " ".join(f"Sentence word{i} tells of alpha beta gamma delta." for i in range(40))  # 40 sentences
 
 
 def run_indexer(cfg):
@@ -49,8 +51,9 @@ def test_withdrawal_after_an_indexer_restart_removes_every_chunk(platform_cfg, t
         stop.set()
         thread.join(30)
     chunks = indexer.published_chunks(cfg.bootstrap_servers)[work_id]
-    assert len(chunks) >= 5
-    assert view.spans.match(TEXT[:400])[0].work_id == work_id
+    assert len(chunks) == len(units(sentences(TEXT))) == 40 + 39  # sentences, then windows of two
+    assert all(view.units.has(c) for c in chunks)
+    assert view.units.spans.match(TEXT[:400])[0].work_id == work_id
     stop, thread = run_indexer(cfg)  # a new process would know nothing in memory either
     try:
         catalog.publish(cfg.bootstrap_servers, [catalog.removal_record(work_id, "test")])
@@ -59,7 +62,8 @@ def test_withdrawal_after_an_indexer_restart_removes_every_chunk(platform_cfg, t
         stop.set()
         thread.join(30)
     view.sync()
-    assert view.spans.match(TEXT[:400]) == []
+    assert not any(view.units.has(c) for c in chunks)
+    assert view.units.spans.match(TEXT[:400]) == []
     found = view.index.search_batch(HashingEmbedder().encode([TEXT[:400]]), top_k=5)[0]
     assert all(m.work_id != work_id for m in found)
     view.close()

@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from gpu_workers.chunking import chunk_text
-from tributary.config import PipelineConfig
 from tributary.sample import load_catalog
 
 
@@ -63,24 +61,53 @@ def test_real_model_embeds_normalised_vectors(real_embedder):
 
 
 @pytest.mark.model
-def test_real_model_separates_quotes_from_unrelated_text_at_the_threshold(real_embedder):
-    threshold = PipelineConfig().similarity_threshold
+def test_real_model_separates_quotes_from_unrelated_text_at_the_catalog_calibration(real_embedder):
+    """The sample catalog indexed as the indexer does and calibrated from itself (leave one
+    work out); 45-word quotes (cut across sentences, so no unit is the catalog's own text)
+    and unrelated text go through the worker's units, batch search and exact rescoring.
+    Semantic evidence only: copied spans are left out here."""
+    from gpu_workers.catalog import CatalogUnits
+    from gpu_workers.index import ChunkRecord, QdrantIndex
+    from gpu_workers.indexer import chunk_records
+    from gpu_workers.scoring import attribute
+    from gpu_workers.worker import match_units, output_units, output_vectors
+
     works = load_catalog()["works"]
-    catalog = real_embedder.encode([chunk_text(w["text"])[0] for w in works])
-    # a 45-word quote lying inside the first catalog chunk (chunks are 60 words)
-    quotes = real_embedder.encode([" ".join(w["text"].split()[10:55]) for w in works])
-    unrelated = real_embedder.encode([
+    index = QdrantIndex(":memory:", dim=real_embedder.dim)
+    catalog = CatalogUnits()
+    for n, work in enumerate(works, 1):
+        records = chunk_records(work, n, real_embedder)
+        chunks = [ChunkRecord(r["chunk_id"], r["work_id"], r["holder_id"], r["chunk_index"], r["catalog_version"],
+                              r["vector"]) for r in records]
+        index.upsert(chunks)
+        for c, r in zip(chunks, records, strict=True):
+            catalog.add(c, r["text"])
+    calibration = catalog.calibration()
+    assert calibration.source == "catalog leave-one-work-out" and calibration.null_works == len(works)
+    assert 0 < calibration.threshold < 1 and calibration.unit_rate <= 0.002
+    quotes = [" ".join(w["text"].split()[10:55]) for w in works]
+    unrelated = [
         "To reset your router, hold the power button for ten seconds and wait for the light.",
         "The quarterly revenue grew eight percent, driven by subscription renewals.",
         "Preheat the oven to 220 degrees and roast the potatoes for forty minutes.",
-    ])
-    quote_scores = (quotes @ catalog.T)
-    assert (quote_scores.argmax(axis=1) == np.arange(len(works))).all()
-    # Embedding similarity alone misses some verbatim quotes (measured: Emma's scores 0.55,
-    # its opening names dominate the chunk's embedding); the verbatim span matcher of the
-    # attribution issue is what catches those with certainty.
-    assert (quote_scores.max(axis=1) >= threshold).mean() >= 0.9
-    assert ((unrelated @ catalog.T) < threshold).all()
+    ]
+    requests = [{"output": {"text": t}} for t in quotes + unrelated]
+    outputs = output_units(requests)
+    vectors, _ = output_vectors(requests, real_embedder, outputs)
+    matches = match_units(outputs, vectors, index, catalog, top_k=24)
+    found = 0
+    for work, o, m in zip(works, outputs[:len(works)], matches[:len(works)], strict=True):
+        assert all(u.top is not None and u.top.work_id == work["work_id"] for u in m), work["work_id"]
+        shares, _, _ = attribute(o.segments, o.units, m, [], calibration)
+        assert {s["work_id"] for s in shares} <= {work["work_id"]} and all(s["tier"] == "probable" for s in shares)
+        found += bool(shares)
+    # Embedding similarity alone misses some verbatim quotes (measured: Persuasion's quote is
+    # one sentence that clears the bar but not the margin over the runner-up work); the
+    # verbatim span matcher is what catches those with certainty.
+    assert found / len(works) >= 0.9
+    for o, m in zip(outputs[len(works):], matches[len(works):], strict=True):
+        assert not any(u.passes(calibration) for u in m)
+        assert attribute(o.segments, o.units, m, [], calibration)[:2] == ([], 1_000_000)
 
 
 @pytest.mark.kafka
