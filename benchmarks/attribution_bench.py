@@ -5,20 +5,25 @@ backends, and the vector index as the catalog grows.
         [--backends torch,onnx,onnx-int8] [--chunks 1000,10000,100000] [--no-kafka]
 
 Prints, from one run on this machine (CPU here; CUDA with fp16 when present, same code):
-  1. baseline: ``SentenceTransformer.encode`` of the same output chunks, chunks/s;
-  2. per backend (torch; ONNX Runtime fp32 and int8): encode chunks/s, the ratio to (1),
+  1. baseline: ``SentenceTransformer.encode`` of the same output units (each sentence and
+     each window of two sentences, what the worker embeds), units/s;
+  2. per backend (torch; ONNX Runtime fp32 and int8): encode units/s, the ratio to (1),
      and the cosine to the torch vectors;
-  3. for torch and for the default backend here (int8 on a CPU): the worker's steps on
-     one thread (chunking, tokenize, encode, qdrant-edge batch search, verbatim spans,
-     shares and evidence), chunks/s and the ratio to (1); then the worker end to end
-     from Kafka to Kafka (the real ``AttributionWorker`` with its poll/model/post threads
-     and transactions, against a broker this script starts): outputs/s, chunks/s, the
-     ratio to (1), and read->commit latency per batch p50/p99;
+  3. for torch and for the default backend here (int8 on a CPU): the sample catalog's
+     calibration time (leave one work out, once per catalog change), then the worker's
+     steps on one thread (segmenting, tokenize, encode, qdrant-edge batch search, exact
+     rescoring, verbatim spans, shares and evidence), units/s and the ratio to (1); then
+     the worker end to end from Kafka to Kafka (the real ``AttributionWorker`` with its
+     poll/model/post threads and transactions, against a broker this script starts):
+     outputs/s, units/s, the ratio to (1), and read->commit latency per batch p50/p99;
      With --processes N: N such workers side by side (one model copy each), aggregate
-     chunks/s: how one machine or one GPU is filled when one process's Python is the limit;
+     units/s: how one machine or one GPU is filled when one process's Python is the limit;
   4. the index at each --chunks size (random unit vectors): qdrant-edge upserts/s, HNSW
      build time and 64-query batch latency; qdrant-client's local mode at 10k at most
      (it is brute force in Python);
+
+(Units are sentences and windows of two since the attribution rewrite: units/s figures are
+not comparable with the 60-word chunks/s of earlier results.)
   5. peak RSS of this process.
 """
 
@@ -41,10 +46,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gpu_workers import evaluate  # noqa: E402
+from gpu_workers.catalog import CatalogUnits  # noqa: E402
 from gpu_workers.embedder import SentenceTransformerEmbedder, default_backend, load_embedder  # noqa: E402
-from gpu_workers.index import ChunkRecord, EdgeIndex, QdrantIndex  # noqa: E402
-from gpu_workers.worker import attribute_batch, output_chunks  # noqa: E402
+from gpu_workers.index import ChunkRecord, EdgeIndex, QdrantIndex, VectorIndex  # noqa: E402
+from gpu_workers.indexer import chunk_records  # noqa: E402
+from gpu_workers.worker import attribute_batch, output_units  # noqa: E402
 from tributary.config import PipelineConfig  # noqa: E402
 from tributary.sample import load_catalog, plan_events  # noqa: E402
 
@@ -72,8 +78,27 @@ def make_requests(outputs: int) -> list[dict[str, Any]]:
             for n, planned in enumerate(plan_events(load_catalog(), outputs, seed=3))]
 
 
+def unit_texts(requests: list[dict[str, Any]]) -> list[str]:
+    """What the worker embeds for ``requests``: every output's sentences and windows of two."""
+    return [t for o in output_units(requests) for t in o.texts]
+
+
+def index_catalog(embedder: Any, index: VectorIndex) -> CatalogUnits:
+    """The sample catalog as the indexer publishes it, in ``index`` and in the worker's
+    in-memory catalog (exact vectors, texts, verbatim spans, calibration)."""
+    catalog = CatalogUnits()
+    for n, work in enumerate(load_catalog()["works"], 1):
+        records = chunk_records(work, n, embedder)
+        chunks = [ChunkRecord(r["chunk_id"], r["work_id"], r["holder_id"], r["chunk_index"], r["catalog_version"],
+                              r["vector"]) for r in records]
+        index.upsert(chunks)
+        for c, r in zip(chunks, records, strict=True):
+            catalog.add(c, r["text"])
+    return catalog
+
+
 def raw_encode(embedder: SentenceTransformerEmbedder, texts: list[str], batch: int) -> float:
-    """chunks/s of plain ``model.encode`` in micro-batches: the baseline."""
+    """units/s of plain ``model.encode`` in micro-batches: the baseline."""
     # warm up: on a GPU, once over every text (kernels are tuned per new sequence length;
     # a first pass ran at half the speed of the next one on an H200)
     warm = texts if embedder.device.startswith("cuda") else texts[:batch]
@@ -101,22 +126,25 @@ def bench_backends(names: list[str], torch_embedder: SentenceTransformerEmbedder
         vectors = np.vstack([embedder.encode(texts[i:i + batch]) for i in range(0, len(texts), batch)])
         rate = len(texts) / (time.perf_counter() - start)
         cosine = (vectors * reference).sum(axis=1)
-        print(f"backend   {name:<10}: {rate:8.1f} chunks/s = {rate / baseline:.2f}x the baseline; cosine to torch "
+        print(f"backend   {name:<10}: {rate:8.1f} units/s = {rate / baseline:.2f}x the baseline; cosine to torch "
               f"min {cosine.min():.4f} mean {cosine.mean():.4f}")
 
 
 def bench_steps(embedder: Any, requests: list[dict[str, Any]], texts: list[str], batch: int,
                 baseline: float) -> None:
-    catalog = load_catalog()
     with tempfile.TemporaryDirectory() as tmp:
         index = EdgeIndex(f"{tmp}/shard", dim=embedder.dim)
-        spans = evaluate.load_catalog_into(catalog, embedder, index)
+        catalog = index_catalog(embedder, index)
+        start = time.perf_counter()
+        calibration = catalog.calibration()  # once per catalog change, not per batch
+        print(f"calibration of {len(catalog)} catalog units: {time.perf_counter() - start:.2f}s "
+              f"(threshold {calibration.threshold:.3f}, margin {calibration.margin:.3f}, {calibration.source})")
         cfg = PipelineConfig()
         start = time.perf_counter()
         for i in range(0, len(requests), batch):
-            attribute_batch(requests[i:i + batch], embedder, index, cfg, 1, spans, 0.438)
+            attribute_batch(requests[i:i + batch], embedder, index, catalog, cfg)
         full = time.perf_counter() - start
-        print(f"one thread chunk+tokenize+encode+search+spans+shares: {len(texts) / full:8.1f} chunks/s, "
+        print(f"one thread segment+tokenize+encode+search+rescore+spans+shares: {len(texts) / full:8.1f} units/s, "
               f"{len(requests) / full:.1f} outputs/s = {(len(texts) / full) / baseline:.2f}x the baseline")
         index.close()
 
@@ -193,13 +221,14 @@ def run_threads(embedder: Any, requests: list[dict[str, Any]], batch: int, barri
 
     with tempfile.TemporaryDirectory() as tmp:
         index = EdgeIndex(f"{tmp}/shard", dim=embedder.dim)
-        spans = evaluate.load_catalog_into(load_catalog(), embedder, index)
+        units = index_catalog(embedder, index)
+        units.calibration()  # as a worker does on its first batch after a catalog change
         memory = _MemoryKafka(requests)
-        catalog = type("Catalog", (), {"version": 1, "chunks": index.count(), "spans": spans,
+        catalog = type("Catalog", (), {"version": units.version, "chunks": index.count(), "units": units,
                                        "sync": lambda self: 0, "close": lambda self: None})()
         worker = AttributionWorker("memory", embedder, index, replace(PipelineConfig(), batch_max_size=batch),
                                    "bench", consumer=memory, producer=memory, catalog=catalog)
-        embedder.encode([t for chunks in output_chunks(requests[:batch]) for t in chunks])  # warm up
+        embedder.encode(unit_texts(requests[:batch]))  # warm up
         if barrier is not None:
             barrier.wait()
         stop = threading.Event()
@@ -219,14 +248,14 @@ def bench_threads(embedder: Any, requests: list[dict[str, Any]], texts: list[str
                   baseline: float) -> None:
     """What the pipelining buys over one thread, broker aside."""
     elapsed = run_threads(embedder, requests, batch)
-    print(f"threads   worker's 3 threads, in-memory Kafka       : {len(texts) / elapsed:8.1f} chunks/s, "
+    print(f"threads   worker's 3 threads, in-memory Kafka       : {len(texts) / elapsed:8.1f} units/s, "
           f"{len(requests) / elapsed:.1f} outputs/s = {(len(texts) / elapsed) / baseline:.2f}x the baseline")
 
 
 def _process(backend: str, outputs: int, processes: int, me: int, batch: int, barrier: Any, results: Any) -> None:
     requests = make_requests(outputs)[me::processes]
-    chunks = sum(len(c) for c in output_chunks(requests))
-    results.put((chunks, run_threads(load_embedder(backend), requests, batch, barrier)))
+    units = len(unit_texts(requests))
+    results.put((units, run_threads(load_embedder(backend), requests, batch, barrier)))
 
 
 def bench_processes(processes: int, backend: str, outputs: int, batch: int, baseline: float) -> None:
@@ -243,10 +272,10 @@ def bench_processes(processes: int, backend: str, outputs: int, batch: int, base
     done = [results.get(timeout=900) for _ in procs]
     for proc in procs:
         proc.join(60)
-    chunks = sum(c for c, _ in done)
+    units = sum(c for c, _ in done)
     elapsed = max(e for _, e in done)
-    print(f"processes {processes} workers x 3 threads, in-memory Kafka: {chunks / elapsed:8.1f} chunks/s "
-          f"= {(chunks / elapsed) / baseline:.2f}x the baseline (one process's model.encode)")
+    print(f"processes {processes} workers x 3 threads, in-memory Kafka: {units / elapsed:8.1f} units/s "
+          f"= {(units / elapsed) / baseline:.2f}x the baseline (one process's model.encode)")
 
 
 def bench_kafka(embedder: Any, requests: list[dict[str, Any]], texts: list[str], batch: int,
@@ -255,7 +284,6 @@ def bench_kafka(embedder: Any, requests: list[dict[str, Any]], texts: list[str],
     every attribution is committed (read_committed)."""
     from confluent_kafka import Consumer, Producer
 
-    from gpu_workers.indexer import chunk_records
     from gpu_workers.worker import AttributionWorker
     from tributary.config import load_platform
     from tributary.platform import local
@@ -307,7 +335,7 @@ def bench_kafka(embedder: Any, requests: list[dict[str, Any]], texts: list[str],
             runner.join(60)
             index.close()
         reader.close()
-        print(f"kafka     worker, Kafka -> Kafka (3 threads, transactions): {len(texts) / elapsed:8.1f} chunks/s, "
+        print(f"kafka     worker, Kafka -> Kafka (3 threads, transactions): {len(texts) / elapsed:8.1f} units/s, "
               f"{len(seen) / elapsed:.1f} outputs/s = {(len(texts) / elapsed) / baseline:.2f}x the baseline "
               f"({len(seen)}/{len(requests)} attributions committed in {elapsed:.1f}s)")
         if batch_seconds:
@@ -322,13 +350,13 @@ def bench_worker(outputs: int, batch: int, backends: list[str], kafka: bool, pro
     embedder = SentenceTransformerEmbedder()
     print(f"model {embedder.name} on {embedder.device}")
     requests = make_requests(outputs)
-    texts = [t for chunks in output_chunks(requests) for t in chunks]
+    texts = unit_texts(requests)
     baseline = raw_encode(embedder, texts, batch)
-    print(f"baseline  raw model.encode (torch)        : {baseline:8.1f} chunks/s "
-          f"({len(texts)} chunks of {outputs} outputs, batches of {batch})")
+    print(f"baseline  raw model.encode (torch)        : {baseline:8.1f} units/s "
+          f"({len(texts)} units of {outputs} outputs, batches of {batch})")
     bench_backends(backends, embedder, texts, batch, baseline)
     again = raw_encode(embedder, texts, batch)
-    print(f"baseline  again after the backends         : {again:8.1f} chunks/s (the spread is this machine's noise)")
+    print(f"baseline  again after the backends         : {again:8.1f} units/s (the spread is this machine's noise)")
     default = default_backend()
     chosen = {"torch": embedder} if default == "torch" else {"torch": embedder, default: load_embedder(default)}
     for name, backend in chosen.items():
@@ -347,6 +375,7 @@ def bench_index(chunks: int) -> None:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     records = [ChunkRecord(f"ch_{i}", f"w-{i % 1000}", f"h-{i % 50}", i, 1, vectors[i].tolist()) for i in range(chunks)]
     queries = vectors[rng.choice(chunks, 64, replace=False)]
+    top_k = PipelineConfig().top_k  # what the worker asks for (candidates for exact rescoring)
     with tempfile.TemporaryDirectory() as tmp:
         edge = EdgeIndex(f"{tmp}/edge", dim=384)
         edge.OPTIMIZE_AFTER = 10**12  # time the HNSW build on its own
@@ -356,9 +385,9 @@ def bench_index(chunks: int) -> None:
         start = time.perf_counter()
         edge.shard.optimize()
         build = time.perf_counter() - start
-        times = timings(lambda: edge.search_batch(queries, 5), 20)
+        times = timings(lambda: edge.search_batch(queries, top_k), 20)
         print(f"index     qdrant-edge, {chunks:>7,} chunks: {chunks / upsert:>7,.0f} upserts/s, HNSW build "
-              f"{build:5.1f}s, 64 queries p50 {statistics.median(times) * 1000:6.1f} ms p99 "
+              f"{build:5.1f}s, 64 queries (top {top_k}) p50 {statistics.median(times) * 1000:6.1f} ms p99 "
               f"{pct(times, 0.99) * 1000:6.1f} ms")
         edge.close()
     if chunks > 10_000:
@@ -371,7 +400,7 @@ def bench_index(chunks: int) -> None:
     start = time.perf_counter()
     local.upsert(records)
     upsert = time.perf_counter() - start
-    times = timings(lambda: local.search_batch(queries, 5), 3)
+    times = timings(lambda: local.search_batch(queries, top_k), 3)
     print(f"index     qdrant-client local mode, {chunks:>7,} chunks: {chunks / upsert:>7,.0f} upserts/s, "
           f"64 queries p50 {statistics.median(times) * 1000:6.1f} ms")
 
