@@ -12,7 +12,7 @@ from datetime import date, timedelta
 import pytest
 
 from gpu_workers.embedder import default_backend
-from gpu_workers.evaluate import stored_threshold
+from gpu_workers.scoring import recompute
 from producers.events import InferenceRefund
 from producers.sdk import EventProducer
 from schemas import examples
@@ -115,10 +115,21 @@ def test_no_ledger_entry_is_visible_twice(settled):
     cfg = settled[0]
     total, distinct = query(cfg, "SELECT count(), uniqExact(entry_id) FROM ledger_entries FINAL")[1][0]
     assert total == distinct
-    # every accrual row comes from an attribution that exists, once per (attribution, account)
-    assert scalar(cfg, """SELECT count() FROM (SELECT attribution_id, credit_account, work_id
-                          FROM ledger_entries FINAL WHERE entry_type = 'accrual'
-                          GROUP BY attribution_id, credit_account, work_id HAVING count() > 1)""") == 0
+    # every accrual row comes from an attribution that exists, once per (attribution, account,
+    # work, tier): a work paid for copied words (certain) and for matched sentences (probable)
+    # of one output gets one credit for each
+    tiers: dict[tuple[str, str], set[str]] = {}
+    _, attributions = query(cfg, "SELECT attribution_id, shares FROM attributions FINAL")
+    for attribution_id, shares in attributions:
+        for share in json.loads(shares):
+            tiers.setdefault((attribution_id, share["work_id"]), set()).add(share["tier"])
+    known = {row[0] for row in attributions}
+    _, groups = query(cfg, """SELECT attribution_id, credit_account, work_id, count() FROM ledger_entries FINAL
+                              WHERE entry_type = 'accrual' GROUP BY attribution_id, credit_account, work_id""")
+    assert groups
+    for attribution_id, account, work_id, n in groups:
+        assert attribution_id in known, attribution_id
+        assert n <= max(1, len(tiers.get((attribution_id, work_id or ""), ()))), (attribution_id, account, work_id)
 
 
 def test_stripe_transfers_equal_the_payouts_in_the_ledger(settled):
@@ -205,11 +216,38 @@ def test_planted_sources_are_found_and_unrelated_text_is_not_attributed(settled)
     assert falsely / len(unrelated) <= 0.01
     evidence = json.loads(scalar(cfg, f"SELECT evidence FROM attributions FINAL "
                                       f"WHERE event_id = '{quotes[0].event.event_id}'"))
-    # the stages run the default backend (int8 ONNX on a CPU) at the threshold calibrated for it
+    # the stages run the default backend (int8 ONNX on a CPU), at the bar and margin each
+    # attribution worker calibrated from the registered catalog
     expected = "all-MiniLM-L6-v2+int8r7pc" if default_backend() == "onnx-int8" else "all-MiniLM-L6-v2"
     assert evidence["model_name"] == expected and evidence["matches"]
-    assert evidence["threshold"] == stored_threshold(expected, evidence["model_revision"])
-    assert all(m["score"] >= evidence["threshold"] for m in evidence["matches"])
+    calibration = evidence["calibration"]
+    assert calibration["version"].startswith(f"cal-{evidence['catalog_version']}-")
+    assert calibration["source"] == "catalog leave-one-work-out" and calibration["catalog_version"] == \
+        evidence["catalog_version"]
+    assert (evidence["threshold"], evidence["margin"]) == (calibration["threshold"], calibration["margin"])
+
+
+def test_every_attribution_names_its_calibration_and_its_evidence_gives_its_shares_back(settled):
+    """What `tributary explain` checks, over every attribution the sink stored: the shares
+    recomputed from the evidence alone are the shares paid, bit for bit; each semantic
+    decision cleared the calibrated bar and margin; one catalog, one calibration."""
+    cfg = settled[0]
+    _, rows = query(cfg, "SELECT event_id, shares, unattributed_ppm, evidence FROM attributions FINAL")
+    assert rows
+    versions: dict[int, set[str]] = {}
+    tiers: set[str] = set()
+    for event_id, shares, unattributed, evidence_json in rows:
+        evidence = json.loads(evidence_json)
+        assert recompute(evidence) == (json.loads(shares), unattributed), event_id
+        versions.setdefault(evidence["catalog_version"], set()).add(evidence["calibration"]["version"])
+        tiers |= {s["tier"] for s in json.loads(shares)}
+        for m in evidence["matches"]:
+            if m["tier"] == "probable":
+                assert m["score"] >= evidence["threshold"], event_id
+                if not m.get("grounded"):
+                    assert round(m["score"] - m["runner_up"], 6) >= evidence["margin"], event_id
+    assert all(len(v) == 1 for v in versions.values()), versions
+    assert "certain" in tiers  # the quotes are copied word for word
 
 
 def test_reports_statement_and_explain_agree_with_the_ledger(settled, tmp_path, capsys):
@@ -238,7 +276,7 @@ def test_reports_statement_and_explain_agree_with_the_ledger(settled, tmp_path, 
                                                  f"'{holder}' ORDER BY created_at LIMIT 1")[1]
     lines = reports.explain(run, payout_id, limit=1000)
     assert transfer in lines[2] and f"totalling {reports.format_micros(amount)}" in lines[3]
-    assert any("matched chunk" in line or "words verbatim" in line for line in lines)
+    assert any("matched unit" in line or "copied verbatim" in line for line in lines)
     # the CLI: csv statement to a file, an event explained, a clear error for an unknown id
     out = tmp_path / "statement.csv"
     argv = cli_args(cfg)
@@ -251,6 +289,7 @@ def test_reports_statement_and_explain_agree_with_the_ledger(settled, tmp_path, 
     assert main([*argv, "explain", event_id]) == 0
     text = capsys.readouterr().out
     assert f"event {event_id}" in text and "royalty pool" in text and holder in text
+    assert "recomputed from the evidence: the same shares, exactly" in text
     assert main([*argv, "explain", "po_does_not_exist"]) == 2
     assert "neither a payout id nor an event id" in capsys.readouterr().err
     assert main([*argv, "report", "earnings", "--by", "nonsense"]) == 2
