@@ -43,7 +43,8 @@ def test_pricing_by_revenue_and_by_tokens():
     rev = price_event(parse_event(raw_revenue, BOOK), BOOK, SOURCE)
     assert rev["revenue_micros"] == 25_000 and rev["pool_micros"] == 5_000
     assert rev["contract"] == {"contract_id": "standard-2026", "version": 1,
-                               "royalty_rate_bps": 2000, "currency": "USD"}
+                               "royalty_rate_bps": 2000, "currency": "USD",
+                               "probable_weight_bps": 10_000}  # probable shares paid in full
     tok = price_event(parse_event(raw_tokens, BOOK), BOOK, SOURCE)
     # 120 input tokens at 500/1k + 480 output tokens at 1500/1k = 60 + 720 micros
     assert tok["revenue_micros"] == 780 and tok["pool_micros"] == 156
