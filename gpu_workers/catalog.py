@@ -21,7 +21,6 @@ from gpu_workers.scoring import SCORE_DECIMALS, Candidate, UnitMatch
 from gpu_workers.segment import words
 from gpu_workers.spans import SpanIndex
 
-TWIN_GAP = 0.02  # a twin's score is within this of the top score
 
 
 @dataclass
@@ -97,7 +96,7 @@ class CatalogUnits:
             top_vec = matrix[top_row].astype(np.float64)
             candidates = []
             for n, ((work, holder), (score, chunk, r)) in enumerate(ranked):
-                twin = n > 0 and top_score - score <= TWIN_GAP and float(
+                twin = n > 0 and top_score - score <= cal.TWIN_GAP and float(
                     matrix[r].astype(np.float64) @ top_vec) >= cal.TWIN_COSINE
                 candidates.append(Candidate(work, holder, score, chunk, twin))
             bound = float(scores.min()) if len(rows) >= top_k else 0.0

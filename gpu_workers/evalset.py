@@ -11,10 +11,13 @@ Levels (``EvalCase.level``):
   almost no shared wording);
 - ``multi``: passages of 2-3 works of different holders in one output; the planted
   shares are proportional to the words taken from each;
-- ``same_topic``: hand-written adversarial text on the same topic or naming the same
-  people, not derived from the work (entity and negation swaps of its facts);
-- ``unrelated``: everyday text from a pool of sentences; the calibration pool and the
-  evaluation pool share no sentence.
+- ``same_topic``: hand-written text on the topic of a work (history, places, background),
+  not derived from it;
+- ``altered``: hand-written restatements of a work's opening with its facts inverted
+  (entity and negation swaps): derived text with the meaning altered;
+- ``unrelated``: same-genre text, 163 public-domain fiction passages from books outside
+  the catalog (``data/novels_same_genre.jsonl``, ``data/evalsets/novels/README.md``), and 100
+  everyday outputs (no sentence of them is used as filler).
 
 A third of the cases (seeded) are marked ``heldout``.
 
@@ -23,6 +26,7 @@ Generated parts are deterministic for a seed; the hand-written parts are below.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from pathlib import Path
@@ -189,7 +193,15 @@ def _filler(rng: random.Random, pool: list[str], n: int) -> str:
     return " ".join(rng.sample(pool, n))
 
 
-UNRELATED_FILE = Path(__file__).resolve().parent / "data" / "unrelated_sentences.txt"
+SAME_GENRE_FILE = Path(__file__).resolve().parent / "data" / "novels_same_genre.jsonl"
+# near misses that restate the work's own opening with its facts inverted: derived text with
+# the meaning altered (reported with the altered level), not independent text on the topic
+ALTERED_NEAR_MISSES = {0, 2, 4, 6, 9, 10, 15}
+
+
+def same_genre_passages() -> list[dict[str, str]]:
+    """Public-domain fiction from books outside the catalog (data/evalsets/novels/README.md)."""
+    return [json.loads(line) for line in SAME_GENRE_FILE.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 # everyday sentences from templates: travel, family, weather, work, money, health, home
 # (the topics an ordinary answer shares with novels), so the calibration sees many
@@ -263,11 +275,9 @@ def template_sentences(seed: int = 11, count: int = 700) -> list[str]:
 
 
 def unrelated_pools() -> tuple[list[str], list[str]]:
-    """(calibration pool, evaluation pool) of unrelated sentences, disjoint: everyday
-    sentences written for this set or filled from templates, plus sentences from
-    Python's standard library documentation (``data/unrelated_sentences.txt``,
-    extracted once and committed)."""
-    everything = list(UNRELATED) + MORE_UNRELATED + template_sentences() + UNRELATED_FILE.read_text().splitlines()
+    """Two disjoint pools of everyday sentences (written for this set or filled from
+    templates): filler for the planted cases, and everyday unrelated outputs."""
+    everything = list(UNRELATED) + MORE_UNRELATED + template_sentences()
     rng = random.Random(5)
     rng.shuffle(everything)
     half = len(everything) // 2
@@ -288,7 +298,7 @@ def unrelated_outputs(pool: list[str], count: int, seed: int) -> list[str]:
     return out
 
 
-def build(seed: int = 17, catalog: dict[str, Any] | None = None, unrelated: int = 200) -> list[EvalCase]:
+def build(seed: int = 17, catalog: dict[str, Any] | None = None, unrelated: int = 100) -> list[EvalCase]:
     catalog = catalog or load_catalog()
     works = {w["work_id"]: w for w in catalog["works"]}
     rng = random.Random(seed)
@@ -339,12 +349,18 @@ def build(seed: int = 17, catalog: dict[str, Any] | None = None, unrelated: int 
         cases.append(EvalCase(f"multi-{n:03d}", "multi", " ".join(parts),
                               {w: v / total for w, v in planted.items()}))
     for n, (work_id, text) in enumerate(NEAR_MISSES):
-        cases.append(EvalCase(f"same-topic-{n:03d}", "same_topic", text, {}, (work_id,)))
+        if n in ALTERED_NEAR_MISSES:
+            cases.append(EvalCase(f"altered-{n:03d}", "altered", text, {work_id: 1.0}))
+        else:
+            cases.append(EvalCase(f"same-topic-{n:03d}", "same_topic", text, {}, (work_id,)))
+    for n, passage in enumerate(same_genre_passages()):
+        cases.append(EvalCase(f"fiction-{n:03d}", "unrelated", passage["text"],
+                              cluster=passage.get("work") or passage["source"]))
     for n, text in enumerate(unrelated_outputs(pool, unrelated, seed + 1)):
-        cases.append(EvalCase(f"unrelated-{n:03d}", "unrelated", text))
+        cases.append(EvalCase(f"everyday-{n:03d}", "unrelated", text))
     split = random.Random(seed + 2)
-    return [EvalCase(c.case_id, c.level, c.text, c.planted, c.avoid, "heldout" if split.random() < 1 / 3 else "dev")
-            for c in cases]
+    return [EvalCase(c.case_id, c.level, c.text, c.planted, c.avoid, "heldout" if split.random() < 1 / 3 else "dev",
+                     c.cluster) for c in cases]
 
 
 from gpu_workers.evaluate import EvalCase  # noqa: E402  (evaluate imports this module lazily)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gpu_workers.calibration import Calibration
+from gpu_workers.calibration import COMMON_TWINS, Calibration
 from gpu_workers.segment import Segment, Unit
 from gpu_workers.spans import MIN_SPAN_WORDS, SHINGLE_WORDS, Copied
 from tributary.ids import attribution_id
@@ -75,6 +75,8 @@ class UnitMatch:
         top = self.top
         if top is None:
             return False
+        if sum(c.twin for c in self.candidates) >= COMMON_TWINS:
+            return False  # boilerplate: the same passage in many works belongs to none of them
         if self.grounded:
             return calibration.accepts(top.score, calibration.margin)
         return calibration.accepts(top.score, top.score - self.runner_up())
@@ -264,8 +266,10 @@ def _unit_evidence(unit: Unit, match: UnitMatch, calibration: Calibration, groun
     a unit that cannot reach the bar (a window still asks which work it points at)."""
     keep: list[Candidate] = []
     runner_seen = False
+    twins = 0
     for n, c in enumerate(match.candidates):
-        if n == 0 or c.twin or c.work_id in grounded or (not runner_seen and not c.twin):
+        twins += c.twin
+        if n == 0 or (c.twin and twins <= COMMON_TWINS) or c.work_id in grounded or (not runner_seen and not c.twin):
             keep.append(c)
             runner_seen = runner_seen or (n > 0 and not c.twin)
         if match.candidates[0].score < calibration.threshold:
