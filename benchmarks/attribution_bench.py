@@ -46,7 +46,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gpu_workers.catalog import CatalogUnits  # noqa: E402
+from gpu_workers.catalog import CatalogUnits, index_works  # noqa: E402
 from gpu_workers.embedder import SentenceTransformerEmbedder, default_backend, load_embedder  # noqa: E402
 from gpu_workers.index import ChunkRecord, EdgeIndex, QdrantIndex, VectorIndex  # noqa: E402
 from gpu_workers.indexer import chunk_records  # noqa: E402
@@ -86,14 +86,7 @@ def unit_texts(requests: list[dict[str, Any]]) -> list[str]:
 def index_catalog(embedder: Any, index: VectorIndex) -> CatalogUnits:
     """The sample catalog as the indexer publishes it, in ``index`` and in the worker's
     in-memory catalog (exact vectors, texts, verbatim spans, calibration)."""
-    catalog = CatalogUnits()
-    for n, work in enumerate(load_catalog()["works"], 1):
-        records = chunk_records(work, n, embedder)
-        chunks = [ChunkRecord(r["chunk_id"], r["work_id"], r["holder_id"], r["chunk_index"], r["catalog_version"],
-                              r["vector"]) for r in records]
-        index.upsert(chunks)
-        for c, r in zip(chunks, records, strict=True):
-            catalog.add(c, r["text"])
+    catalog = index_works(load_catalog()["works"], embedder, index)
     return catalog
 
 
@@ -130,6 +123,29 @@ def bench_backends(names: list[str], torch_embedder: SentenceTransformerEmbedder
               f"min {cosine.min():.4f} mean {cosine.mean():.4f}")
 
 
+def previous_chunks(text: str, size: int = 60, overlap: int = 20) -> list[str]:
+    """The pre-rewrite worker's output units: 60-word windows, 20 overlapping."""
+    tokens = text.split()
+    if len(tokens) <= size:
+        return [" ".join(tokens)] if tokens else []
+    starts = list(range(0, len(tokens) - size + 1, size - overlap))
+    if starts[-1] + size < len(tokens):
+        starts.append(len(tokens) - size)
+    return [" ".join(tokens[s:s + size]) for s in starts]
+
+
+def previous_worker(embedder: Any, index: VectorIndex, requests: list[dict[str, Any]], batch: int) -> float:
+    """Seconds the pre-rewrite worker's embedding path takes for ``requests``: 60-word
+    chunks encoded in one call per micro-batch and searched top 5 (its span matching and
+    scoring were a few percent of it and are left out, which favours it)."""
+    start = time.perf_counter()
+    for i in range(0, len(requests), batch):
+        chunks = [c for r in requests[i:i + batch] for c in previous_chunks(r["output"]["text"])]
+        vectors = embedder.encode(chunks)
+        index.search_batch(vectors, 5)
+    return time.perf_counter() - start
+
+
 def bench_steps(embedder: Any, requests: list[dict[str, Any]], texts: list[str], batch: int,
                 baseline: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,6 +162,10 @@ def bench_steps(embedder: Any, requests: list[dict[str, Any]], texts: list[str],
         full = time.perf_counter() - start
         print(f"one thread segment+tokenize+encode+search+rescore+spans+shares: {len(texts) / full:8.1f} units/s, "
               f"{len(requests) / full:.1f} outputs/s = {(len(texts) / full) / baseline:.2f}x the baseline")
+        n_words = sum(len(r["output"]["text"].split()) for r in requests)
+        before = previous_worker(embedder, index, requests, batch)
+        print(f"output words/s: this worker {n_words / full:8.1f}, the previous worker's chunk path (60-word chunks, "
+              f"same model, same run) {n_words / before:8.1f} = {before / full:.2f}x")
         index.close()
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-TARGET_UNIT_RATE = 0.003  # null units passing (same-genre text: same-topic outputs of a few units stay near 5%)
+TARGET_UNIT_RATE = 0.005  # null sentences passing (chosen on the technical set's dev split: same-topic FA 2.7%)
 THRESHOLD_QUANTILE = 0.95  # the bar is above 95% of the null's best scores
 MAX_QUERIES = 3_000  # null units sampled (deterministically) from the catalog
 TWIN_COSINE = 0.97  # two catalog units this alike are the same text (a work registered twice)

@@ -11,22 +11,24 @@ from them bit for bit).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from gpu_workers import calibration as cal
-from gpu_workers.index import ChunkRecord, Match
+from gpu_workers.index import ChunkRecord, Match, VectorIndex
 from gpu_workers.scoring import SCORE_DECIMALS, Candidate, UnitMatch
 from gpu_workers.segment import words
 from gpu_workers.spans import SpanIndex
-
 
 
 @dataclass
 class CatalogUnits:
     spans: SpanIndex = field(default_factory=SpanIndex)
     _units: dict[str, tuple[str, str, str, np.ndarray]] = field(default_factory=dict)  # id -> work, holder, text, vec
+    _windows: set[str] = field(default_factory=set)  # units that are windows of sentences
     _ids: list[str] = field(default_factory=list)
     _row: dict[str, int] = field(default_factory=dict)
     _matrix: np.ndarray | None = None
@@ -35,7 +37,13 @@ class CatalogUnits:
     extra_null: list[tuple[np.ndarray, str]] = field(default_factory=list)  # (vector, document) of a user corpus
     fixed: tuple[float, float] | None = None  # an operator's (threshold, margin), bypassing calibration
 
-    def add(self, rec: ChunkRecord, text: str) -> None:
+    def add(self, rec: ChunkRecord, text: str, kind: str = "sentence") -> None:
+        """``kind``: "sentence" or "window" (two neighbouring sentences); outputs are matched
+        by sentence, so only sentences are the calibration's null queries."""
+        if kind == "window":
+            self._windows.add(rec.chunk_id)
+        else:
+            self._windows.discard(rec.chunk_id)
         v = np.asarray(rec.vector, dtype=np.float32)
         norm = float(np.linalg.norm(v))
         self._units[rec.chunk_id] = (rec.work_id, rec.holder_id, text, v / norm if norm else v)
@@ -43,8 +51,16 @@ class CatalogUnits:
         self.version = max(self.version, rec.catalog_version)
         self._changed()
 
+    def add_record(self, rec: dict[str, Any]) -> ChunkRecord:
+        """A ``catalog-chunks`` record (as the indexer publishes it); returns it for the index."""
+        record = ChunkRecord(rec["chunk_id"], rec["work_id"], rec["holder_id"], int(rec["chunk_index"]),
+                             int(rec["catalog_version"]), rec["vector"])
+        self.add(record, rec.get("text") or "", rec.get("unit", "sentence"))
+        return record
+
     def remove(self, chunk_id: str) -> None:
         if self._units.pop(chunk_id, None) is not None:
+            self._windows.discard(chunk_id)
             self.spans.remove(chunk_id)
             self._changed()
 
@@ -117,7 +133,8 @@ class CatalogUnits:
                                    catalog_version=self.version)
         matrix = self._build()
         works = [self._units[c][0] for c in self._ids]
-        rows = cal.sample_rows(self._ids)
+        sentence_rows = [i for i, c in enumerate(self._ids) if c not in self._windows]
+        rows = [sentence_rows[i] for i in cal.sample_rows([self._ids[r] for r in sentence_rows])]
 
         def excluded(i: int) -> set[str]:
             chunk = self._ids[rows[i]]
@@ -131,6 +148,21 @@ class CatalogUnits:
             null = cal.NullSample(np.concatenate([null.best, corpus.best]),
                                   np.concatenate([null.runner, corpus.runner]), null.works + corpus.works)
         return cal.fit(null, catalog_version=self.version)
+
+
+def index_works(works: list[dict[str, Any]], embedder: Any, index: VectorIndex,
+                log: Callable[[str], None] | None = None) -> CatalogUnits:
+    """Works segmented and embedded as the indexer does, into ``index`` and a new
+    in-memory catalog (what a worker holds after reading ``catalog-chunks``)."""
+    from gpu_workers.indexer import chunk_records
+
+    catalog = CatalogUnits()
+    for n, work in enumerate(works, 1):
+        records = chunk_records({k: work[k] for k in ("work_id", "holder_id", "text")}, n, embedder)
+        index.upsert([catalog.add_record(r) for r in records])
+        if log is not None and n % 25 == 0:
+            log(f"  {n}/{len(works)} works, {len(catalog)} units")
+    return catalog
 
 
 def _neg(chunk: str) -> tuple[int, ...]:

@@ -39,10 +39,7 @@ class CatalogView:
                 deletes.append(chunk_id)
                 self.units.remove(chunk_id)
                 return
-            rec = json.loads(value)
-            record = ChunkRecord(rec["chunk_id"], rec["work_id"], rec["holder_id"], int(rec["chunk_index"]),
-                                 int(rec["catalog_version"]), rec["vector"])
-            self.units.add(record, rec.get("text") or "")
+            record = self.units.add_record(json.loads(value))
             upserts.append(record)
             self.version = max(self.version, record.catalog_version)
 

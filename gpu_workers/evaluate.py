@@ -37,10 +37,9 @@ from typing import Any
 import numpy as np
 
 from gpu_workers import calibration as cal
-from gpu_workers.catalog import CatalogUnits
+from gpu_workers.catalog import CatalogUnits, index_works
 from gpu_workers.embedder import Embedder
-from gpu_workers.index import ChunkRecord, EdgeIndex
-from gpu_workers.indexer import chunk_records
+from gpu_workers.index import EdgeIndex
 from gpu_workers.scoring import UnitMatch, attribute
 from gpu_workers.spans import Copied
 from gpu_workers.worker import Output, match_units, output_units, output_vectors
@@ -177,20 +176,10 @@ class Prepared:
 
 def prepare(works: list[dict[str, Any]], cases: list[EvalCase], embedder: Embedder, top_k: int = 24,
             log: Callable[[str], None] = print, batch: int = 64) -> Prepared:
-    catalog = CatalogUnits()
     with tempfile.TemporaryDirectory(prefix="tributary-eval-") as tmp:
         index = EdgeIndex(os.path.join(tmp, "shard"), dim=embedder.dim)
         log(f"indexing {len(works)} works with {embedder.name} ...")
-        for n, work in enumerate(works, 1):
-            records = chunk_records({"work_id": work["work_id"], "holder_id": work["holder_id"],
-                                     "text": work["text"]}, n, embedder)
-            chunks = [ChunkRecord(r["chunk_id"], r["work_id"], r["holder_id"], r["chunk_index"],
-                                  r["catalog_version"], r["vector"]) for r in records]
-            index.upsert(chunks)
-            for c, r in zip(chunks, records, strict=True):
-                catalog.add(c, r["text"])
-            if n % 25 == 0:
-                log(f"  {n}/{len(works)} works, {len(catalog)} units")
+        catalog = index_works(works, embedder, index, log)
         index.shard.optimize()
         log(f"scoring {len(cases)} cases ...")
         outputs: list[Output] = []

@@ -8,10 +8,9 @@ import random
 
 import pytest
 
-from gpu_workers.catalog import CatalogUnits
+from gpu_workers.catalog import index_works
 from gpu_workers.embedder import load_embedder
-from gpu_workers.index import ChunkRecord, EdgeIndex
-from gpu_workers.indexer import chunk_records
+from gpu_workers.index import EdgeIndex
 from gpu_workers.scoring import recompute
 from gpu_workers.segment import words
 from gpu_workers.worker import attribute_batch
@@ -25,14 +24,7 @@ pytestmark = [pytest.mark.model, pytest.mark.qdrant]
 def setup(request, tmp_path_factory, real_embedder):
     embedder = real_embedder if request.param == "torch" else load_embedder(request.param)
     index = EdgeIndex(os.fspath(tmp_path_factory.mktemp("edge") / "shard"), dim=embedder.dim)
-    catalog = CatalogUnits()
-    for n, work in enumerate(load_catalog()["works"], 1):
-        records = chunk_records(work, n, embedder)
-        chunks = [ChunkRecord(r["chunk_id"], r["work_id"], r["holder_id"], r["chunk_index"], r["catalog_version"],
-                              r["vector"]) for r in records]
-        index.upsert(chunks)
-        for c, r in zip(chunks, records, strict=True):
-            catalog.add(c, r["text"])
+    catalog = index_works(load_catalog()["works"], embedder, index)
     yield request.param, embedder, index, catalog
     index.close()
 

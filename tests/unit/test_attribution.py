@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 
 from gpu_workers.calibration import Calibration
-from gpu_workers.catalog import CatalogUnits
+from gpu_workers.catalog import index_works
 from gpu_workers.embedder import HashingEmbedder
 from gpu_workers.index import ChunkRecord, QdrantIndex
-from gpu_workers.indexer import chunk_records
 from gpu_workers.scoring import Candidate, UnitMatch, attribute, build_attribution, recompute
 from gpu_workers.segment import Segment, Unit, sentences, units, words
 from gpu_workers.spans import Copied
@@ -132,14 +131,8 @@ def test_no_words_means_fully_unattributed():
 def fake_catalog():
     embedder = HashingEmbedder()
     index = QdrantIndex(":memory:", dim=embedder.dim)
-    catalog = CatalogUnits(fixed=(0.6, 0.05))
-    for n, work in enumerate(load_catalog()["works"], 1):
-        records = chunk_records(work, n, embedder)
-        chunks = [ChunkRecord(r["chunk_id"], r["work_id"], r["holder_id"], r["chunk_index"], r["catalog_version"],
-                              r["vector"]) for r in records]
-        index.upsert(chunks)
-        for c, r in zip(chunks, records, strict=True):
-            catalog.add(c, r["text"])
+    catalog = index_works(load_catalog()["works"], embedder, index)
+    catalog.fixed = (0.6, 0.05)
     return embedder, index, catalog
 
 
