@@ -5,8 +5,8 @@ backends, and the vector index as the catalog grows.
         [--backends torch,onnx,onnx-int8] [--chunks 1000,10000,100000] [--no-kafka]
 
 Prints, from one run on this machine (CPU here; CUDA with fp16 when present, same code):
-  1. baseline: ``SentenceTransformer.encode`` of the same output units (each sentence and
-     each window of two sentences, what the worker embeds), units/s;
+  1. baseline: ``SentenceTransformer.encode`` of the same output units (what the worker
+     embeds: each output's sentences), units/s;
   2. per backend (torch; ONNX Runtime fp32 and int8): encode units/s, the ratio to (1),
      and the cosine to the torch vectors;
   3. for torch and for the default backend here (int8 on a CPU): the sample catalog's
@@ -22,8 +22,9 @@ Prints, from one run on this machine (CPU here; CUDA with fp16 when present, sam
      build time and 64-query batch latency; qdrant-client's local mode at 10k at most
      (it is brute force in Python);
 
-(Units are sentences and windows of two since the attribution rewrite: units/s figures are
-not comparable with the 60-word chunks/s of earlier results.)
+(Units are sentences since the attribution rewrite: units/s figures are not comparable
+with the 60-word chunks/s of earlier results; output words/s are, and the previous
+worker's chunk path is timed in the same run for that.)
   5. peak RSS of this process.
 """
 
@@ -79,7 +80,7 @@ def make_requests(outputs: int) -> list[dict[str, Any]]:
 
 
 def unit_texts(requests: list[dict[str, Any]]) -> list[str]:
-    """What the worker embeds for ``requests``: every output's sentences and windows of two."""
+    """What the worker embeds for ``requests``: its output units' texts."""
     return [t for o in output_units(requests) for t in o.texts]
 
 

@@ -63,28 +63,22 @@ def test_real_model_embeds_normalised_vectors(real_embedder):
 @pytest.mark.model
 def test_real_model_separates_quotes_from_unrelated_text_at_the_catalog_calibration(real_embedder):
     """The sample catalog indexed as the indexer does and calibrated from itself (leave one
-    work out); 45-word quotes (cut across sentences, so no unit is the catalog's own text)
-    and unrelated text go through the worker's units, batch search and exact rescoring.
-    Semantic evidence only: copied spans are left out here."""
-    from gpu_workers.catalog import CatalogUnits
-    from gpu_workers.index import ChunkRecord, QdrantIndex
-    from gpu_workers.indexer import chunk_records
+    work out, by the calibration's own rule); 45-word quotes (cut across sentences, so no
+    output sentence is a catalog unit's own text) and unrelated text go through the
+    worker's output units, batch search and exact rescoring. Semantic evidence only:
+    copied spans are left out here."""
+    from gpu_workers.calibration import TARGET_UNIT_RATE
+    from gpu_workers.catalog import index_works
+    from gpu_workers.index import QdrantIndex
     from gpu_workers.scoring import attribute
     from gpu_workers.worker import match_units, output_units, output_vectors
 
     works = load_catalog()["works"]
     index = QdrantIndex(":memory:", dim=real_embedder.dim)
-    catalog = CatalogUnits()
-    for n, work in enumerate(works, 1):
-        records = chunk_records(work, n, real_embedder)
-        chunks = [ChunkRecord(r["chunk_id"], r["work_id"], r["holder_id"], r["chunk_index"], r["catalog_version"],
-                              r["vector"]) for r in records]
-        index.upsert(chunks)
-        for c, r in zip(chunks, records, strict=True):
-            catalog.add(c, r["text"])
+    catalog = index_works(works, real_embedder, index)
     calibration = catalog.calibration()
     assert calibration.source == "catalog leave-one-work-out" and calibration.null_works == len(works)
-    assert 0 < calibration.threshold < 1 and calibration.unit_rate <= 0.002
+    assert 0 < calibration.threshold < 1 and calibration.unit_rate <= TARGET_UNIT_RATE
     quotes = [" ".join(w["text"].split()[10:55]) for w in works]
     unrelated = [
         "To reset your router, hold the power button for ten seconds and wait for the light.",

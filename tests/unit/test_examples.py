@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gpu_workers.catalog import CatalogUnits
+from gpu_workers.catalog import index_works
 from gpu_workers.embedder import HashingEmbedder
-from gpu_workers.index import ChunkRecord, QdrantIndex
+from gpu_workers.index import QdrantIndex
 from gpu_workers.indexer import chunk_records
 from gpu_workers.scoring import recompute
 from gpu_workers.worker import attribute_batch
@@ -81,14 +81,7 @@ def test_attribution_worker_over_every_request_example():
     to a valid attribution whose evidence gives its shares back."""
     embedder = HashingEmbedder()
     index = QdrantIndex(":memory:", dim=embedder.dim)
-    catalog = CatalogUnits()
-    for n, work in enumerate(load_catalog()["works"], 1):
-        records = chunk_records(work, n, embedder)
-        chunks = [ChunkRecord(r["chunk_id"], r["work_id"], r["holder_id"], r["chunk_index"], r["catalog_version"],
-                              r["vector"]) for r in records]
-        index.upsert(chunks)
-        for c, r in zip(chunks, records, strict=True):
-            catalog.add(c, r["text"])
+    catalog = index_works(load_catalog()["works"], embedder, index)
     requests = valid("attribution-requests")
     out = attribute_batch(requests, embedder, index, catalog, PipelineConfig())
     assert [a["event_id"] for a in out] == [r["event_id"] for r in requests]

@@ -11,10 +11,9 @@ import time
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from gpu_workers.catalog import CatalogUnits
+from gpu_workers.catalog import index_works
 from gpu_workers.embedder import HashingEmbedder
-from gpu_workers.index import ChunkRecord, QdrantIndex
-from gpu_workers.indexer import chunk_records
+from gpu_workers.index import QdrantIndex
 from gpu_workers.pipeline import Pipeline, PipelineFailed
 from gpu_workers.scoring import recompute
 from gpu_workers.worker import AttributionWorker
@@ -182,17 +181,9 @@ class FakeCatalog:
     """The worker's catalog view without the topic: one registered work, in the vector
     index and in the in-memory catalog units (exact vectors, texts, verbatim spans)."""
 
-    version = 1
-
     def __init__(self, embedder, index):
-        self.units = CatalogUnits()
-        records = chunk_records(WORK, self.version, embedder)
-        chunks = [ChunkRecord(r["chunk_id"], r["work_id"], r["holder_id"], r["chunk_index"], r["catalog_version"],
-                              r["vector"]) for r in records]
-        index.upsert(chunks)
-        for c, r in zip(chunks, records, strict=True):
-            self.units.add(c, r["text"])
-        self.chunks = len(chunks)
+        self.units = index_works([WORK], embedder, index)
+        self.version, self.chunks = self.units.version, len(self.units)
 
     def sync(self): return 0
     def close(self): pass
