@@ -55,7 +55,7 @@ class CatalogUnits:
         """A ``catalog-chunks`` record (as the indexer publishes it); returns it for the index."""
         record = ChunkRecord(rec["chunk_id"], rec["work_id"], rec["holder_id"], int(rec["chunk_index"]),
                              int(rec["catalog_version"]), rec["vector"])
-        self.add(record, rec.get("text") or "", rec.get("unit", "sentence"))
+        self.add(record, rec.get("text") or "", rec.get("unit", "window"))  # no unit: a pre-sentence chunk
         return record
 
     def remove(self, chunk_id: str) -> None:
