@@ -11,6 +11,8 @@ from them bit for bit).
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +22,7 @@ import numpy as np
 from gpu_workers import calibration as cal
 from gpu_workers.index import ChunkRecord, Match, VectorIndex
 from gpu_workers.scoring import SCORE_DECIMALS, Candidate, UnitMatch
-from gpu_workers.segment import words
+from gpu_workers.segment import sentences, words
 from gpu_workers.spans import SpanIndex
 
 
@@ -34,7 +36,7 @@ class CatalogUnits:
     _matrix: np.ndarray | None = None
     _calibration: cal.Calibration | None = None
     version: int = 0
-    extra_null: list[tuple[np.ndarray, str]] = field(default_factory=list)  # (vector, document) of a user corpus
+    extra_null: list[tuple[np.ndarray, str, str]] = field(default_factory=list)  # (vector, document, text): a corpus
     fixed: tuple[float, float] | None = None  # an operator's (threshold, margin), bypassing calibration
 
     def add(self, rec: ChunkRecord, text: str, kind: str = "sentence") -> None:
@@ -142,12 +144,43 @@ class CatalogUnits:
             return {c.work_id for c in self.spans.copied(words(self._units[chunk][2]), exclude=frozenset({work}))}
 
         null = cal.null_sample(matrix, works, matrix[rows], [works[r] for r in rows], excluded)
+        source = "catalog leave-one-work-out"
         if self.extra_null:
-            corpus = cal.null_sample(matrix, works, np.vstack([v for v, _ in self.extra_null]),
-                                     [f"corpus:{d}" for _, d in self.extra_null], lambda _i: set())
+            def copies(i: int) -> set[str]:
+                return {c.work_id for c in self.spans.copied(words(self.extra_null[i][2]))}
+
+            corpus = cal.null_sample(matrix, works, np.vstack([v for v, _, _ in self.extra_null]),
+                                     [f"corpus:{d}" for _, d, _ in self.extra_null], copies)
             null = cal.NullSample(np.concatenate([null.best, corpus.best]),
                                   np.concatenate([null.runner, corpus.runner]), null.works + corpus.works)
-        return cal.fit(null, catalog_version=self.version)
+            source += f" + {len(corpus.best)} corpus sentences"
+        return cal.fit(null, catalog_version=self.version, source=source)
+
+    def set_corpus(self, sentences: list[tuple[np.ndarray, str, str]]) -> None:
+        """(vector, document, text) of unrelated same-genre sentences for the null."""
+        self.extra_null = list(sentences)
+        self._calibration = None
+
+
+def load_corpus(path: str | os.PathLike[str], embedder: Any, limit: int = cal.MAX_QUERIES
+                ) -> list[tuple[np.ndarray, str, str]]:
+    """A calibration corpus file (JSON Lines ``{"text", "document"}``) as (vector,
+    document, sentence) rows, at most ``limit`` sentences (a deterministic sample)."""
+    rows: list[tuple[str, str]] = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                text, doc = item["text"], str(item.get("document") or f"line-{n}")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{n}: expected a JSON object with a 'text' field ({exc})") from None
+            rows += [(doc, s.text) for s in sentences(str(text))]
+    keys = [f"{doc}\x00{n}" for n, (doc, _) in enumerate(rows)]
+    chosen = [rows[i] for i in cal.sample_rows(keys, limit)]
+    vectors = embedder.encode([t for _, t in chosen]) if chosen else np.zeros((0, 1), dtype=np.float32)
+    return [(v, doc, text) for v, (doc, text) in zip(vectors, chosen, strict=True)]
 
 
 def index_works(works: list[dict[str, Any]], embedder: Any, index: VectorIndex,

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from gpu_workers import calibration as cal
-from gpu_workers.catalog import CatalogUnits, index_works
+from gpu_workers.catalog import CatalogUnits, index_works, load_corpus
 from gpu_workers.embedder import Embedder
 from gpu_workers.index import EdgeIndex
 from gpu_workers.scoring import UnitMatch, attribute
@@ -318,7 +318,7 @@ def evaluate(p: Prepared, calibration: cal.Calibration) -> dict[str, Any]:
 
 def run(embedder: Embedder, *, sets: list[str] | None = None, catalog_file: Path | None = None,
         cases_file: Path | None = None, fixed: tuple[float, float] | None = None, top_k: int = 24,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
+        corpus_file: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     jobs: list[tuple[str, list[dict[str, Any]], list[EvalCase]]] = []
     if catalog_file is not None:
         works = load_catalog_file(catalog_file)
@@ -333,6 +333,11 @@ def run(embedder: Embedder, *, sets: list[str] | None = None, catalog_file: Path
         p = prepare(works, cases, embedder, top_k, log)
         if fixed is not None:
             p.catalog.fixed = fixed
+        elif corpus_file is not None:
+            try:
+                p.catalog.set_corpus(load_corpus(corpus_file, embedder))
+            except (OSError, ValueError) as exc:
+                raise EvalInputError(f"--calibration-corpus: {exc}") from None
         calibration = p.catalog.calibration()
         log(f"calibration {calibration.version}: threshold {calibration.threshold:.3f}, margin "
             f"{calibration.margin:.3f} ({calibration.source}, {calibration.null_units} null units)")

@@ -229,6 +229,12 @@ class AttributionWorker:
         self.assigned: set[int] = set()
         if cfg.similarity_threshold > 0:
             self.catalog.units.fixed = (cfg.similarity_threshold, cfg.similarity_margin)
+        elif cfg.calibration_corpus:
+            from gpu_workers.catalog import load_corpus
+
+            self.catalog.units.set_corpus(load_corpus(cfg.calibration_corpus, embedder))
+            log.info("calibration corpus %s: %d sentences", cfg.calibration_corpus,
+                     len(self.catalog.units.extra_null))
         self._calibration = ""
         self._lock = threading.Lock()
         self._generation = 0

@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float,
                    help="decide at this fixed bar instead of the catalog's calibration (with --margin)")
     p.add_argument("--margin", type=float, default=0.0, help="with --threshold: the margin over the runner-up")
+    p.add_argument("--calibration-corpus", type=Path,
+                   help="unrelated same-genre text (JSON Lines {text, document}) added to each catalog's null, "
+                        "as TRIBUTARY_CALIBRATION_CORPUS does for the workers")
     p.add_argument("--json", type=Path, help="also write the full report as JSON here")
     p.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"],
                    help="embedding backend (default: TRIBUTARY_EMBED_BACKEND, else auto: torch on a GPU, "
@@ -373,6 +376,7 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
             result = evaluate.run(load_embedder(None if args.backend == "auto" else args.backend), sets=sets,
                                   catalog_file=args.catalog, cases_file=args.cases,
                                   fixed=None if args.threshold is None else (args.threshold, args.margin),
+                                  corpus_file=args.calibration_corpus,
                                   log=lambda m: print(m, flush=True))
         except evaluate.EvalInputError as exc:
             print(f"error: {exc}", file=sys.stderr)

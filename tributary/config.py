@@ -129,6 +129,9 @@ class PipelineConfig:
     # operator's fixed bar, with ``similarity_margin`` over the runner-up work
     similarity_threshold: float = 0.0
     similarity_margin: float = 0.0
+    # optional: JSON Lines of unrelated same-genre text ({"text", "document"}) added to the
+    # catalog's own null when calibrating; helps a small catalog place its margin
+    calibration_corpus: str = ""
     # catalog units each output unit's search returns, rescored exactly
     top_k: int = 24
     # the DLQ rate limit: stop ingest if more than this fraction of the last

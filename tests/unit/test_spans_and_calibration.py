@@ -174,3 +174,25 @@ def test_the_technical_set_has_what_the_targets_need():
     assert len(by_level["same_topic"]) >= 100 and len(by_level["unrelated"]) >= 200
     assert all(c.avoid for c in by_level["same_topic"])
     assert all(len(c.planted) >= 2 for c in by_level["multi"])
+
+
+def test_a_calibration_corpus_joins_the_null_and_a_bad_line_is_named(tmp_path):
+    from gpu_workers.catalog import load_corpus
+    from gpu_workers.embedder import HashingEmbedder
+
+    rng = np.random.default_rng(2)
+    catalog = CatalogUnits()
+    for w in range(20):
+        for u in range(3):
+            catalog.add(ChunkRecord(f"w{w}-{u}", f"w{w}", "h", u, 1, rng.normal(size=384).tolist()), f"unit {w} {u}")
+    alone = catalog.calibration()
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(f'{{"text": "Unrelated sentence number {n} about gardens and tea. And here another one follows '
+                              f'here.", "document": "d{n % 7}"}}\n' for n in range(200)))
+    catalog.set_corpus(load_corpus(corpus, HashingEmbedder()))
+    joined = catalog.calibration()
+    assert joined.null_units == alone.null_units + 400 and "400 corpus sentences" in joined.source
+    assert joined.version != alone.version
+    corpus.write_text('{"text": "fine"}\nnot json\n')
+    with pytest.raises(ValueError, match="corpus.jsonl:2"):
+        load_corpus(corpus, HashingEmbedder())
