@@ -35,6 +35,7 @@ from tributary.money import SHARE_DENOMINATOR, split_pool
 
 SCORE_DECIMALS = 6
 COPIED_SENTENCE = 0.5  # a sentence with at least this fraction of its words copied is a copy
+QUOTE_CHARS = 300  # evidence quotes a decided sentence and the work's passage up to this length
 WORD_PARTS = 720_720  # a word split between up to 16 works stays an integer weight
 CERTAIN, PROBABLE = "certain", "probable"
 
@@ -108,6 +109,15 @@ def decide(
 ) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """(word weights per work and tier, one evidence row per sentence). ``grounded``: the
     works the output names as its sources (RAG context), weighed first."""
+    weights, rows, _ = _decide(segments, units, matches, copied, calibration, grounded)
+    return weights, rows
+
+
+def _decide(
+    segments: list[Segment], units: list[Unit], matches: list[UnitMatch], copied: list[Copied],
+    calibration: Calibration, grounded: frozenset[str],
+) -> tuple[dict[str, int], list[dict[str, Any]], set[int]]:
+    """:func:`decide`, plus the sentences whose words a semantic match could decide."""
     matches = [m.grounded_on(grounded, calibration) for m in matches]
     by_position: dict[int, list[Copied]] = {}
     for c in copied:
@@ -128,6 +138,7 @@ def decide(
             weights[key] = weights.get(key, 0) + n_words * WORD_PARTS // len(works)
 
     rows: list[dict[str, Any]] = []
+    semantic: set[int] = set()
     for i, seg in enumerate(segments):
         row: dict[str, Any] = {"sentence": i, "words": seg.n_words, "method": "none"}
         per_work: dict[tuple[str, str], int] = {}
@@ -152,6 +163,8 @@ def decide(
             if best_sem.grounded:
                 row["grounded"] = True
         copied_words = seg.n_words - uncovered
+        if uncovered and not (per_work and copied_words >= COPIED_SENTENCE * seg.n_words):
+            semantic.add(i)
         if per_work and copied_words >= COPIED_SENTENCE * seg.n_words:
             most = max(per_work.values())
             owners = [w for w, n in sorted(per_work.items()) if n == most]
@@ -167,10 +180,14 @@ def decide(
         elif per_work:
             row.update({"method": "copied", "tier": CERTAIN, "works": sorted(w for w, _ in per_work),
                         "altered": False})
-        if row["method"] != "none" and seg.text:
-            row["text"] = seg.text
+        if seg.text and (row.get("tier") == PROBABLE or row.get("altered")):
+            row["text"] = quote(seg.text)  # what a reviewer or the holder reads beside the work's passage
         rows.append(row)
-    return weights, rows
+    return weights, rows, semantic
+
+
+def quote(text: str) -> str:
+    return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS - 1].rstrip() + "\u2026"
 
 
 def _semantic(i: int, own: UnitMatch | None, holding: list[UnitMatch], calibration: Calibration) -> UnitMatch | None:
@@ -228,7 +245,8 @@ def build_attribution(
     catalog_version: int,
 ) -> dict[str, Any]:
     grounded = frozenset(request.get("grounded_on") or ())
-    shares, unattributed, rows = attribute(segments, units, matches, copied, calibration, grounded)
+    weights, rows, semantic = _decide(segments, units, matches, copied, calibration, grounded)
+    shares, unattributed = shares_from_weights(weights, sum(s.n_words for s in segments))
     return {
         "schema_version": 1,
         "attribution_id": attribution_id(request["event_id"], catalog_version, model_revision),
@@ -250,14 +268,29 @@ def build_attribution(
             "output_words": sum(s.n_words for s in segments),
             "sentences": [[s.first_word, s.n_words] for s in segments],
             "matches": [r for r in rows if r["method"] != "none"],
-            "units": [_unit_evidence(u, m, calibration, grounded) for u, m in zip(units, matches, strict=True)
-                      if m.candidates],
+            "units": [_unit_evidence(u, m, calibration, grounded)
+                      for u, m in _deciding(units, matches, calibration, grounded, semantic)],
             "copied": [{"work_id": c.work_id, "holder_id": c.holder_id, "spans": _runs(c.positions),
                         "chunk_ids": list(c.chunk_ids)} for c in copied],
             "span_rule": {"shingle_words": SHINGLE_WORDS, "min_words": MIN_SPAN_WORDS},
             "grounded_on": sorted(grounded),
         },
     }
+
+
+def _deciding(units: list[Unit], matches: list[UnitMatch], calibration: Calibration,
+              grounded: frozenset[str], semantic: set[int]) -> list[tuple[Unit, UnitMatch]]:
+    """The units a decision can depend on: those that pass (a unit that does not pass is
+    never chosen) and hold a sentence a semantic match could decide (copied sentences are
+    decided without them), and the own unit of every sentence a passing window holds (a
+    window lends its decision only to a sentence whose own best work agrees)."""
+    passing = [m.grounded_on(grounded, calibration).passes(calibration)
+               and any(i in semantic for i in range(u.first_sentence, u.last_sentence + 1))
+               for u, m in zip(units, matches, strict=True)]
+    lent = {i for u, ok in zip(units, passing, strict=True) if ok and u.kind == "window"
+            for i in range(u.first_sentence, u.last_sentence + 1)}
+    return [(u, m) for u, m, ok in zip(units, matches, passing, strict=True)
+            if m.candidates and (ok or (u.kind == "sentence" and u.first_sentence in lent))]
 
 
 def _unit_evidence(unit: Unit, match: UnitMatch, calibration: Calibration, grounded: frozenset[str]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Text -> words and sentences, the same way for catalog works and inference outputs.
 
-Attribution pays words, so everything is counted in one tokenisation: ``words`` (lower
-case, letters and digits, inner apostrophes kept). A text is cut into sentences at
+Attribution pays words, so everything is counted in one tokenisation: ``words`` (case
+folded, letters and digits of any script, inner apostrophes kept, each CJK character a
+word). A text is cut into sentences at
 sentence-ending punctuation and at line breaks; a fragment shorter than
 ``MIN_SENTENCE_WORDS`` ("See below.", "Returns 0.") joins its neighbour, and a run-on
 longer than ``MAX_SENTENCE_WORDS`` is cut into even pieces, so every unit the model
@@ -21,12 +22,15 @@ MIN_SENTENCE_WORDS = 5
 MAX_SENTENCE_WORDS = 48
 WINDOW_SENTENCES = 2  # short windows: each pair of neighbouring sentences is a unit too
 
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)?")
-_BREAK = re.compile(r"(?<=[.!?:;])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*(?:[-*\u2022]|\d+[.)])\s)")
+# letters and digits of any script (inner apostrophes kept); a CJK character is a word of its own
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+(?:'[^\W_{_CJK}]+)*")
+_BREAK = re.compile(r"(?<=[.!?:;])[\"')\]]*\s+(?=[\"'(\[]?[^\W_a-z])|(?<=[\u3002\uff01\uff1f])\s*"
+                    r"|\n\s*\n|\n(?=\s*(?:[-*\u2022]|\d+[.)])\s)")
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower().replace("\u2019", "'"))
+    return _WORD.findall(text.casefold().replace("\u2019", "'"))
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from gpu_workers.catalog_view import CatalogView
 from gpu_workers.embedder import Embedder, Prepared
 from gpu_workers.index import VectorIndex
 from gpu_workers.pipeline import Pipeline
-from gpu_workers.scoring import UnitMatch, build_attribution
+from gpu_workers.scoring import UnitMatch, build_attribution, quote
 from gpu_workers.segment import Segment, Unit, sentences, units, words
 from tributary import kafka
 from tributary.config import PipelineConfig
@@ -151,7 +151,7 @@ def attribute_vectors(
             model_revision=embedder.revision, catalog_version=catalog.version,
         )
         _quote_the_works(attribution["evidence"], catalog)
-        results.append(attribution)
+        results.append(bounded(attribution))
     return results
 
 
@@ -162,8 +162,31 @@ def _quote_the_works(evidence: dict[str, Any], catalog: CatalogUnits) -> None:
     for row in evidence["matches"]:
         chunk = row.get("chunk_id") if row["method"] != "copied" else next(
             (sources[w][0] for w in row.get("works", []) if sources.get(w)), None)
-        if chunk and catalog.has(chunk):
-            row["work_text"] = catalog.text(chunk)
+        if chunk and catalog.has(chunk) and "text" in row:
+            row["work_text"] = quote(catalog.text(chunk))
+
+
+MAX_ATTRIBUTION_BYTES = 900_000  # under Kafka's 1 MB message limit
+
+
+def bounded(attribution: dict[str, Any]) -> dict[str, Any]:
+    """An attribution that fits in one Kafka message. Evidence grows with the output (a
+    100 KB output of matched sentences); past the limit the quotes go first, then the
+    per-sentence rows (``recompute`` needs neither: the shares stay explainable)."""
+    if len(kafka.dumps(attribution)) <= MAX_ATTRIBUTION_BYTES:
+        return attribution
+    evidence = attribution["evidence"]
+    for row in evidence["matches"]:
+        row.pop("text", None)
+        row.pop("work_text", None)
+    evidence["quotes_dropped"] = True
+    if len(kafka.dumps(attribution)) > MAX_ATTRIBUTION_BYTES:
+        evidence["matches_dropped"] = len(evidence["matches"])
+        evidence["matches"] = [m for m in evidence["matches"] if m.get("tier") == "probable"][:50]
+    if len(kafka.dumps(attribution)) > MAX_ATTRIBUTION_BYTES:
+        raise ValueError(f"attribution of {attribution['event_id']} does not fit in a Kafka message even without "
+                         "quotes and rows")
+    return attribution
 
 
 def attribute_batch(

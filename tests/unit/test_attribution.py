@@ -210,3 +210,39 @@ def test_grounding_travels_from_the_request_into_evidence_and_recomputes(fake_ca
     assert grounded["evidence"]["grounded_on"] == ["w-emma", "w-unknown"]
     assert recompute(grounded["evidence"]) == (grounded["shares_ppm"], grounded["unattributed_ppm"])
     assert recompute(plain["evidence"]) == (plain["shares_ppm"], plain["unattributed_ppm"])
+
+
+def test_the_largest_output_gives_an_attribution_that_fits_one_kafka_message(fake_catalog):
+    from gpu_workers.worker import MAX_ATTRIBUTION_BYTES, bounded
+    from tributary import kafka
+
+    embedder, index, catalog = fake_catalog
+    works = load_catalog()["works"]
+    fragments = [" ".join(s.text.split()[:9]).rstrip(".,;:!?") + "." for w in works for s in sentences(w["text"])
+                 if len(s.text.split()) >= 9]
+    text = ""
+    while len(text) < 99_000:  # ~10,000 copied 9-word sentences: the most rows an output can have
+        text += fragments[len(text) % len(fragments)] + " "
+    [a] = attribute_batch([request("big", {"text": text[:99_900]})], embedder, index, catalog, PipelineConfig())
+    assert len(kafka.dumps(a)) <= MAX_ATTRIBUTION_BYTES
+    assert recompute(a["evidence"]) == (a["shares_ppm"], a["unattributed_ppm"])
+    # quotes go first, then the per-sentence rows; what recompute needs always stays
+    huge = {**a, "evidence": {**a["evidence"], "matches": [{"tier": "probable", "text": "x" * 400,
+                                                            "work_text": "y" * 400}] * 3_000}}
+    trimmed = bounded(huge)
+    assert trimmed["evidence"]["quotes_dropped"] is True and "text" not in trimmed["evidence"]["matches"][0]
+    assert recompute(trimmed["evidence"]) == (a["shares_ppm"], a["unattributed_ppm"])
+
+
+def test_words_of_any_script_are_counted_and_paid():
+    assert words("Café naïve DON\u2019T") == ["café", "naïve", "don't"]
+    assert words("Привет, мир.") == ["привет", "мир"] and words("你好世界") == ["你", "好", "世", "界"]
+    text = "Это первое предложение здесь сейчас. 我们今天去公园散步。明天我们去学校上课。"
+    segs = sentences(text)
+    assert len(segs) == 3 and sum(s.n_words for s in segs) == len(words(text))
+    from gpu_workers.spans import SpanIndex
+
+    index = SpanIndex()
+    index.add("c1", "w-ru", "h-1", "Это первое предложение здесь сейчас и ещё несколько слов потом.")
+    [copy] = index.match("Он сказал: это первое предложение здесь сейчас и ещё несколько слов.")
+    assert copy.work_id == "w-ru" and copy.words >= 8
