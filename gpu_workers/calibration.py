@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -180,55 +180,81 @@ def sample_rows(ids: list[str], limit: int = MAX_QUERIES) -> list[int]:
     return sorted(keyed[:limit])
 
 
-def null_sample(
-    vectors: np.ndarray, works: list[str], queries: np.ndarray, query_works: list[str],
-    excluded: Callable[[int], set[str]], twin: float = TWIN_COSINE, block: int = 256,
-) -> NullSample:
-    """Leave-one-work-out: each query unit against every unit of every other work, except
-    the works ``excluded(i)`` names for query ``i`` (its own and those that copy it).
-    ``vectors``: the catalog's units (N, d), L2-normalised; exact scores in float64."""
+KEEP_WORKS = 32  # per null query, the best works kept (the rest are bounded by the last kept score)
+
+Top = list[tuple[float, str, int]]  # (score, work, catalog row of the work's best unit), best first
+
+
+def top_works(vectors: np.ndarray, works: list[str], queries: np.ndarray, keep: int | None = None,
+              block: int = 256) -> list[tuple[Top, bool]]:
+    """Per query: the best unit of each of its ``keep`` best works (exact float64 cosine
+    over every unit of ``vectors``), and whether that is every work."""
+    keep = KEEP_WORKS if keep is None else keep
     work_ids = sorted(set(works))
+    if not work_ids or len(queries) == 0:
+        return [([], True) for _ in range(len(queries))]
     index_of = {w: i for i, w in enumerate(work_ids)}
     col_work = np.array([index_of[w] for w in works], dtype=np.int64)
     order = np.argsort(col_work, kind="stable")
     sorted_vecs = vectors[order].astype(np.float64)
     starts = np.searchsorted(col_work[order], np.arange(len(work_ids)))
-    best, runner, origin = [], [], []
+    ends = np.append(starts[1:], len(order))
+    out: list[tuple[Top, bool]] = []
     for b in range(0, len(queries), block):
-        chunk = list(range(b, min(b + block, len(queries))))
-        q = queries[chunk].astype(np.float64)
+        q = queries[b:b + block].astype(np.float64)
+        q /= np.clip(np.linalg.norm(q, axis=1, keepdims=True), 1e-12, None)
         scores = q @ sorted_vecs.T  # (B, N)
         per_work = np.maximum.reduceat(scores, starts, axis=1)  # (B, works)
-        for j, row in enumerate(chunk):
-            skip = excluded(row) | {query_works[row]}
-            for w in skip:
-                if w in index_of:
-                    per_work[j, index_of[w]] = -np.inf
-            # a work holding the same passage (a twin of the query) shares it: not a null observation
-            per_work[j, per_work[j] >= twin] = -np.inf
-            top = int(np.argmax(per_work[j]))
-            b1 = per_work[j, top]
-            if not np.isfinite(b1):
-                continue
-            # the top work's best unit; a runner-up whose best unit is its twin is tied, not a rival
-            lo, hi = starts[top], (starts[top + 1] if top + 1 < len(starts) else len(order))
-            top_unit = sorted_vecs[lo + int(np.argmax(scores[j, lo:hi]))]
-            rivals = per_work[j].copy()
-            rivals[top] = -np.inf
-            b2, twins = -1.0, 0
-            for cand in np.argsort(-rivals)[:64]:
-                if not np.isfinite(rivals[cand]):
-                    break
-                clo, chi = starts[cand], (starts[cand + 1] if cand + 1 < len(starts) else len(order))
-                cand_unit = sorted_vecs[clo + int(np.argmax(scores[j, clo:chi]))]
-                if float(top_unit @ cand_unit) >= twin and b1 - rivals[cand] <= TWIN_GAP:
-                    twins += 1
-                    continue
-                b2 = float(rivals[cand])
-                break
-            if twins >= COMMON_TWINS:
-                b2 = float(b1)  # boilerplate: the same passage in many works belongs to none of them
-            best.append(float(b1))
-            runner.append(max(b2, 0.0))
-            origin.append(query_works[row])
+        for j in range(len(q)):
+            k = min(keep, len(work_ids))
+            chosen = np.argpartition(-per_work[j], k - 1)[:k] if k < len(work_ids) else np.arange(len(work_ids))
+            top: Top = []
+            for w in chosen:
+                lo, hi = starts[w], ends[w]
+                top.append((round(float(per_work[j, w]), 9), work_ids[w], int(order[lo + int(np.argmax(scores[j, lo:hi]))])))
+            top.sort(key=lambda t: (-t[0], t[1]))
+            out.append((top, k == len(work_ids)))
+    return out
+
+
+def derive(top: Sequence[tuple[float, str, Any]], complete: bool, skip: set[str], unit_vector: Callable[[Any], np.ndarray],
+           twin: float = TWIN_COSINE) -> tuple[float, float] | None:
+    """(best, runner-up) of one null query from its best works: its own work and the works
+    in ``skip`` (those that copy it) left out, and any work holding the same passage (a
+    twin of the query: shared text, not a null observation); a runner-up whose best unit is
+    a twin of the best one is tied with it, not a rival; three such twins make the passage
+    boilerplate (it pays nobody). Works beyond the kept list are bounded by its last score."""
+    rest = [t for t in top if t[1] not in skip and t[0] < twin]
+    if not rest:
+        return None
+    b1, _, top_row = rest[0]
+    top_vec = unit_vector(top_row).astype(np.float64)
+    b2, twins = -1.0, 0
+    for score, _, row in rest[1:]:
+        if b1 - score <= TWIN_GAP and float(top_vec @ unit_vector(row).astype(np.float64)) >= twin:
+            twins += 1
+            continue
+        b2 = score
+        break
+    if b2 < 0 and not complete and top:
+        b2 = top[-1][0]  # the runner-up is among the works not kept: at most the last kept score
+    if twins >= COMMON_TWINS:
+        b2 = b1
+    return b1, max(b2, 0.0)
+
+
+def null_sample(
+    vectors: np.ndarray, works: list[str], queries: np.ndarray, query_works: list[str],
+    excluded: Callable[[int], set[str]], twin: float = TWIN_COSINE,
+) -> NullSample:
+    """Leave-one-work-out: each query unit against every unit of every other work, except
+    the works ``excluded(i)`` names for query ``i`` (those that copy it).
+    ``vectors``: the catalog's units (N, d), L2-normalised; exact scores in float64."""
+    best, runner, origin = [], [], []
+    for i, (top, complete) in enumerate(top_works(vectors, works, queries)):
+        got = derive(top, complete, excluded(i) | {query_works[i]}, lambda r: vectors[r], twin)
+        if got is not None:
+            best.append(got[0])
+            runner.append(got[1])
+            origin.append(query_works[i])
     return NullSample(np.array(best), np.array(runner), origin)

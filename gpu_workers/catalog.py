@@ -27,6 +27,18 @@ from gpu_workers.spans import SpanIndex
 
 
 @dataclass
+class _NullQuery:
+    """One calibration query (a catalog sentence, or a corpus sentence) and its best works."""
+
+    work: str
+    text: str
+    vector: np.ndarray
+    top: list[tuple[float, str, str]]  # (score, work, unit id of the work's best unit), best first
+    complete: bool  # ``top`` holds every work
+    copied_by: set[str] = field(default_factory=set)
+
+
+@dataclass
 class CatalogUnits:
     spans: SpanIndex = field(default_factory=SpanIndex)
     _units: dict[str, tuple[str, str, str, np.ndarray]] = field(default_factory=dict)  # id -> work, holder, text, vec
@@ -38,6 +50,8 @@ class CatalogUnits:
     version: int = 0
     extra_null: list[tuple[np.ndarray, str, str]] = field(default_factory=list)  # (vector, document, text): a corpus
     fixed: tuple[float, float] | None = None  # an operator's (threshold, margin), bypassing calibration
+    _null: dict[str, _NullQuery] = field(default_factory=dict)  # the calibration's queries, kept between changes
+    _changed_works: set[str] = field(default_factory=set)  # works changed since the null was last brought up to date
 
     def add(self, rec: ChunkRecord, text: str, kind: str = "sentence") -> None:
         """``kind``: "sentence" or "window" (two neighbouring sentences); outputs are matched
@@ -51,7 +65,7 @@ class CatalogUnits:
         self._units[rec.chunk_id] = (rec.work_id, rec.holder_id, text, v / norm if norm else v)
         self.spans.add(rec.chunk_id, rec.work_id, rec.holder_id, text)
         self.version = max(self.version, rec.catalog_version)
-        self._changed()
+        self._changed(rec.work_id)
 
     def add_record(self, rec: dict[str, Any]) -> ChunkRecord:
         """A ``catalog-chunks`` record (as the indexer publishes it); returns it for the index."""
@@ -61,14 +75,17 @@ class CatalogUnits:
         return record
 
     def remove(self, chunk_id: str) -> None:
-        if self._units.pop(chunk_id, None) is not None:
+        old = self._units.pop(chunk_id, None)
+        if old is not None:
             self._windows.discard(chunk_id)
             self.spans.remove(chunk_id)
-            self._changed()
+            self._changed(old[0])
 
-    def _changed(self) -> None:
+    def _changed(self, work_id: str | None = None) -> None:
         self._matrix = None
         self._calibration = None
+        if work_id is not None:
+            self._changed_works.add(work_id)
 
     def __len__(self) -> int:
         return len(self._units)
@@ -133,33 +150,72 @@ class CatalogUnits:
             return cal.Calibration(t, m, f"fixed-{t:.3f}-{m:.3f}", "fixed by the operator "
                                    "(TRIBUTARY_SIMILARITY_THRESHOLD / TRIBUTARY_SIMILARITY_MARGIN)",
                                    catalog_version=self.version)
+        null = self._null_sample()
+        corpus = sum(1 for q in self._null if q.startswith("corpus:"))
+        source = "catalog leave-one-work-out" + (f" + {corpus} corpus sentences" if corpus else "")
+        return cal.fit(null, catalog_version=self.version, source=source)
+
+    def _null_sample(self) -> cal.NullSample:
+        """The null, brought up to date incrementally: a query is computed against the whole
+        catalog once, then only against the works added or changed since; a query whose own
+        work changed, or whose kept best works lose one, is computed again. The result is
+        the same as computing everything from scratch (a test checks it)."""
         matrix = self._build()
         works = [self._units[c][0] for c in self._ids]
-        sentence_rows = [i for i, c in enumerate(self._ids) if c not in self._windows]
-        rows = [sentence_rows[i] for i in cal.sample_rows([self._ids[r] for r in sentence_rows])]
-
-        def excluded(i: int) -> set[str]:
-            chunk = self._ids[rows[i]]
-            work = self._units[chunk][0]
-            return {c.work_id for c in self.spans.copied(words(self._units[chunk][2]), exclude=frozenset({work}))}
-
-        null = cal.null_sample(matrix, works, matrix[rows], [works[r] for r in rows], excluded)
-        source = "catalog leave-one-work-out"
-        if self.extra_null:
-            def copies(i: int) -> set[str]:
-                return {c.work_id for c in self.spans.copied(words(self.extra_null[i][2]))}
-
-            corpus = cal.null_sample(matrix, works, np.vstack([v for v, _, _ in self.extra_null]),
-                                     [f"corpus:{d}" for _, d, _ in self.extra_null], copies)
-            null = cal.NullSample(np.concatenate([null.best, corpus.best]),
-                                  np.concatenate([null.runner, corpus.runner]), null.works + corpus.works)
-            source += f" + {len(corpus.best)} corpus sentences"
-        return cal.fit(null, catalog_version=self.version, source=source)
+        sentence_ids = [c for c in self._ids if c not in self._windows]
+        sample = {sentence_ids[i] for i in cal.sample_rows(sentence_ids)}
+        sample |= {q for q in self._null if q.startswith("corpus:")}
+        changed, self._changed_works = self._changed_works, set()
+        for qid, q in list(self._null.items()):
+            stale = [t for t in q.top if t[1] in changed]
+            if qid not in sample or q.work in changed or (stale and not q.complete):
+                del self._null[qid]
+            elif stale:
+                q.top = [t for t in q.top if t[1] not in changed]
+        present = sorted(w for w in changed if w in set(works))
+        kept = sorted(q for q in self._null if changed)
+        if present and kept:
+            cols = [i for i, w in enumerate(works) if w in set(present)]
+            tops = cal.top_works(matrix[cols], [works[i] for i in cols], np.vstack([self._null[q].vector for q in kept]))
+            for qid, (top, _) in zip(kept, tops, strict=True):
+                q = self._null[qid]
+                merged = sorted(q.top + [(sc, w, self._ids[cols[r]]) for sc, w, r in top], key=lambda t: (-t[0], t[1]))
+                q.complete = q.complete and len(merged) <= cal.KEEP_WORKS
+                q.top = merged[:cal.KEEP_WORKS]
+        missing = sorted(sample - set(self._null))
+        if missing:
+            vectors = np.vstack([self._units[q][3] for q in missing])
+            for qid, (top, complete) in zip(missing, cal.top_works(matrix, works, vectors), strict=True):
+                work, _, text, vec = self._units[qid]
+                self._null[qid] = _NullQuery(work, text, vec, [(sc, w, self._ids[r]) for sc, w, r in top], complete)
+        if changed or missing:
+            for q in self._null.values():  # which works copy each query (8-word spans) may have changed
+                q.copied_by = {c.work_id for c in self.spans.copied(words(q.text), exclude=frozenset({q.work}))}
+        best, runner, origin = [], [], []
+        for qid in sorted(self._null):
+            q = self._null[qid]
+            got = cal.derive(q.top, q.complete, q.copied_by | {q.work}, lambda u: self._units[u][3])
+            if got is not None:
+                best.append(got[0])
+                runner.append(got[1])
+                origin.append(q.work)
+        return cal.NullSample(np.array(best), np.array(runner), origin)
 
     def set_corpus(self, sentences: list[tuple[np.ndarray, str, str]]) -> None:
         """(vector, document, text) of unrelated same-genre sentences for the null."""
         self.extra_null = list(sentences)
         self._calibration = None
+        for qid in [q for q in self._null if q.startswith("corpus:")]:
+            del self._null[qid]
+        matrix = self._build()
+        works = [self._units[c][0] for c in self._ids]
+        if not self.extra_null:
+            return
+        tops = cal.top_works(matrix, works, np.vstack([v for v, _, _ in self.extra_null]))
+        for n, ((vec, doc, text), (top, complete)) in enumerate(zip(self.extra_null, tops, strict=True)):
+            self._null[f"corpus:{n:06d}"] = _NullQuery(f"corpus:{doc}", text, vec,
+                                                       [(sc, w, self._ids[r]) for sc, w, r in top], complete)
+        self._changed_works.add("\x00corpus")  # recompute which works copy the corpus sentences
 
 
 def load_corpus(path: str | os.PathLike[str], embedder: Any, limit: int = cal.MAX_QUERIES

@@ -196,3 +196,46 @@ def test_a_calibration_corpus_joins_the_null_and_a_bad_line_is_named(tmp_path):
     corpus.write_text('{"text": "fine"}\nnot json\n')
     with pytest.raises(ValueError, match="corpus.jsonl:2"):
         load_corpus(corpus, HashingEmbedder())
+
+
+@pytest.mark.parametrize("keep", [4, 32])
+def test_incremental_calibration_equals_calibrating_from_scratch(monkeypatch, keep):
+    import gpu_workers.calibration as cal_module
+
+    monkeypatch.setattr(cal_module, "KEEP_WORKS", keep)
+    rng = np.random.default_rng(11)
+    topics = rng.normal(size=(5, 16))
+    shared = "these eight words are shared by a few works here"
+
+    def unit(w, u, version):
+        vec = topics[w % 5] + 0.7 * rng.normal(size=16)
+        text = f"work {w} unit {u} v{version} " + (shared if (w % 4 == 0 and u == 0) else f"own words {w} {u}")
+        return ChunkRecord(f"w{w}-{u}-v{version}", f"w{w}", f"h{w % 6}", u, version, vec.tolist()), text
+
+    live = CatalogUnits()
+    records = {}
+    for w in range(24):
+        for u in range(4):
+            rec, text = unit(w, u, 1)
+            records[rec.chunk_id] = (rec, text)
+            live.add(rec, text)
+    first = live.calibration()
+    for w in (3, 7, 8):  # withdraw three works (some are in kept lists), re-register one, add two new
+        for cid in [c for c in records if c.startswith(f"w{w}-")]:
+            live.remove(cid)
+            del records[cid]
+    for w in (7, 30, 31):
+        for u in range(3):
+            rec, text = unit(w, u, 2)
+            records[rec.chunk_id] = (rec, text)
+            live.add(rec, text)
+    incremental = live.calibration()
+    scratch = CatalogUnits()
+    for rec, text in records.values():
+        scratch.add(rec, text)
+    assert incremental == scratch.calibration()
+    assert incremental.version != first.version
+    assert live._null.keys() == scratch._null.keys()
+    for qid, q in live._null.items():
+        assert (q.top, q.complete, q.copied_by) == (scratch._null[qid].top, scratch._null[qid].complete,
+                                                    scratch._null[qid].copied_by)
