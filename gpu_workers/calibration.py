@@ -180,7 +180,12 @@ def sample_rows(ids: list[str], limit: int = MAX_QUERIES) -> list[int]:
     return sorted(keyed[:limit])
 
 
-KEEP_WORKS = 32  # per null query, the best works kept (the rest are bounded by the last kept score)
+KEEP_WORKS = 32  # per null query, the best works kept besides its twins (the rest are bounded by the last kept score)
+
+
+def kept(top: list[Any]) -> list[Any]:
+    """``top`` (best first) cut to KEEP_WORKS entries besides the twins of the query."""
+    return top[:KEEP_WORKS + sum(1 for t in top if t[0] >= TWIN_COSINE)]
 
 Top = list[tuple[float, str, int]]  # (score, work, catalog row of the work's best unit), best first
 
@@ -206,7 +211,9 @@ def top_works(vectors: np.ndarray, works: list[str], queries: np.ndarray, keep: 
         scores = q @ sorted_vecs.T  # (B, N)
         per_work = np.maximum.reduceat(scores, starts, axis=1)  # (B, works)
         for j in range(len(q)):
-            k = min(keep, len(work_ids))
+            # twins of the query (the same passage) are left out of the null later: keep that
+            # many more, so ``keep`` works remain to find the best and the runner-up among
+            k = min(keep + int((per_work[j] >= TWIN_COSINE).sum()), len(work_ids))
             chosen = np.argpartition(-per_work[j], k - 1)[:k] if k < len(work_ids) else np.arange(len(work_ids))
             top: Top = []
             for w in chosen:

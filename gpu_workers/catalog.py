@@ -180,8 +180,8 @@ class CatalogUnits:
             for qid, (top, _) in zip(kept, tops, strict=True):
                 q = self._null[qid]
                 merged = sorted(q.top + [(sc, w, self._ids[cols[r]]) for sc, w, r in top], key=lambda t: (-t[0], t[1]))
-                q.complete = q.complete and len(merged) <= cal.KEEP_WORKS
-                q.top = merged[:cal.KEEP_WORKS]
+                q.top = cal.kept(merged)
+                q.complete = q.complete and len(q.top) == len(merged)
         missing = sorted(sample - set(self._null))
         if missing:
             vectors = np.vstack([self._units[q][3] for q in missing])

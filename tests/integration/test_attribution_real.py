@@ -79,7 +79,9 @@ def test_a_quote_is_paid_for_its_words_only(setup):
     expected = len(words(quote)) / len(words(text))
     assert abs(share["share_ppm"] / 1e6 - expected) < 0.05  # the chunk rule paid the whole pool
     row = next(m for m in a["evidence"]["matches"] if m["method"] == "copied")
-    assert row["work_text"] and row["text"]
+    assert row["tier"] == "certain" and row["altered"] is False
+    [copy] = a["evidence"]["copied"]  # the copied words as [start, end) runs of output word positions
+    assert sum(end - start for start, end in copy["spans"]) == len(words(quote))
 
 
 def test_the_catalog_calibrates_itself_deterministically(setup):

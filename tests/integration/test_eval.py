@@ -38,7 +38,7 @@ def test_the_calibration_comes_from_each_catalog(result):
     assert tech["source"] == novels["source"] == "catalog leave-one-work-out"
     assert tech["null_works"] == 146 and novels["null_works"] == 20
     assert tech["threshold"] > novels["threshold"] + 0.2  # technical prose scores far higher by chance
-    assert tech["unit_rate"] <= 0.003
+    assert tech["unit_rate"] <= 0.005 and tech["unit_rate_upper"] < 0.01
 
 
 def test_the_novels_set_meets_its_targets_except_where_reported(result):

@@ -293,3 +293,43 @@ def test_reports_statement_and_explain_agree_with_the_ledger(settled, tmp_path, 
     assert main([*argv, "explain", "po_does_not_exist"]) == 2
     assert "neither a payout id nor an event id" in capsys.readouterr().err
     assert main([*argv, "report", "earnings", "--by", "nonsense"]) == 2
+
+
+def test_a_probable_attribution_is_reviewed_through_the_ledger(settled, capsys):
+    """`tributary review`: the probable share of one event is rejected; the accrue stage
+    posts a reversal and an escrow accrual, the event still conserves its pool, the decision
+    leaves the review list and cannot be made twice. (Runs last: it changes the ledger.)"""
+    from tributary import review
+    from tributary.cli import main
+
+    cfg = settled[0]
+    argv = cli_args(cfg)
+    run = lambda sql, params: query(cfg, sql, params)  # noqa: E731
+    items = review.pending(run, 50)
+    assert items, "the sample traffic has paraphrases: some shares must be probable"
+    item = next(i for i in items if i["pairs"])
+    assert all(p["output"] and p["work"] and p["score"] >= item["threshold"] for p in item["pairs"])
+    capsys.readouterr()
+    assert main([*argv, "review", "list", "--limit", "3"]) == 0
+    assert "decide: tributary review accept|reject" in capsys.readouterr().out
+    event, work, holder = item["event_id"], item["work_id"], item["holder_id"]
+    paid = scalar(cfg, f"SELECT sum(if(entry_type = 'accrual', amount_micros, -amount_micros)) FROM ledger_entries "
+                       f"FINAL WHERE event_id = '{event}' AND holder_id = '{holder}' AND work_id = '{work}'")
+    assert main([*argv, "review", "reject", event, "--work", work, "--reason", "same topic, not derived"]) == 0
+    correction = review.review_record(event, work, "reject", "x", "y")["correction_id"]
+    def posted():
+        n = scalar(cfg, f"SELECT count() FROM ledger_entries FINAL WHERE source_id = '{correction}'")
+        return n >= 2, f"{n} entries", n
+
+    demo.wait_for(cfg, "the review's ledger entries", posted, timeout=120, log=lambda m: None)
+    _, rows = query(cfg, f"""SELECT holder_id, sum(if(entry_type = 'accrual', amount_micros, -amount_micros))
+                             FROM ledger_entries FINAL WHERE event_id = '{event}' GROUP BY holder_id""")
+    net = dict(rows)
+    pool = scalar(cfg, f"SELECT pool_micros FROM priced_events FINAL WHERE event_id = '{event}'")
+    assert sum(net.values()) == pool  # still conserved
+    moved = scalar(cfg, f"SELECT sum(amount_micros) FROM ledger_entries FINAL WHERE source_id = '{correction}' "
+                        "AND entry_type = 'accrual_reversal'")
+    assert moved == paid > 0
+    assert all(i["work_id"] != work or i["event_id"] != event for i in review.pending(run, 1000))
+    assert main([*argv, "review", "accept", event, "--work", work, "--reason", "changed my mind"]) == 1
+    assert "already decided (reject)" in capsys.readouterr().err
