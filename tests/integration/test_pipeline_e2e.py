@@ -313,8 +313,13 @@ def test_a_probable_attribution_is_reviewed_through_the_ledger(settled, capsys):
     assert main([*argv, "review", "list", "--limit", "3"]) == 0
     assert "decide: tributary review accept|reject" in capsys.readouterr().out
     event, work, holder = item["event_id"], item["work_id"], item["holder_id"]
-    paid = scalar(cfg, f"SELECT sum(if(entry_type = 'accrual', amount_micros, -amount_micros)) FROM ledger_entries "
-                       f"FINAL WHERE event_id = '{event}' AND holder_id = '{holder}' AND work_id = '{work}'")
+    from streams.accrual import slices
+
+    [[attribution_id, pool, shares]] = query(cfg, f"SELECT attribution_id, pool_micros, shares FROM attributions FINAL "
+                                                  f"WHERE event_id = '{event}'")[1]
+    paid = next(s.amount for s in slices({"attribution_id": attribution_id, "pool_micros": pool, "contract": {},
+                                          "shares_ppm": json.loads(shares)})
+                if (s.holder_id, s.work_id, s.tier) == (holder, work, "probable"))  # the standard contract pays it all
     assert main([*argv, "review", "reject", event, "--work", work, "--reason", "same topic, not derived"]) == 0
     correction = review.review_record(event, work, "reject", "x", "y")["correction_id"]
     def posted():
@@ -325,7 +330,6 @@ def test_a_probable_attribution_is_reviewed_through_the_ledger(settled, capsys):
     _, rows = query(cfg, f"""SELECT holder_id, sum(if(entry_type = 'accrual', amount_micros, -amount_micros))
                              FROM ledger_entries FINAL WHERE event_id = '{event}' GROUP BY holder_id""")
     net = dict(rows)
-    pool = scalar(cfg, f"SELECT pool_micros FROM priced_events FINAL WHERE event_id = '{event}'")
     assert sum(net.values()) == pool  # still conserved
     moved = scalar(cfg, f"SELECT sum(amount_micros) FROM ledger_entries FINAL WHERE source_id = '{correction}' "
                         "AND entry_type = 'accrual_reversal'")
