@@ -50,6 +50,7 @@ class CatalogUnits:
     version: int = 0
     extra_null: list[tuple[np.ndarray, str, str]] = field(default_factory=list)  # (vector, document, text): a corpus
     fixed: tuple[float, float] | None = None  # an operator's (threshold, margin), bypassing calibration
+    trim: float = 0.0  # see calibration.trimmed_rate: for catalogs of many works that restate one another
     _null: dict[str, _NullQuery] = field(default_factory=dict)  # the calibration's queries, kept between changes
     _changed_works: set[str] = field(default_factory=set)  # works changed since the null was last brought up to date
 
@@ -147,13 +148,12 @@ class CatalogUnits:
     def _calibrate(self) -> cal.Calibration:
         if self.fixed is not None:
             t, m = self.fixed
-            return cal.Calibration(t, m, f"fixed-{t:.3f}-{m:.3f}", "fixed by the operator "
-                                   "(TRIBUTARY_SIMILARITY_THRESHOLD / TRIBUTARY_SIMILARITY_MARGIN)",
+            return cal.Calibration(t, m, f"fixed-{t:.3f}-{m:.3f}", "fixed by the operator, not calibrated",
                                    catalog_version=self.version)
         null = self._null_sample()
         corpus = sum(1 for q in self._null if q.startswith("corpus:"))
         source = "catalog leave-one-work-out" + (f" + {corpus} corpus sentences" if corpus else "")
-        return cal.fit(null, catalog_version=self.version, source=source)
+        return cal.fit(null, catalog_version=self.version, source=source, trim=self.trim)
 
     def _null_sample(self) -> cal.NullSample:
         """The null, brought up to date incrementally: a query is computed against the whole

@@ -80,12 +80,15 @@ class EvalCase:
                                                                                 else self.case_id))
 
 
-def _jsonl(path: Path, what: str) -> list[dict[str, Any]]:
+def _jsonl(path: Path, what: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) per non-empty line."""
     rows = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except OSError as exc:
         raise EvalInputError(f"{what} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise EvalInputError(f"{what} {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -95,19 +98,32 @@ def _jsonl(path: Path, what: str) -> list[dict[str, Any]]:
             raise EvalInputError(f"{path}:{n}: not JSON ({exc.msg})") from None
         if not isinstance(row, dict):
             raise EvalInputError(f"{path}:{n}: expected a JSON object per line")
-        rows.append(row)
+        rows.append((n, row))
     return rows
 
 
+CATALOG_FIELDS = {"work_id", "holder_id", "text", "title", "source", "license"}
+CASE_FIELDS = {"case_id", "level", "text", "planted", "avoid", "split", "cluster", "note", "source", "source_passage"}
+
+
+def _unknown(row: dict[str, Any], allowed: set[str], where: str) -> None:
+    extra = sorted(set(row) - allowed)
+    if extra:
+        raise EvalInputError(f"{where}: unknown field {extra[0]!r} (fields: {', '.join(sorted(allowed))})")
+
+
 def load_catalog_file(path: Path) -> list[dict[str, Any]]:
-    works = _jsonl(path, "catalog")
+    rows = _jsonl(path, "catalog")
+    works = [w for _, w in rows]
     seen: set[str] = set()
-    for n, w in enumerate(works, 1):
+    for n, w in rows:
+        where = f"{path}:{n}"
+        _unknown(w, CATALOG_FIELDS, where)
         for key in ("work_id", "holder_id", "text"):
             if not isinstance(w.get(key), str) or not w[key].strip():
-                raise EvalInputError(f"{path}: work {n}: field {key!r} must be a non-empty string")
+                raise EvalInputError(f"{where}: field {key!r} must be a non-empty string")
         if w["work_id"] in seen:
-            raise EvalInputError(f"{path}: work {n}: work_id {w['work_id']!r} appears twice")
+            raise EvalInputError(f"{where}: work_id {w['work_id']!r} appears twice")
         seen.add(w["work_id"])
     if not works:
         raise EvalInputError(f"{path}: no works")
@@ -117,8 +133,14 @@ def load_catalog_file(path: Path) -> list[dict[str, Any]]:
 def load_cases_file(path: Path, work_ids: set[str]) -> list[EvalCase]:
     levels = PLANTED_LEVELS + NULL_LEVELS
     cases = []
-    for n, c in enumerate(_jsonl(path, "cases"), 1):
-        where = f"{path}: case {n} ({c.get('case_id', '?')})"
+    ids: set[str] = set()
+    for n, c in _jsonl(path, "cases"):
+        where = f"{path}:{n} (case {c.get('case_id', '?')})"
+        _unknown(c, CASE_FIELDS, where)
+        case_id = str(c.get("case_id") or f"line-{n}")
+        if case_id in ids:
+            raise EvalInputError(f"{where}: case_id {case_id!r} appears twice")
+        ids.add(case_id)
         if not isinstance(c.get("text"), str) or not c["text"].strip():
             raise EvalInputError(f"{where}: field 'text' must be a non-empty string")
         if c.get("level") not in levels:
@@ -132,15 +154,20 @@ def load_cases_file(path: Path, work_ids: set[str]) -> list[EvalCase]:
         unknown = sorted(set(planted) - work_ids)
         if unknown:
             raise EvalInputError(f"{where}: planted work {unknown[0]!r} is not in the catalog")
+        avoid = c.get("avoid") or []
+        if not isinstance(avoid, list) or any(not isinstance(a, str) for a in avoid):
+            raise EvalInputError(f"{where}: field 'avoid' must be a list of work ids")
+        unknown = sorted(set(avoid) - work_ids)
+        if unknown:
+            raise EvalInputError(f"{where}: avoided work {unknown[0]!r} is not in the catalog")
         if (c["level"] in PLANTED_LEVELS) != bool(planted):
             raise EvalInputError(f"{where}: level {c['level']!r} " + (
                 "needs planted works" if c["level"] in PLANTED_LEVELS else "must not have planted works"))
         split = c.get("split", "dev")
         if split not in ("dev", "heldout"):
             raise EvalInputError(f"{where}: field 'split' must be dev or heldout")
-        cases.append(EvalCase(str(c.get("case_id") or f"case-{n}"), c["level"], c["text"],
-                              {k: float(v) for k, v in planted.items()}, tuple(c.get("avoid") or ()), split,
-                              str(c.get("cluster") or "")))
+        cases.append(EvalCase(case_id, c["level"], c["text"], {k: float(v) for k, v in planted.items()},
+                              tuple(avoid), split, str(c.get("cluster") or "")))
     if not cases:
         raise EvalInputError(f"{path}: no cases")
     return cases
@@ -310,15 +337,14 @@ def evaluate(p: Prepared, calibration: cal.Calibration) -> dict[str, Any]:
         if items:
             report = metrics(items)
             out["splits"][name] = {"levels": report, "targets": check_targets(report, heldout=name == "heldout")}
-    grid = sorted({round(calibration.margin + d, 3) for d in (-0.04, -0.02, 0, 0.02, 0.04, 0.08) if
-                   calibration.margin + d >= 0})
+    grid = sorted({round(calibration.margin, 3), *(round(0.05 * k, 3) for k in range(0, 9))})
     out["trade_off"] = trade_off(p, calibration, grid)
     return out
 
 
 def run(embedder: Embedder, *, sets: list[str] | None = None, catalog_file: Path | None = None,
         cases_file: Path | None = None, fixed: tuple[float, float] | None = None, top_k: int = 24,
-        corpus_file: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+        corpus_file: Path | None = None, trim: float = 0.0, log: Callable[[str], None] = print) -> dict[str, Any]:
     jobs: list[tuple[str, list[dict[str, Any]], list[EvalCase]]] = []
     if catalog_file is not None:
         works = load_catalog_file(catalog_file)
@@ -331,6 +357,7 @@ def run(embedder: Embedder, *, sets: list[str] | None = None, catalog_file: Path
     for name, works, cases in jobs:
         log(f"== {name}: {len(works)} works, {len(cases)} cases")
         p = prepare(works, cases, embedder, top_k, log)
+        p.catalog.trim = trim
         if fixed is not None:
             p.catalog.fixed = fixed
         elif corpus_file is not None:
@@ -355,7 +382,7 @@ def _cell(row: dict[str, Any], key: str) -> str:
 
 
 def render(result: dict[str, Any]) -> str:
-    columns = ["cases", "attributed_recall", "false_attribution", "l1_whole_pool", "attributed_precision",
+    columns = ["cases", "attributed_recall", "false_attribution", "l1_whole_pool", "pool_to_planted",
                "pool_to_others"]
     lines = [f"model {result['model_name']} ({result['model_revision']})"]
     for name, res in result["sets"].items():

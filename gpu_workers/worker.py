@@ -250,6 +250,7 @@ class AttributionWorker:
         self.producer = producer or kafka.producer(bootstrap, **{"transactional.id": f"{GROUP_ID}-{worker_id}"})
         self.producer.init_transactions(30)
         self.assigned: set[int] = set()
+        self.catalog.units.trim = cfg.calibration_trim
         if cfg.similarity_threshold > 0:
             self.catalog.units.fixed = (cfg.similarity_threshold, cfg.similarity_margin)
         elif cfg.calibration_corpus:

@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "verbatim span index), calibrates the bar from the catalog itself (leave one "
                                    "work out), runs every labelled case through the worker's code and reports, "
                                    "per level and split (dev / heldout), attributed recall, false attribution "
-                                   "(with 95%% intervals clustered by source document), share error over the "
+                                   "(with 95% intervals clustered by source document), share error over the "
                                    "whole pool, and the targets. Without --catalog it runs the built-in sets "
                                    "(novels and technical documentation). File format: README 'Evaluate on "
                                    "your own catalog'.")
@@ -225,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float,
                    help="decide at this fixed bar instead of the catalog's calibration (with --margin)")
     p.add_argument("--margin", type=float, default=0.0, help="with --threshold: the margin over the runner-up")
+    p.add_argument("--trim", type=float, default=0.0,
+                   help="leave this share of works (those whose sentences pass the null most often: families "
+                        "of works restating one another) out of the calibration's pass rate, as "
+                        "TRIBUTARY_CALIBRATION_TRIM does for the workers (default 0; README 'Attribution')")
     p.add_argument("--calibration-corpus", type=Path,
                    help="unrelated same-genre text (JSON Lines {text, document}) added to each catalog's null, "
                         "as TRIBUTARY_CALIBRATION_CORPUS does for the workers")
@@ -364,6 +368,13 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
         if args.threshold is not None and not (0 < args.threshold < 1 and 0 <= args.margin < 1):
             print("error: --threshold must be within (0, 1) and --margin within [0, 1)", file=sys.stderr)
             return 2
+        if args.margin and args.threshold is None:
+            print("error: --margin applies to a fixed --threshold; without one the catalog's calibrated margin is "
+                  "used (add --threshold, or drop --margin)", file=sys.stderr)
+            return 2
+        if not 0 <= args.trim <= 0.5:
+            print("error: --trim must be within [0, 0.5]", file=sys.stderr)
+            return 2
         if (args.catalog is None) != (args.cases is None):
             print("error: --catalog and --cases go together", file=sys.stderr)
             return 2
@@ -376,7 +387,7 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
             result = evaluate.run(load_embedder(None if args.backend == "auto" else args.backend), sets=sets,
                                   catalog_file=args.catalog, cases_file=args.cases,
                                   fixed=None if args.threshold is None else (args.threshold, args.margin),
-                                  corpus_file=args.calibration_corpus,
+                                  corpus_file=args.calibration_corpus, trim=args.trim,
                                   log=lambda m: print(m, flush=True))
         except evaluate.EvalInputError as exc:
             print(f"error: {exc}", file=sys.stderr)

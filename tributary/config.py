@@ -132,6 +132,9 @@ class PipelineConfig:
     # optional: JSON Lines of unrelated same-genre text ({"text", "document"}) added to the
     # catalog's own null when calibrating; helps a small catalog place its margin
     calibration_corpus: str = ""
+    # leave this share of works (those whose sentences pass the null most often: families of
+    # works restating one another) out of the null's pass rate; 0 = none (README "Attribution")
+    calibration_trim: float = 0.0
     # catalog units each output unit's search returns, rescored exactly
     top_k: int = 24
     # the DLQ rate limit: stop ingest if more than this fraction of the last
@@ -172,6 +175,8 @@ class PipelineConfig:
             problems.append("batch_max_wait_ms must be within 0..60000")
         if not 1 <= self.pipeline_depth <= 64:
             problems.append("pipeline_depth must be within 1..64")
+        if not 0.0 <= self.calibration_trim <= 0.5:
+            problems.append("calibration_trim must be within [0, 0.5]")
         if not 0.0 <= self.similarity_threshold < 1.0 or not 0.0 <= self.similarity_margin < 1.0:
             problems.append("similarity_threshold and similarity_margin must be within [0, 1) (threshold 0: "
                             "calibrated from the catalog)")

@@ -12,6 +12,7 @@ from gpu_workers.calibration import (
     design_effect,
     fit,
     null_sample,
+    trimmed_rate,
     upper_bound,
 )
 from gpu_workers.catalog import CatalogUnits
@@ -89,13 +90,33 @@ def test_fit_puts_the_bar_above_the_null_and_keeps_its_pass_rate_under_the_targe
     null = NullSample(best, runner, [f"w{i % 150}" for i in range(n)])
     c = fit(null, target=0.003, quantile=0.95)
     assert c.threshold >= np.quantile(best, 0.95)
-    assert c.unit_rate <= 0.003 and c.unit_rate_upper <= 0.01
+    assert c.unit_rate <= 0.003 and c.unit_rate_upper <= 0.01  # no trimming by default: the plain rate
+    assert null.passing(c.threshold, c.margin - 0.001).mean() > 0.003  # the smallest such margin
     looser = fit(null, target=0.01, quantile=0.95)
     assert looser.threshold == c.threshold and looser.margin < c.margin  # a looser target, a smaller margin
-    assert fit(null, target=0.0).unit_rate == 0.0  # target 0: clears every null unit
+    assert fit(null, target=0.0).unit_rate == 0.0  # target 0: clears every null sentence
     assert c.accepts(c.threshold, c.margin) and not c.accepts(c.threshold - 0.001, 1.0)
     assert Calibration.from_description(c.describe()) == c
     assert fit(NullSample(best[:10], runner[:10], ["w"] * 10)).source.startswith("fallback")
+
+
+def test_a_family_of_works_that_restate_each_other_does_not_set_the_margin():
+    rng = np.random.default_rng(4)
+    n = 3000
+    best = rng.normal(0.6, 0.08, n)
+    runner = best - np.abs(rng.normal(0.0, 0.04, n))
+    works = [f"w{i % 150}" for i in range(n)]
+    clean = fit(NullSample(best, runner, works), target=0.005, trim=0.1)
+    family = [i for i in range(n) if works[i] in {"w0", "w1", "w2", "w3", "w4"}]  # 5 works paraphrasing each other
+    best2, runner2 = best.copy(), runner.copy()
+    best2[family], runner2[family] = 0.95, 0.35
+    contaminated = fit(NullSample(best2, runner2, works), target=0.005, trim=0.1)
+    assert contaminated.margin <= clean.margin + 0.02  # trimmed away
+    assert fit(NullSample(best2, runner2, works), target=0.005).margin > 0.3  # the plain rate: the family sets it
+    assert trimmed_rate(NullSample(best2, runner2, works).passing(contaminated.threshold, contaminated.margin),
+                        works, 0.1) <= 0.005
+    assert "trimmed" in contaminated.source and contaminated.version != fit(NullSample(best2, runner2, works)).version
+    assert NullSample(best2, runner2, works).passing(contaminated.threshold, contaminated.margin).mean() > 0.02
 
 
 def test_null_sample_leaves_out_the_work_its_copies_and_twins():
