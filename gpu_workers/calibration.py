@@ -174,7 +174,8 @@ def fit(null: NullSample, target: float = TARGET_UNIT_RATE, quantile: float = TH
     threshold = math.ceil(float(np.quantile(null.best, quantile)) * 1000) / 1000
     chosen = 1.0
     for m in range(0, 1001):
-        if trimmed_rate(null.passing(threshold, m / 1000), null.works, trim) <= target:
+        hits = null.passing(threshold, m / 1000)
+        if (trimmed_rate(hits, null.works, trim) if trim else float(hits.mean())) <= target:
             chosen = m / 1000
             break
     hits = null.passing(threshold, chosen)
