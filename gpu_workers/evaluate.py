@@ -332,7 +332,11 @@ def evaluate(p: Prepared, calibration: cal.Calibration) -> dict[str, Any]:
     scored = decide(p, calibration)
     splits = {"all": scored, "dev": [s for s in scored if s.case.split == "dev"],
               "heldout": [s for s in scored if s.case.split == "heldout"]}
-    out: dict[str, Any] = {"calibration": calibration.describe(), "splits": {}}
+    out: dict[str, Any] = {"calibration": calibration.describe(), "splits": {},
+                           "cases": [{"case_id": s.case.case_id, "level": s.case.level, "split": s.case.split,
+                                      "planted": s.case.planted, "paid": {w: round(v, 6) for w, v in s.shares.items()},
+                                      "unattributed": round(s.unattributed, 6),
+                                      "l1_whole_pool": round(l1_whole_pool(s), 6)} for s in scored]}
     for name, items in splits.items():
         if items:
             report = metrics(items)

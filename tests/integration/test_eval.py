@@ -87,3 +87,12 @@ def test_eval_on_your_own_files_from_the_cli(tmp_path, capsys):
     cases.write_text('{"case_id": "x", "level": "verbatim", "text": "abc", "planted": {"w-nope": 1.0}}\n')
     assert main(["eval", "--catalog", str(catalog), "--cases", str(cases)]) == 2
     assert "planted work 'w-nope' is not in the catalog" in capsys.readouterr().err
+
+
+def test_the_json_report_has_every_case_with_its_shares(result):
+    cases = result["sets"]["unix-docs"]["cases"]
+    assert len(cases) == 841
+    for c in cases:
+        assert abs(sum(c["paid"].values()) + c["unattributed"] - 1.0) < 1e-5
+    verbatim = [c for c in cases if c["level"] == "verbatim"]
+    assert all(set(c["planted"]) <= set(c["paid"]) for c in verbatim)
