@@ -258,6 +258,7 @@ def summary(cfg: PlatformConfig, sample: dict[str, Any], published: int, invalid
     print(f"{base} report earnings --by holder,model")
     print(f"{base} statement h-austen            # accruals, refunds, payouts, remainder (--format csv|html)")
     print(f"{base} report payouts --holder h-austen   # then: explain <payout_id>, down to the matched passages")
+    print(f"{base} review list --limit 5              # probable (paraphrase) attributions to accept or reject")
     print(f"{base} sql \"SELECT reason, count() FROM dead_letters FINAL GROUP BY reason\"")
     print("  views: holder_earnings_daily, unattributed_escrow, attribution_coverage, holder_balances")
     print("==========================================================\n")
