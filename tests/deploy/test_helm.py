@@ -145,6 +145,10 @@ def test_the_catalog_calibration_is_used_unless_a_bar_is_fixed(tmp_path, monkeyp
 
     default = pipeline_env()
     assert "TRIBUTARY_SIMILARITY_THRESHOLD" not in default and "TRIBUTARY_SIMILARITY_MARGIN" not in default
+    assert default["TRIBUTARY_CALIBRATION_TRIM"] == "0"
+    monkeypatch.setenv("TRIBUTARY_CALIBRATION_TRIM", default["TRIBUTARY_CALIBRATION_TRIM"])
+    assert load_pipeline().calibration_trim == 0.0
+    monkeypatch.delenv("TRIBUTARY_CALIBRATION_TRIM")
     assert default["TRIBUTARY_EMBED_BACKEND"] == "auto"
     override = tmp_path / "threshold.yaml"
     override.write_text("pipeline:\n  similarityThreshold: 0.55\n")
@@ -183,6 +187,7 @@ def test_a_config_change_rolls_the_pods():
     ("pipeline:\n  embedBackend: tensorrt\n", "/pipeline/embedBackend"),
     ("pipeline:\n  similarityThreshold: 1.5\n", "/pipeline/similarityThreshold"),
     ("pipeline:\n  similarityThreshold: 0.5\n  similarityMargin: -0.1\n", "/pipeline/similarityMargin"),
+    ("pipeline:\n  calibrationTrim: 0.9\n", "/pipeline/calibrationTrim"),
     ("compnents: {}\n", "compnents"),
 ])
 def test_bad_values_are_refused_naming_the_value(tmp_path, bad, named):
