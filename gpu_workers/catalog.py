@@ -48,7 +48,6 @@ class CatalogUnits:
     _matrix: np.ndarray | None = None
     _calibration: cal.Calibration | None = None
     version: int = 0
-    extra_null: list[tuple[np.ndarray, str, str]] = field(default_factory=list)  # (vector, document, text): a corpus
     fixed: tuple[float, float] | None = None  # an operator's (threshold, margin), bypassing calibration
     trim: float = 0.0  # see calibration.trimmed_rate: for catalogs of many works that restate one another
     _null: dict[str, _NullQuery] = field(default_factory=dict)  # the calibration's queries, kept between changes
@@ -125,7 +124,7 @@ class CatalogUnits:
                 chunk = self._ids[r]
                 work, holder = self._units[chunk][0], self._units[chunk][1]
                 old = per_work.get((work, holder))
-                if old is None or (s, _neg(chunk)) > (old[0], _neg(old[1])):
+                if old is None or s > old[0] or (s == old[0] and chunk < old[1]):  # ties: the smaller unit id
                     per_work[(work, holder)] = (float(s), chunk, r)
             ranked = sorted(per_work.items(), key=lambda kv: (-kv[1][0], kv[0][0], kv[0][1]))
             (_, _), (top_score, _, top_row) = ranked[0]
@@ -172,10 +171,10 @@ class CatalogUnits:
                 del self._null[qid]
             elif stale:
                 q.top = [t for t in q.top if t[1] not in changed]
-        present = sorted(w for w in changed if w in set(works))
+        present = changed & set(works)
         kept = sorted(q for q in self._null if changed)
         if present and kept:
-            cols = [i for i, w in enumerate(works) if w in set(present)]
+            cols = [i for i, w in enumerate(works) if w in present]
             tops = cal.top_works(matrix[cols], [works[i] for i in cols], np.vstack([self._null[q].vector for q in kept]))
             for qid, (top, _) in zip(kept, tops, strict=True):
                 q = self._null[qid]
@@ -183,14 +182,9 @@ class CatalogUnits:
                 q.top = cal.kept(merged)
                 q.complete = q.complete and len(q.top) == len(merged)
         missing = sorted(sample - set(self._null))
-        if missing:
-            vectors = np.vstack([self._units[q][3] for q in missing])
-            for qid, (top, complete) in zip(missing, cal.top_works(matrix, works, vectors), strict=True):
-                work, _, text, vec = self._units[qid]
-                self._null[qid] = _NullQuery(work, text, vec, [(sc, w, self._ids[r]) for sc, w, r in top], complete)
-        if changed or missing:
-            for q in self._null.values():  # which works copy each query (8-word spans) may have changed
-                q.copied_by = {c.work_id for c in self.spans.copied(words(q.text), exclude=frozenset({q.work}))}
+        self._add_queries({q: (self._units[q][0], self._units[q][2], self._units[q][3]) for q in missing})
+        for qid in kept:  # which works copy each earlier query (8-word spans) may have changed
+            self._null[qid].copied_by = self._copiers(self._null[qid].work, self._null[qid].text)
         best, runner, origin = [], [], []
         for qid in sorted(self._null):
             q = self._null[qid]
@@ -201,21 +195,28 @@ class CatalogUnits:
                 origin.append(q.work)
         return cal.NullSample(np.array(best), np.array(runner), origin)
 
+    def _add_queries(self, queries: dict[str, tuple[str, str, np.ndarray]]) -> None:
+        """New null queries (id -> own work, text, vector), scored against the whole catalog."""
+        if not queries:
+            return
+        matrix = self._build()
+        works = [self._units[c][0] for c in self._ids]
+        tops = cal.top_works(matrix, works, np.vstack([v for _, _, v in queries.values()]))
+        for (qid, (work, text, vec)), (top, complete) in zip(queries.items(), tops, strict=True):
+            self._null[qid] = _NullQuery(work, text, vec, [(sc, w, self._ids[r]) for sc, w, r in top], complete,
+                                         self._copiers(work, text))
+
+    def _copiers(self, work: str, text: str) -> set[str]:
+        """The other works that copy ``text`` (8-word spans): a shared passage is no null observation."""
+        return {c.work_id for c in self.spans.copied(words(text), exclude=frozenset({work}))}
+
     def set_corpus(self, sentences: list[tuple[np.ndarray, str, str]]) -> None:
         """(vector, document, text) of unrelated same-genre sentences for the null."""
-        self.extra_null = list(sentences)
         self._calibration = None
         for qid in [q for q in self._null if q.startswith("corpus:")]:
             del self._null[qid]
-        matrix = self._build()
-        works = [self._units[c][0] for c in self._ids]
-        if not self.extra_null:
-            return
-        tops = cal.top_works(matrix, works, np.vstack([v for v, _, _ in self.extra_null]))
-        for n, ((vec, doc, text), (top, complete)) in enumerate(zip(self.extra_null, tops, strict=True)):
-            self._null[f"corpus:{n:06d}"] = _NullQuery(f"corpus:{doc}", text, vec,
-                                                       [(sc, w, self._ids[r]) for sc, w, r in top], complete)
-        self._changed_works.add("\x00corpus")  # recompute which works copy the corpus sentences
+        self._add_queries({f"corpus:{n:06d}": (f"corpus:{doc}", text, vec)
+                           for n, (vec, doc, text) in enumerate(sentences)})
 
 
 def load_corpus(path: str | os.PathLike[str], embedder: Any, limit: int = cal.MAX_QUERIES
@@ -252,7 +253,3 @@ def index_works(works: list[dict[str, Any]], embedder: Any, index: VectorIndex,
         if log is not None and n % 25 == 0:
             log(f"  {n}/{len(works)} works, {len(catalog)} units")
     return catalog
-
-
-def _neg(chunk: str) -> tuple[int, ...]:
-    return tuple(-ord(ch) for ch in chunk)  # ties go to the smaller chunk id

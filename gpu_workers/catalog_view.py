@@ -23,7 +23,6 @@ class CatalogView:
     def __init__(self, bootstrap: str, index: VectorIndex, topic: str = Topic.CATALOG_CHUNKS.value):
         self.index = index
         self.units = CatalogUnits()
-        self.version = 0
         self.chunks = 0
         self._reader = TopicReader(bootstrap, topic)
 
@@ -39,9 +38,7 @@ class CatalogView:
                 deletes.append(chunk_id)
                 self.units.remove(chunk_id)
                 return
-            record = self.units.add_record(json.loads(value))
-            upserts.append(record)
-            self.version = max(self.version, record.catalog_version)
+            upserts.append(self.units.add_record(json.loads(value)))
 
         applied = self._reader.read_to_end(collect, timeout)
         if upserts:
@@ -52,6 +49,10 @@ class CatalogView:
             self.chunks = self.index.count()
             log.info("catalog view applied=%d units=%d catalog_version=%d", applied, self.chunks, self.version)
         return applied
+
+    @property
+    def version(self) -> int:
+        return self.units.version
 
     def close(self) -> None:
         self._reader.close()

@@ -106,18 +106,10 @@ def _key(work_id: str, holder_id: str, tier: str) -> str:
 def decide(
     segments: list[Segment], units: list[Unit], matches: list[UnitMatch], copied: list[Copied],
     calibration: Calibration, grounded: frozenset[str] = frozenset(),
-) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """(word weights per work and tier, one evidence row per sentence). ``grounded``: the
-    works the output names as its sources (RAG context), weighed first."""
-    weights, rows, _ = _decide(segments, units, matches, copied, calibration, grounded)
-    return weights, rows
-
-
-def _decide(
-    segments: list[Segment], units: list[Unit], matches: list[UnitMatch], copied: list[Copied],
-    calibration: Calibration, grounded: frozenset[str],
 ) -> tuple[dict[str, int], list[dict[str, Any]], set[int]]:
-    """:func:`decide`, plus the sentences whose words a semantic match could decide."""
+    """(word weights per work and tier, one evidence row per sentence, the sentences whose
+    words a semantic match could decide). ``grounded``: the works the output names as its
+    sources (RAG context), weighed first."""
     matches = [m.grounded_on(grounded, calibration) for m in matches]
     by_position: dict[int, list[Copied]] = {}
     for c in copied:
@@ -227,7 +219,7 @@ def attribute(
     calibration: Calibration, grounded: frozenset[str] = frozenset(),
 ) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
     """(shares, unattributed_ppm, one evidence row per sentence) for one output."""
-    weights, rows = decide(segments, units, matches, copied, calibration, grounded)
+    weights, rows, _ = decide(segments, units, matches, copied, calibration, grounded)
     shares, unattributed = shares_from_weights(weights, sum(s.n_words for s in segments))
     return shares, unattributed, rows
 
@@ -245,7 +237,7 @@ def build_attribution(
     catalog_version: int,
 ) -> dict[str, Any]:
     grounded = frozenset(request.get("grounded_on") or ())
-    weights, rows, semantic = _decide(segments, units, matches, copied, calibration, grounded)
+    weights, rows, semantic = decide(segments, units, matches, copied, calibration, grounded)
     shares, unattributed = shares_from_weights(weights, sum(s.n_words for s in segments))
     return {
         "schema_version": 1,

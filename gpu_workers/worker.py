@@ -256,9 +256,9 @@ class AttributionWorker:
         elif cfg.calibration_corpus:
             from gpu_workers.catalog import load_corpus
 
-            self.catalog.units.set_corpus(load_corpus(cfg.calibration_corpus, embedder))
-            log.info("calibration corpus %s: %d sentences", cfg.calibration_corpus,
-                     len(self.catalog.units.extra_null))
+            corpus = load_corpus(cfg.calibration_corpus, embedder)
+            self.catalog.units.set_corpus(corpus)
+            log.info("calibration corpus %s: %d sentences", cfg.calibration_corpus, len(corpus))
         self._calibration = ""
         self._lock = threading.Lock()
         self._generation = 0
