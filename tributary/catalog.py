@@ -7,8 +7,6 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import KafkaException
-
 from schemas import first_problem
 from tributary import kafka
 from tributary.errors import UserError
@@ -71,11 +69,7 @@ def policy_record(holder_id: str, **settings: Any) -> dict[str, Any]:
 
 
 def publish_policies(bootstrap: str, policies: list[dict[str, Any]]) -> None:
-    producer = kafka.producer(bootstrap)
-    for policy in policies:
-        producer.produce(Topic.HOLDER_POLICIES.value, key=policy["holder_id"].encode(), value=kafka.dumps(policy))
-    if producer.flush(30):
-        raise PlatformError(f"payout policies were not acknowledged by Kafka at {bootstrap} within 30s")
+    kafka.publish(bootstrap, Topic.HOLDER_POLICIES.value, [(p["holder_id"], p) for p in policies], "payout policies")
 
 
 def work_record(work: dict[str, Any]) -> dict[str, Any]:
@@ -181,14 +175,5 @@ def removal_record(work_id: str, reason: str = "") -> dict[str, Any]:
 
 
 def publish(bootstrap: str, records: list[dict[str, Any]]) -> None:
-    producer = kafka.producer(bootstrap)
-    for rec in records:
-        key = rec.get("work_id") if rec["kind"] != "holder" else f"holder:{rec['holder_id']}"
-        try:
-            producer.produce(Topic.CATALOG_UPDATES.value, key=str(key).encode(), value=kafka.dumps(rec))
-        except (KafkaException, BufferError) as exc:
-            raise PlatformError(f"Kafka at {bootstrap} did not take the catalog record for {key}: {exc}; "
-                                "nothing after it was sent") from None
-    if producer.flush(30):
-        raise PlatformError(f"catalog records were not acknowledged by Kafka at {bootstrap} within 30s: "
-                            "is it running? (`tributary up`, `tributary status`)")
+    keyed = [(str(r.get("work_id") if r["kind"] != "holder" else f"holder:{r['holder_id']}"), r) for r in records]
+    kafka.publish(bootstrap, Topic.CATALOG_UPDATES.value, keyed, "catalog records")

@@ -31,6 +31,25 @@ def producer(bootstrap: str, **extra: Any) -> Producer:
     return Producer(config)
 
 
+def publish(bootstrap: str, topic: str, items: list[tuple[str, Any]], what: str) -> None:
+    """Produce ``(key, value)`` records for a command-line tool and wait until Kafka has
+    them all; a refused record or a missing acknowledgement is a PlatformError that says so."""
+    from confluent_kafka import KafkaException
+
+    from tributary.platform.procs import PlatformError
+
+    out = producer(bootstrap)
+    for key, value in items:
+        try:
+            out.produce(topic, key=key.encode(), value=dumps(value))
+        except (KafkaException, BufferError) as exc:
+            raise PlatformError(f"Kafka at {bootstrap} did not take the {what} for {key}: {exc}; nothing after it "
+                                "was sent") from None
+    if out.flush(30):
+        raise PlatformError(f"{what} not acknowledged by Kafka at {bootstrap} within 30s: is it running? "
+                            "(`tributary up`, `tributary status`)")
+
+
 def consumer(bootstrap: str, group_id: str, **extra: Any) -> Consumer:
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap,

@@ -103,9 +103,5 @@ def decide(run: Query, bootstrap: str, event_id: str, work_id: str, decision: st
         raise UserError(f"{event_id} has no probable share for work {work_id!r}; list the open ones with "
                         "`tributary review list`")
     record = review_record(event_id, work_id, decision, reason, reviewer)
-    producer = kafka.producer(bootstrap)
-    producer.produce(Topic.CORRECTIONS.value, key=event_id.encode(), value=kafka.dumps(record))
-    if producer.flush(30):
-        raise UserError(f"Kafka at {bootstrap} did not acknowledge the decision within 30 s; nothing was decided, "
-                        "try again")
+    kafka.publish(bootstrap, Topic.CORRECTIONS.value, [(event_id, record)], "review decision")
     return record
