@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sinks.clickhouse.rows import to_row  # noqa: E402
+from sinks.clickhouse.rows import to_rows  # noqa: E402
 from sinks.clickhouse.schema import migrate  # noqa: E402
 from sinks.clickhouse.store import ClickHouseStore  # noqa: E402
 from tributary.topics import Topic  # noqa: E402
@@ -50,9 +50,9 @@ def rate(n: int, seconds: float) -> str:
 def bench_inserts(store: ClickHouseStore, records: int, batch: int) -> tuple[float, float]:
     raw = [ledger_record(n) for n in range(records)]
     # 1. baseline: rows already built, straight into clickhouse-connect
-    prebuilt = [to_row(Topic.ROYALTY_LEDGER, 0, n, raw[n]) for n in range(records)]
-    columns = list(prebuilt[0][1].keys())  # type: ignore[index]
-    tuples = [[row[c] for c in columns] for _, row in prebuilt]  # type: ignore[misc]
+    prebuilt = [row for n in range(records) for row in to_rows(Topic.ROYALTY_LEDGER, 0, n, raw[n])]
+    columns = list(prebuilt[0][1].keys())
+    tuples = [[row[c] for c in columns] for _, row in prebuilt]
     store.client.command("TRUNCATE TABLE ledger_entries")
     start = time.perf_counter()
     for i in range(0, records, batch):
@@ -63,8 +63,8 @@ def bench_inserts(store: ClickHouseStore, records: int, batch: int) -> tuple[flo
     store.client.command("TRUNCATE TABLE ledger_entries")
     start = time.perf_counter()
     for i in range(0, records, batch):
-        rows = [to_row(Topic.ROYALTY_LEDGER, 0, n, raw[n]) for n in range(i, min(i + batch, records))]
-        store.write_batch({"ledger_entries": [r for _, r in rows]})  # type: ignore[misc]
+        rows = [row for n in range(i, min(i + batch, records)) for row in to_rows(Topic.ROYALTY_LEDGER, 0, n, raw[n])]
+        store.write_batch({"ledger_entries": [r for _, r in rows]})
     sink = time.perf_counter() - start
     print(f"sink      JSON -> rows -> write_batch        : {rate(records, sink)}  "
           f"= {baseline / sink:.2f}x the baseline")

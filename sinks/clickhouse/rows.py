@@ -1,4 +1,5 @@
-"""Kafka records -> ClickHouse rows. Pure: (topic, partition, offset, value) in, rows out."""
+"""Kafka records -> ClickHouse rows. Pure: (topic, partition, offset, value) in, rows out
+(one per item of a batch record)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.batches import items
 from tributary.topics import Topic
 
 Row = dict[str, Any]
@@ -112,29 +114,33 @@ def catalog_update(v: dict[str, Any], offset: int) -> tuple[str, Row] | None:
     return None
 
 
-def to_row(topic: str, partition: int, offset: int, value: bytes | None) -> tuple[str, Row] | None:
-    """The (table, row) a record becomes, or None for records the sink does not store."""
+def to_rows(topic: str, partition: int, offset: int, value: bytes | None) -> list[tuple[str, Row]]:
+    """The (table, row)s a record becomes, all in one table: one row for most records, one
+    per request of a batch record on attribution-requests, none for records the sink does
+    not store."""
     if value is None:
-        return None
+        return []
     v = json.loads(value)
     match topic:
         case Topic.ATTRIBUTION_REQUESTS:
-            return "priced_events", priced_event(v)
+            requests = items(v, "requests")
+            return [("priced_events", priced_event(r)) for r in ([v] if requests is None else requests)]
         case Topic.ATTRIBUTIONS:
-            return "attributions", attribution(v)
+            return [("attributions", attribution(v))]
         case Topic.ROYALTY_LEDGER:
-            return "ledger_entries", ledger_entry(v)
+            return [("ledger_entries", ledger_entry(v))]
         case Topic.PAYOUT_REQUESTS:
-            return "payout_requests", payout_request(v)
+            return [("payout_requests", payout_request(v))]
         case Topic.PAYOUT_RESULTS:
-            return "payout_results", payout_result(v)
+            return [("payout_results", payout_result(v))]
         case Topic.INFERENCE_EVENTS_DLQ | Topic.SINK_CLICKHOUSE_DLQ:
-            return "dead_letters", dead_letter(v, topic, partition, offset)
+            return [("dead_letters", dead_letter(v, topic, partition, offset))]
         case Topic.CATALOG_UPDATES:
-            return catalog_update(v, offset)
+            converted = catalog_update(v, offset)
+            return [] if converted is None else [converted]
         case Topic.CORRECTIONS:
-            return "corrections", correction(v)
-    return None
+            return [("corrections", correction(v))]
+    return []
 
 
 SOURCE_TOPICS = [

@@ -38,7 +38,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Message, Producer
 from prometheus_client import Counter
 
-from sinks.clickhouse.rows import SOURCE_TOPICS, Row, to_row
+from sinks.clickhouse.rows import SOURCE_TOPICS, Row, to_rows
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import BackpressureError, ClickHouseStore, ReadOnlyQueries, RowsRefused
 from tributary import kafka
@@ -134,11 +134,12 @@ def _request(body: bytes, content_type: str) -> tuple[str, dict[str, Any] | None
 
 @dataclass
 class Pending:
-    """One consumed record on its way to a table (``row``) or to quarantine (``error``)."""
+    """One consumed record on its way to a table (``rows``: one, or one per item of a batch
+    record) or, as a whole, to quarantine (``error``)."""
 
     msg: Message
     table: str | None = None
-    row: Row | None = None
+    rows: list[Row] = field(default_factory=list)
     error: str | None = None
 
 
@@ -147,20 +148,20 @@ def decode(messages: list[Message]) -> list[Pending]:
     for msg in messages:
         topic, partition, offset = kafka.position(msg)
         try:
-            converted = to_row(topic, partition, offset, msg.value())
+            converted = to_rows(topic, partition, offset, msg.value())
         except Exception as exc:  # noqa: BLE001 - whatever a record does to the decoder is the record's fault
             out.append(Pending(msg, error=f"cannot turn the record into a row: {exc!r}"[:2000]))
             continue
-        if converted is not None:
-            out.append(Pending(msg, *converted))
+        if converted:  # to_rows puts a record's rows in one table
+            out.append(Pending(msg, converted[0][0], [row for _, row in converted]))
     return out
 
 
 def by_table(items: list[Pending]) -> dict[str, list[Row]]:
     batch: dict[str, list[Row]] = {}
     for item in items:
-        if item.table is not None and item.row is not None:
-            batch.setdefault(item.table, []).append(item.row)
+        if item.table is not None and item.rows:
+            batch.setdefault(item.table, []).extend(item.rows)
     return batch
 
 
@@ -209,13 +210,13 @@ def blame(store: ClickHouseStore, found: Isolation) -> None:
 def dead_letter(item: Pending) -> tuple[bytes, bytes]:
     topic, partition, offset = kafka.position(item.msg)
     raw = item.msg.value() or b""
-    event_id = None
-    if item.row is not None and isinstance(item.row.get("event_id"), str):
-        event_id = item.row["event_id"]
+    event_id = None  # a batch record's: its first request's, as its key is
+    if item.rows and isinstance(item.rows[0].get("event_id"), str):
+        event_id = item.rows[0]["event_id"]
     # bounded after encoding: bytes that are not UTF-8 grow threefold as U+FFFD
     payload = raw.decode("utf-8", errors="replace").encode()[:MAX_DLQ_PAYLOAD].decode("utf-8", errors="ignore")
     record = {
-        "schema_version": 1, "error_code": "unwritable_record" if item.row is not None else "undecodable_record",
+        "schema_version": 1, "error_code": "unwritable_record" if item.rows else "undecodable_record",
         "field": None, "reason": item.error or "", "event_id": event_id,
         "source": {"topic": topic, "partition": partition, "offset": offset},
         "payload": payload,
@@ -241,7 +242,7 @@ def quarantine(dlq: Producer, items: list[Pending]) -> int:
         topic, partition, offset = kafka.position(item.msg)
         log.error("quarantined record topic=%s partition=%d offset=%d error=%s", topic, partition, offset,
                   item.error[:500])
-        QUARANTINED.labels("unwritable" if item.row is not None else "undecodable").inc()
+        QUARANTINED.labels("unwritable" if item.rows else "undecodable").inc()
         if topic == Topic.SINK_CLICKHOUSE_DLQ:
             continue
         key, value = dead_letter(item)
@@ -270,7 +271,7 @@ def write(store: ClickHouseStore, dlq: Producer, items: list[Pending], stop: thr
         attempt += 1
         tables: dict[str, list[Pending]] = {}
         for item in items:
-            if item.row is not None and item.table is not None and item.table not in done:
+            if item.rows and item.table is not None and item.table not in done:
                 item.error = None  # judged again on every pass
                 tables.setdefault(item.table, []).append(item)
         try:

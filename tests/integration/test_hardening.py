@@ -369,14 +369,14 @@ def test_a_dead_letter_written_again_on_a_replay_is_one_row(owner):
     """The finding: `dead_letters FINAL` held 152 rows for 130 source messages, because a
     replay writes the dead letter again at a new offset of the dead-letter topic and the
     row was keyed by that offset. It is keyed by the source message now."""
-    from sinks.clickhouse.rows import to_row
+    from sinks.clickhouse.rows import to_rows
 
     store, _, _ = owner
     letter = json.dumps({"schema_version": 1, "error_code": "unknown_contract", "field": "contract_id",
                          "reason": "r", "event_id": "replayed-dl",
                          "source": {"topic": "inference-events", "partition": 3, "offset": 77},
                          "payload": "{}"}).encode()
-    rows = [to_row(Topic.INFERENCE_EVENTS_DLQ, 0, offset, letter) for offset in (10, 11, 250)]
+    rows = [row for offset in (10, 11, 250) for row in to_rows(Topic.INFERENCE_EVENTS_DLQ, 0, offset, letter)]
     assert {row["dlq_key"] for _, row in rows} == {"inference-events:3:77"}
     for table, row in rows:  # three writes, as three replays would make
         store.write_batch({table: [row]})

@@ -15,7 +15,8 @@ from gpu_workers.indexer import chunk_records
 from gpu_workers.scoring import recompute
 from gpu_workers.worker import attribute_batch
 from schemas import examples, first_problem, topic_manifests
-from sinks.clickhouse.rows import to_row
+from schemas.batches import items
+from sinks.clickhouse.rows import to_rows
 from sinks.stripe.payouts import execute
 from streams.accrual import AccrualBook
 from streams.balances import BalanceBook, PayoutPolicy
@@ -27,13 +28,22 @@ from tributary.sample import load_catalog
 TOPICS = sorted(topic_manifests())
 ALL = [(t, name, raw) for t in TOPICS for name, raw in examples(t)]
 NOW = datetime(2026, 11, 3, tzinfo=UTC)
+BATCH_FIELDS = {"inference-events": "events", "attribution-requests": "requests"}  # schemas.batches
 
 
 def schema_for(topic: str, payload: object) -> str:
     schemas = topic_manifests()[topic].schemas
+    if isinstance(payload, dict) and payload.get("kind") == "batch" and "v1-batch" in schemas:
+        return schemas["v1-batch"]
     if isinstance(payload, dict) and payload.get("kind") == "refund" and "v1-refund" in schemas:
         return schemas["v1-refund"]
     return schemas["v1"]
+
+
+def unbatched(topic: str, payload: object) -> list:
+    """A batch record's items, or the single payload: what a consumer handles one by one."""
+    found = items(payload, BATCH_FIELDS[topic]) if topic in BATCH_FIELDS else None
+    return [payload] if found is None else found
 
 
 @pytest.mark.parametrize("topic", TOPICS)
@@ -51,12 +61,31 @@ def test_examples_match_or_break_their_schema(topic, name, raw):
     problem = first_problem(schema_for(topic, payload), payload)
     if name.startswith("valid-"):
         assert problem is None, problem
+        for item in unbatched(topic, payload):  # a batch's items are checked one by one
+            assert first_problem(schema_for(topic, item), item) is None, (item, problem)
     elif topic != "inference-events":  # ingest also checks meaning (contract, dimensions): below
         assert problem is not None and problem.reason
 
 
+@pytest.mark.parametrize("topic", sorted(t for t, m in topic_manifests().items() if "v1-batch" in m.schemas))
+def test_every_batch_schema_has_a_batch_example_whose_items_share_a_home_partition(topic):
+    from tributary.partitioner import home_partition
+
+    batches = [p for p in valid(topic) if p.get("kind") == "batch"]
+    assert batches and set(BATCH_FIELDS) >= {topic}
+    partitions = topic_manifests()[topic].partitions
+    for batch in batches:
+        homes = {home_partition(item["event_id"], partitions) for item in unbatched(topic, batch)}
+        assert len(homes) == 1, homes
+
+
 def valid(topic: str) -> list[dict]:
     return [json.loads(raw) for name, raw in examples(topic) if name.startswith("valid-")]
+
+
+def valid_items(topic: str) -> list[dict]:
+    """Every valid example, batch records opened into their items."""
+    return [item for payload in valid(topic) for item in unbatched(topic, payload)]
 
 
 def invalid(topic: str) -> list[bytes]:
@@ -67,12 +96,14 @@ def test_ingest_over_every_inference_example():
     book = IngestBook({}, ContractBook.load())
     book.rebuild()
     for offset, (name, raw) in enumerate(sorted(examples("inference-events"), key=lambda e: "refund" in e[0])):
-        decision = book.handle(raw, Source("inference-events", 0, offset), NOW)
-        if name.startswith("invalid-"):
-            assert decision.rejection is not None and decision.rejection.reason, name
-        else:
-            assert decision.rejection is None, (name, decision.rejection)
-            assert (decision.request or decision.correction) is not None
+        batch = items(json.loads(raw), "events") if name.startswith("valid-") else None
+        for event in [raw] if batch is None else [json.dumps(e).encode() for e in batch]:  # one by one
+            decision = book.handle(event, Source("inference-events", 0, offset), NOW)
+            if name.startswith("invalid-"):
+                assert decision.rejection is not None and decision.rejection.reason, name
+            else:
+                assert decision.rejection is None, (name, decision.rejection)
+                assert (decision.request or decision.correction) is not None
 
 
 def test_attribution_worker_over_every_request_example():
@@ -82,7 +113,7 @@ def test_attribution_worker_over_every_request_example():
     embedder = HashingEmbedder()
     index = QdrantIndex(":memory:", dim=embedder.dim)
     catalog = index_works(load_catalog()["works"], embedder, index)
-    requests = valid("attribution-requests")
+    requests = valid_items("attribution-requests")
     out = attribute_batch(requests, embedder, index, catalog, PipelineConfig())
     assert [a["event_id"] for a in out] == [r["event_id"] for r in requests]
     for a in out:
@@ -155,12 +186,12 @@ def test_indexer_over_every_work_example():
 @pytest.mark.parametrize("topic", TOPICS)
 def test_clickhouse_sink_over_every_valid_example(topic):
     for offset, payload in enumerate(valid(topic)):
-        converted = to_row(topic, 0, offset, json.dumps(payload).encode())
+        converted = to_rows(topic, 0, offset, json.dumps(payload).encode())
         if topic in ("inference-events", "catalog-chunks", "holder-policies"):
-            assert converted is None  # the sink does not store these topics
-        else:
-            table, row = converted
-            assert table and row
+            assert converted == []  # the sink does not store these topics
+        else:  # one row per item of a batch record
+            assert len(converted) == len(unbatched(topic, payload))
+            assert all(table and row for table, row in converted)
 
 
 def test_the_topics_page_is_generated_from_the_schemas():

@@ -45,7 +45,7 @@ class Store:
         if self.down is not None:
             raise BackpressureError(str(self.down))
         rows = [r for rs in batch.values() for r in rs]
-        if any(isinstance(r["amount_micros"], str) for r in rows):
+        if any(isinstance(r.get("amount_micros", r.get("pool_micros")), str) for r in rows):
             raise RowsRefused("insert into ledger_entries failed: Unable to create native array")
         self.rows += rows
 
@@ -85,6 +85,36 @@ def test_a_poison_record_is_quarantined_and_the_rest_written():
     letter = json.loads(value)
     assert key == b"royalty-ledger:0:3" and letter["error_code"] == "unwritable_record"
     assert letter["source"] == {"topic": "royalty-ledger", "partition": 0, "offset": 3}
+
+
+def priced(n: int, pool: object = 200) -> dict:
+    return {"schema_version": 1, "event_id": f"e{n}", "occurred_at": "2026-11-20T00:00:00Z", "provider": "acme",
+            "model": {"name": "m", "revision": "r"},
+            "contract": {"contract_id": "standard-2026", "version": 1, "royalty_rate_bps": 2000, "currency": "USD"},
+            "revenue_micros": 1_000, "pool_micros": pool, "output": {"text": "x"},
+            "source": {"topic": "inference-events", "partition": 0, "offset": n}}
+
+
+def requests_batch(*requests: dict) -> bytes:
+    return json.dumps({"schema_version": 1, "kind": "batch", "requests": list(requests)}).encode()
+
+
+def test_a_batch_record_is_quarantined_whole_and_its_neighbours_written():
+    """Quarantine is per record: a batch record on attribution-requests with one request
+    ClickHouse refuses goes to the dead-letter topic whole (its payload keeps every
+    request, its event_id is the first's, as its key is); the other records' rows go in."""
+    store, dlq = Store(), Dlq()
+    topic = Topic.ATTRIBUTION_REQUESTS.value
+    items = service.decode([Msg(0, entry(0)), Msg(1, requests_batch(priced(1), priced(2, "oops"), priced(3)), topic),
+                            Msg(2, requests_batch(priced(4), priced(5)), topic)])
+    assert [(i.table, len(i.rows)) for i in items] == [("ledger_entries", 1), ("priced_events", 3),
+                                                       ("priced_events", 2)]
+    assert service.write(store, dlq, items, threading.Event(), first_delay_s=0)
+    assert sorted(r.get("entry_id") or r["event_id"] for r in store.rows) == ["e4", "e5", "le-0"]
+    (key, value), = dlq.sent
+    letter = json.loads(value)
+    assert key == b"attribution-requests:0:1" and letter["error_code"] == "unwritable_record"
+    assert letter["event_id"] == "e1" and len(json.loads(letter["payload"])["requests"]) == 3
 
 
 def test_a_batch_of_one_poison_record_is_quarantined_too():

@@ -6,7 +6,7 @@ import json
 import pytest
 import stripe
 
-from sinks.clickhouse.rows import to_row
+from sinks.clickhouse.rows import to_rows
 from sinks.stripe.payouts import (
     FoundTransfer,
     Outcome,
@@ -79,16 +79,33 @@ def test_every_topic_record_becomes_a_row():
         "unattributed_ppm": 500_000,
         "evidence": {"model_name": "m", "model_revision": "r", "catalog_version": 3, "threshold": 0.6, "matches": []},
     }
-    table, row = to_row(Topic.ATTRIBUTIONS, 0, 5, json.dumps(attribution).encode())
+    [(table, row)] = to_rows(Topic.ATTRIBUTIONS, 0, 5, json.dumps(attribution).encode())
     assert table == "attributions" and row["attributed_ppm"] == 500_000 and row["works"] == ["w1"]
     entries = accrue(attribution, "2026-11-20T00:00:01+00:00")
-    rows = [to_row(Topic.ROYALTY_LEDGER, 0, i, json.dumps(e).encode()) for i, e in enumerate(entries)]
-    assert {t for t, _ in rows} == {"ledger_entries"}
+    rows = [r for i, e in enumerate(entries) for r in to_rows(Topic.ROYALTY_LEDGER, 0, i, json.dumps(e).encode())]
+    assert {t for t, _ in rows} == {"ledger_entries"} and len(rows) == len(entries)
     assert sum(r["amount_micros"] for _, r in rows) == 101
     result = result_record(PAYOUT, Outcome("paid", "tr_1", "acct_1"))
-    assert to_row(Topic.PAYOUT_RESULTS, 0, 0, json.dumps(result).encode())[1]["transfer_id"] == "tr_1"
+    assert to_rows(Topic.PAYOUT_RESULTS, 0, 0, json.dumps(result).encode())[0][1]["transfer_id"] == "tr_1"
     holder = {"schema_version": 1, "kind": "holder", "holder_id": "h1", "name": "H", "stripe_account": "acct_1"}
-    assert to_row(Topic.CATALOG_UPDATES, 0, 9, json.dumps(holder).encode()) == (
-        "holders", {"holder_id": "h1", "name": "H", "stripe_account": "acct_1", "catalog_offset": 9})
-    assert to_row(Topic.CATALOG_CHUNKS, 0, 0, b"{}") is None
-    assert to_row(Topic.ROYALTY_LEDGER, 0, 0, None) is None
+    assert to_rows(Topic.CATALOG_UPDATES, 0, 9, json.dumps(holder).encode()) == [
+        ("holders", {"holder_id": "h1", "name": "H", "stripe_account": "acct_1", "catalog_offset": 9})]
+    assert to_rows(Topic.CATALOG_CHUNKS, 0, 0, b"{}") == []
+    assert to_rows(Topic.ROYALTY_LEDGER, 0, 0, None) == []
+
+
+def priced_request(event_id: str) -> dict:
+    return {"schema_version": 1, "event_id": event_id, "occurred_at": "2026-11-20T00:00:00Z", "provider": "acme",
+            "model": {"name": "m", "revision": "r"},
+            "contract": {"contract_id": "standard-2026", "version": 1, "royalty_rate_bps": 2000, "currency": "USD"},
+            "revenue_micros": 1_000, "pool_micros": 200, "output": {"text": "x"},
+            "source": {"topic": "inference-events", "partition": 1, "offset": 7}}
+
+
+def test_a_batch_record_of_requests_becomes_one_priced_event_row_per_request():
+    single = to_rows(Topic.ATTRIBUTION_REQUESTS, 1, 3, json.dumps(priced_request("e0")).encode())
+    assert [(t, r["event_id"]) for t, r in single] == [("priced_events", "e0")]
+    batch = {"schema_version": 1, "kind": "batch", "requests": [priced_request(f"e{n}") for n in range(1, 4)]}
+    rows = to_rows(Topic.ATTRIBUTION_REQUESTS, 1, 4, json.dumps(batch).encode())
+    assert [(t, r["event_id"]) for t, r in rows] == [("priced_events", f"e{n}") for n in range(1, 4)]
+    assert all(r["source_offset"] == 7 and r["pool_micros"] == 200 for _, r in rows)
