@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from streams.contracts import parse_time
-from streams.window import ExpiryIndex
 from tributary.ids import ledger_entry_id
 from tributary.money import BPS_DENOMINATOR, SHARE_DENOMINATOR, UNATTRIBUTED, split_pool
 
@@ -199,82 +197,77 @@ def reverse(entries: list[dict[str, Any]], correction: dict[str, Any], created_a
 ACCRUAL_FIELDS = ("attribution_id", "event_id", "provider", "contract", "pool_micros", "shares_ppm")
 
 
-@dataclass
-class AccrualBook:
-    """What the accrue agent remembers per event (``ac:<event_id>``): the attribution
-    fields its entries derive from, when they were created, and any refund. One
-    table write per message, so a crash never leaves half a record; a replay
-    re-sends the same entries (same ids, same ``created_at``). Records expire
-    ``refund_window_s`` of event time behind the newest event of their partition;
-    refunds after that are recorded on the corrections topic but reverse nothing."""
-
-    table: MutableMapping[str, Any]
-    refund_window_s: float = 30 * 86_400
-    _index: ExpiryIndex = field(init=False)
-    needs_rebuild: bool = True
-
-    def __post_init__(self) -> None:
-        self._index = ExpiryIndex(self.refund_window_s)
-
-    def rebuild(self) -> None:
-        self._index.clear()
-        for key, value in list(self.table.items()):
-            if key.startswith("ac:"):
-                self._index.add(value["part"], value["t"], key)
-        self.needs_rebuild = False
-
-    def _entries(self, record: dict[str, Any]) -> list[dict[str, Any]]:
-        if not record.get("attribution"):
-            return []
+def record_entries(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every ledger entry an accrual record (``ac:<event_id>``) stands for: its accruals,
+    its review decisions and, once refunded, the reversal of all of them."""
+    entries: list[dict[str, Any]] = []
+    if record.get("attribution"):
         entries = accrue(record["attribution"], record["created_at"])
         for _, review in sorted((record.get("reviews") or {}).items()):
             entries += review_entries(record["attribution"], review, max(review["decided_at"], record["created_at"]))
-        return entries
+    if record.get("refund") and record.get("refunded_at"):
+        entries += reverse(entries, record["refund"], record["refunded_at"])
+    return entries
 
-    def on_attribution(self, attribution: dict[str, Any], partition: int, now: str) -> list[dict[str, Any]]:
+
+class AccrualState(Protocol):
+    def get(self, key: str, default: Any = None) -> Any: ...
+    def __setitem__(self, key: str, value: Any) -> None: ...
+
+
+@dataclass
+class AccrualBook:
+    """What the accrue stage remembers per event (``ac:<event_id>``): the attribution
+    fields its entries derive from, when they were created, its review decisions and any
+    refund. Each input yields exactly the entries its record did not stand for before, so
+    with the record and the entries committed in one transaction (:mod:`streams.txloop`)
+    every entry is produced once. Records expire ``refund_window_s`` of event time behind
+    the newest event of their partition; refunds after that are recorded on the
+    corrections topic but reverse nothing.
+
+    ``added`` collects (key, event time) of the records created since it was last read,
+    for the stage's :class:`streams.state.Expiry`."""
+
+    refund_window_s: float = 30 * 86_400
+    added: list[tuple[str, float]] = field(default_factory=list)
+
+    def _changed(self, state: AccrualState, key: str, before: dict[str, Any], after: dict[str, Any],
+                 t: float) -> list[dict[str, Any]]:
+        if after == before:
+            return []
+        state[key] = after
+        if not before:
+            self.added.append((key, t))
+        known = {e["entry_id"] for e in record_entries(before)} if before else set()
+        return [e for e in record_entries(after) if e["entry_id"] not in known]
+
+    def on_attribution(self, state: AccrualState, attribution: dict[str, Any], now: str) -> list[dict[str, Any]]:
         key = f"ac:{attribution['event_id']}"
-        record = self.table.get(key) or {}
-        if record.get("attribution") and record["attribution"]["attribution_id"] != attribution["attribution_id"]:
+        record = state.get(key) or {}
+        if record.get("attribution"):
             # the same event attributed again (e.g. after a catalog change): the first attribution
             # stands; a re-attribution is a correction, not a second accrual
             return []
-        if not record.get("attribution"):
-            occurred = attribution.get("occurred_at")
-            record = {**record, "attribution": {k: attribution[k] for k in ACCRUAL_FIELDS},
-                      "created_at": now, "part": partition,
-                      "t": parse_time(occurred).timestamp() if occurred else record.get("t", 0.0)}
-            if record.get("refund") and not record.get("refunded_at"):
-                record["refunded_at"] = now
-            self.table[key] = record
-            self._index.add(partition, record["t"], key)
-        return self._send(record, partition)
+        occurred = attribution.get("occurred_at")
+        t = parse_time(occurred).timestamp() if occurred else record.get("t", 0.0)
+        after = {**record, "attribution": {k: attribution[k] for k in ACCRUAL_FIELDS}, "created_at": now, "t": t}
+        if after.get("refund") and not after.get("refunded_at"):
+            after["refunded_at"] = now
+        return self._changed(state, key, record, after, t)
 
-    def on_correction(self, correction: dict[str, Any], partition: int, now: str) -> list[dict[str, Any]]:
+    def on_correction(self, state: AccrualState, correction: dict[str, Any], now: str) -> list[dict[str, Any]]:
         key = f"ac:{correction['event_id']}"
-        record = self.table.get(key) or {"part": partition, "t": parse_time(correction["occurred_at"]).timestamp()}
+        record = state.get(key) or {}
+        t = record.get("t", parse_time(correction["occurred_at"]).timestamp())
+        after = {**record, "t": t}
         if correction["kind"] == "review":
             reviews = dict(record.get("reviews") or {})
             if correction["work_id"] in reviews:
-                return self._send(record, partition)  # the first decision on a work stands; replays resend
+                return []  # the first decision on a work stands
             reviews[correction["work_id"]] = {**correction, "decided_at": now}
-            record = {**record, "reviews": reviews}
-            self.table[key] = record
-            if not record.get("attribution"):
-                self._index.add(partition, record["t"], key)
-            return self._send(record, partition)
-        if record.get("refund") and record["refund"]["correction_id"] != correction["correction_id"]:
+            after["reviews"] = reviews
+        elif record.get("refund"):
             return []  # ingest allows one refund per event; a second id is ignored here too
-        if not record.get("refund"):
-            record = {**record, "refund": correction, "refunded_at": now if record.get("attribution") else None}
-            self.table[key] = record
-            if not record.get("attribution"):
-                self._index.add(partition, record["t"], key)
-        return self._send(record, partition)
-
-    def _send(self, record: dict[str, Any], partition: int) -> list[dict[str, Any]]:
-        entries = self._entries(record)
-        if record.get("refund") and record.get("refunded_at"):
-            entries += reverse(entries, record["refund"], record["refunded_at"])
-        for expired in self._index.expire(partition):
-            self.table.pop(expired, None)
-        return entries
+        else:
+            after.update(refund=correction, refunded_at=now if record.get("attribution") else None)
+        return self._changed(state, key, record, after, t)

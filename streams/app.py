@@ -1,14 +1,14 @@
-"""The Faust app: three thin agents over the pure functions of this package.
+"""The Faust app: ingest, one thin agent over the pure functions of :mod:`streams.ingest`.
 
-    inference-events -> ingest  -> attribution-requests   (invalid -> inference-events.dlq)
-    attributions     -> accrue  -> royalty-ledger         (key holder_id)
-    royalty-ledger   -> balances -> payout-requests       (key holder_id)
+    inference-events -> ingest -> attribution-requests   (invalid -> inference-events.dlq)
 
 Delivery is at-least-once. Every send is made with ``force=True``: it goes to the
 producer at once instead of being "attached" to the event and published at commit
 time (we saw attached sends lost around rebalances), and Faust flushes the producer
-before every offset commit, so an acknowledged event's outputs are durable; every record derived here has a deterministic id and every
-state update is idempotent, so a crash and replay never double-credits a holder.
+before every offset commit, so an acknowledged event's outputs are durable; every
+record derived here has a deterministic id and the dedupe marks make a replay decide
+the same, so a crash never double-prices an event. The money stages (accrue,
+balances) are transactional loops outside Faust: :mod:`streams.money`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,9 +27,7 @@ from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from schemas import first_problem, topic_manifests
-from streams.accrual import AccrualBook
-from streams.balances import BalanceBook, PayoutPolicy
+from schemas import topic_manifests
 from streams.contracts import ContractBook
 from streams.dlq_limit import INGEST_TABLE, DeadLetterLimit
 from streams.ingest import (
@@ -54,12 +51,9 @@ contracts = ContractBook.load()
 
 EVENTS_IN = Counter("tributary_ingest_events_total", "Inference events and refunds read by ingest")
 DEAD_LETTERED = Counter("tributary_ingest_dead_lettered_total", "Inputs sent to the dead-letter topic")
-ENTRIES_OUT = Counter("tributary_ledger_entries_total", "Ledger entries produced by accrue")
-ENTRIES_APPLIED = Counter("tributary_balance_entries_total", "Ledger entries read by balances")
 REROUTED = Counter("tributary_ingest_rerouted_total",
                    "Events forwarded to their event_id's home partition (producer did not key by event_id)")
 REWINDS = Counter("tributary_streams_rewinds_total", "Offsets committed back to records skipped by Faust")
-PAYOUTS_REQUESTED = Counter("tributary_payout_requests_total", "Payout requests sent (re-sends included)")
 
 
 # the watchdog (streams.stall): a worker whose own partitions have had records waiting
@@ -125,29 +119,16 @@ def _topic(name: Topic) -> faust.TopicT:
 inference_events = _topic(Topic.INFERENCE_EVENTS)
 dlq = _topic(Topic.INFERENCE_EVENTS_DLQ)
 attribution_requests = _topic(Topic.ATTRIBUTION_REQUESTS)
-attributions = _topic(Topic.ATTRIBUTIONS)
-royalty_ledger = _topic(Topic.ROYALTY_LEDGER)
-payout_requests = _topic(Topic.PAYOUT_REQUESTS)
 corrections = _topic(Topic.CORRECTIONS)
-holder_policies = _topic(Topic.HOLDER_POLICIES)
 
 # dedupe and refund marks: see streams.ingest.IngestBook
 seen_events = app.Table(INGEST_TABLE, default=None, partitions=4)
 ingest_book = IngestBook(seen_events, contracts, window_s=pipeline.dedupe_window_s)
 # the dead-letter rate limit's per-partition history lives in the same table
 dlq_limit = DeadLetterLimit(seen_events, pipeline.dlq_window, pipeline.dlq_max_fraction, pipeline.dlq_min_events)
-# per-event accrual records: see streams.accrual.AccrualBook
-accrued_events = app.Table("accrued-events", default=None, partitions=4)
-accrual_book = AccrualBook(accrued_events, refund_window_s=pipeline.refund_window_s)
-# balances, marks, payout records and policies: see streams.balances
-balances = app.Table("holder-balances", default=None, partitions=4)
-book = BalanceBook(balances, default_policy=pipeline.payout_policy, dedupe_window=pipeline.ledger_dedupe_window)
 
 
 ingest_offsets = OffsetGuard(seen_events, Topic.INFERENCE_EVENTS.value)
-accrue_offsets = OffsetGuard(accrued_events, Topic.ATTRIBUTIONS.value)
-corrections_offsets = OffsetGuard(accrued_events, Topic.CORRECTIONS.value)
-ledger_offsets = OffsetGuard(balances, Topic.ROYALTY_LEDGER.value)
 
 
 async def _after_recovery(event: faust.EventT) -> None:
@@ -334,83 +315,6 @@ async def ingest(stream: faust.StreamT) -> None:
     await _each(stream, _ingest)
 
 
-async def _send_entries(entries: list[dict[str, Any]]) -> None:
-    ENTRIES_OUT.inc(len(entries))
-    for entry in entries:
-        await royalty_ledger.send(key=entry["holder_id"].encode(), value=_dumps(entry), force=True)
-
-
-def _accrue(guard: OffsetGuard, handle: Callable[[dict[str, Any], int, str], list[dict[str, Any]]]
-            ) -> Callable[[faust.EventT], Awaitable[None]]:
-    """The accrue handler, shared by attributions and corrections (same table, same keys)."""
-    async def accrue(event: faust.EventT) -> None:
-        if accrual_book.needs_rebuild:
-            accrual_book.rebuild()
-        if not await _guard(guard, event):
-            return
-        await _send_entries(handle(orjson.loads(event.value), event.message.partition, _now()))
-        guard.advance(event.message.partition, event.message.offset)
-    return accrue
-
-
-@app.agent(attributions)
-async def accrue_agent(stream: faust.StreamT) -> None:
-    await _each(stream, _accrue(accrue_offsets, accrual_book.on_attribution))
-
-
-@app.agent(corrections)
-async def corrections_agent(stream: faust.StreamT) -> None:
-    await _each(stream, _accrue(corrections_offsets, accrual_book.on_correction))
-
-
-async def _balance(event: faust.EventT) -> None:
-    if book.needs_rebuild:
-        await _resend(book.rebuild())
-    if not await _guard(ledger_offsets, event):
-        return
-    entry = orjson.loads(event.value)
-    ENTRIES_APPLIED.inc()
-    if not entry["holder_id"].startswith("escrow:"):  # escrow is never paid out
-        await _resend(book.apply(entry, event.message.partition, event.message.offset))
-    ledger_offsets.advance(event.message.partition, event.message.offset)
-
-
-@app.agent(royalty_ledger)
-async def balances_agent(stream: faust.StreamT) -> None:
-    await _each(stream, _balance)
-
-
-async def _policy(event: faust.EventT) -> None:
-    problem: object
-    try:
-        raw = orjson.loads(event.value)
-    except ValueError as exc:
-        raw, problem = None, f"not JSON: {exc}"
-    else:
-        problem = first_problem("holder-policy.v1", raw)
-    if raw is None or problem is not None:
-        log.error("ignored invalid payout policy at %s/%d@%d: %s", event.message.topic,
-                  event.message.partition, event.message.offset, problem)
-        return
-    policy = PayoutPolicy.from_json(raw, book.default_policy)
-    balances[f"pol:{raw['holder_id']}"] = asdict(policy)
-    log.info("payout policy holder=%s %s", raw["holder_id"], asdict(policy))
-
-
-@app.agent(holder_policies)
-async def policy_agent(stream: faust.StreamT) -> None:
-    """Per-holder payout policies, stored beside the balances (same key, same partition)."""
-    await _each(stream, _policy)
-
-
-async def _resend(requests: list[dict[str, Any]]) -> None:
-    PAYOUTS_REQUESTED.inc(len(requests))
-    for request in requests:
-        log.info("payout requested payout_id=%s holder=%s amount_micros=%d",
-                 request["payout_id"], request["holder_id"], request["amount_micros"])
-        await payout_requests.send(key=request["holder_id"].encode(), value=_dumps(request), force=True)
-
-
 _resumed: set[tuple[str, int]] = set()
 
 
@@ -419,18 +323,10 @@ async def _assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
     log.info("assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned if tp.topic in SOURCES))
     _resumed.clear()
     # in-memory indexes are rebuilt from the tables, which are recovered before agents resume
-    book.needs_rebuild = ingest_book.needs_rebuild = accrual_book.needs_rebuild = True
+    ingest_book.needs_rebuild = True
 
 
-@app.timer(interval=10.0)
-async def resend_pending_payouts() -> None:
-    """After a restart with no new ledger traffic, still re-send unfinished payouts."""
-    if book.needs_rebuild and not app.rebalancing and not app.in_recovery:
-        await _resend(book.rebuild())
-
-
-SOURCES = tuple(t.value for t in (Topic.INFERENCE_EVENTS, Topic.ATTRIBUTIONS, Topic.ROYALTY_LEDGER,
-                                   Topic.CORRECTIONS, Topic.HOLDER_POLICIES))
+SOURCES = (Topic.INFERENCE_EVENTS.value,)
 
 
 @app.timer(interval=WATCHDOG_INTERVAL_S)

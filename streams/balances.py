@@ -1,36 +1,18 @@
 """Holder balances and payout triggers, exact under crash and replay.
 
-The balances agent reads ``royalty-ledger`` (key holder_id), so all entries of one
-holder arrive in order on one partition. Its state lives in one table (one
-changelog partition per ledger partition, written in order), under three kinds of
-key, written in this order for each entry ``X`` at ledger offset ``o``:
-
-    p:<payout_id>  the payout request X triggered (if any), with o
-    e:<entry_id>   the mark: X was applied (holder, type, amount, o, payout id)
-    h:<holder_id>  the holder's balance, folded up to offset o
-
-A crash keeps a prefix of these writes. On recovery (``rebuild``) each holder's
-balance is reconciled with the marks and payout records newer than its ``upto``
-offset, so whatever prefix survived, the balance is exact; replaying X then finds
-its mark and does nothing twice. A replayed entry that had triggered a payout
-re-sends the *same* request (deterministic id), and every payout without an outcome
-is re-sent after recovery: a request can be repeated, never lost, and the Stripe
-sink pays each payout id once.
-
-Marks are kept for ``dedupe_window`` ledger offsets per partition: a duplicate
-entry (an upstream stage replaying after a crash) is recognised as long as it
-arrives within that many offsets of the original. Upstream replays only re-send
-their uncommitted tail (seconds of traffic), far inside the default window.
+The balances stage (:mod:`streams.money`) reads ``royalty-ledger`` and
+``holder-policies`` (both keyed by holder_id, co-partitioned), so all entries of one
+holder arrive in order on one partition. Its state and the payout requests it issues
+are committed in one Kafka transaction with its input offsets (:mod:`streams.txloop`):
+a crash loses or repeats nothing, so there are no marks to keep and nothing to re-send.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from streams.window import ExpiryIndex
 from tributary.ids import payout_id
 from tributary.money import BPS_DENOMINATOR, whole_cents
 
@@ -88,7 +70,6 @@ class HolderBalance:
     payout_sequence: int = 0
     last_payout_at: str | None = None  # ledger time of the last payout request
     last_failure_at: str | None = None  # ledger time of the last permanently failed payout
-    upto: int = -1  # ledger offset this balance is folded up to
 
     @property
     def unpaid_micros(self) -> int:
@@ -148,99 +129,70 @@ def reserve(state: HolderBalance, request: dict[str, Any]) -> None:
     state.last_payout_at = max(filter(None, [state.last_payout_at, request["requested_at"]]))
 
 
+class BalanceState(Protocol):
+    def get(self, key: str, default: Any = None) -> Any: ...
+    def __setitem__(self, key: str, value: Any) -> None: ...
+    def pop(self, key: str, default: Any = None) -> Any: ...
+
+
+PAYOUT_OUTCOMES = ("payout", "payout_reversal")
+
+
 @dataclass
 class BalanceBook:
-    """The balances agent's logic over its table (a Faust table, or a dict in tests)."""
+    """The balances stage's logic over the state of one partition (``streams.state``):
 
-    table: MutableMapping[str, Any]
+        h:<holder_id>    the holder's balance
+        p:<payout_id>    a payout requested and not yet settled
+        pol:<holder_id>  the holder's payout policy
+
+    Accruals arrive exactly once (accrue commits them in transactions). Payout outcomes
+    come from the Stripe sink, which may write one twice after a crash: an outcome
+    counts only while its payout is pending, and settles it. The requests this returns
+    are produced in the same transaction as the state, so each is issued once."""
+
     default_policy: PayoutPolicy = field(default_factory=PayoutPolicy)
-    dedupe_window: int = 1_000_000
-    _marks: ExpiryIndex = field(init=False)
-    _states: dict[str, HolderBalance] = field(default_factory=dict)
-    needs_rebuild: bool = True
+    _open: dict[str, HolderBalance] = field(default_factory=dict)
+    _state: BalanceState | None = None
 
-    def __post_init__(self) -> None:
-        self._marks = ExpiryIndex(self.dedupe_window)
-
-    def policy(self, holder_id: str) -> PayoutPolicy:
-        raw = self.table.get(f"pol:{holder_id}")
+    def policy(self, state: BalanceState, holder_id: str) -> PayoutPolicy:
+        raw = state.get(f"pol:{holder_id}")
         return PayoutPolicy.from_json(raw, self.default_policy) if raw else self.default_policy
 
-    def state(self, holder_id: str, currency: str = "USD") -> HolderBalance:
-        if holder_id not in self._states:
-            raw = self.table.get(f"h:{holder_id}")
-            self._states[holder_id] = HolderBalance.from_json(raw) if raw else HolderBalance(holder_id, currency)
-        return self._states[holder_id]
+    def set_policy(self, state: BalanceState, raw: dict[str, Any]) -> PayoutPolicy:
+        policy = PayoutPolicy.from_json(raw, self.default_policy)
+        state[f"pol:{raw['holder_id']}"] = asdict(policy)
+        return policy
 
-    def rebuild(self) -> list[dict[str, Any]]:
-        """Reconcile every holder with the marks and payouts newer than its balance;
-        returns the payout requests that have no outcome yet (to re-send)."""
-        states: dict[str, HolderBalance] = {}
-        marks: list[tuple[str, dict[str, Any]]] = []
-        payouts: dict[str, dict[str, Any]] = {}
-        self._marks.clear()
-        for key, value in list(self.table.items()):
-            kind, _, ident = key.partition(":")
-            if kind == "h":
-                states[ident] = HolderBalance.from_json(value)
-            elif kind == "e":
-                marks.append((ident, value))
-                self._marks.add(value["part"], value["o"], key)
-            elif kind == "p":
-                payouts[ident] = value
-        completed = set()
-        for _, mark in sorted(marks, key=lambda m: m[1]["o"]):
-            if mark["t"] in ("payout", "payout_reversal"):
-                completed.add(mark["pid"])
-            state = states.setdefault(mark["h"], HolderBalance(mark["h"], mark.get("cur", "USD")))
-            if mark["o"] > state.upto:
-                apply_amount(state, mark["t"], mark["a"], mark.get("at"))
-        for request in sorted(payouts.values(), key=lambda r: (r["holder_id"], r["sequence"])):
-            state = states.setdefault(request["holder_id"], HolderBalance(request["holder_id"]))
-            if request["o"] > state.upto and request["sequence"] >= state.payout_sequence:
-                reserve(state, request)
-        self._states = states
-        self.needs_rebuild = False
-        return [strip(r) for pid, r in sorted(payouts.items()) if pid not in completed]
+    def balance(self, state: BalanceState, holder_id: str, currency: str = "USD") -> HolderBalance:
+        if self._state is not state:  # balances are cached per batch and per partition
+            self.flush()
+            self._state = state
+        if holder_id not in self._open:
+            raw = state.get(f"h:{holder_id}")
+            self._open[holder_id] = HolderBalance.from_json(raw) if raw else HolderBalance(holder_id, currency)
+        return self._open[holder_id]
 
-    def apply(self, entry: dict[str, Any], partition: int, offset: int) -> list[dict[str, Any]]:
-        """Apply one ledger entry read at (partition, offset); the payout requests to send.
-        If applying fails half-way (a table write raising), the in-memory balances may be
-        ahead of the table: they are rebuilt from the table before the next entry."""
-        try:
-            return self._apply(entry, partition, offset)
-        except BaseException:
-            self.needs_rebuild = True
-            raise
+    def flush(self) -> None:
+        """Write the balances changed since the last flush to their state (end of batch)."""
+        if self._state is not None:
+            for holder_id, balance in self._open.items():
+                self._state[f"h:{holder_id}"] = balance.to_json()
+        self._open.clear()
+        self._state = None
 
-    def _apply(self, entry: dict[str, Any], partition: int, offset: int) -> list[dict[str, Any]]:
-        mark_key = f"e:{entry['entry_id']}"
-        mark = self.table.get(mark_key)
-        if mark is not None:  # a duplicate or a replay: nothing counts twice
-            request = self.table.get(f"p:{mark['p']}") if mark.get("p") else None
-            return [strip(request)] if request else []
+    def apply(self, state: BalanceState, entry: dict[str, Any]) -> list[dict[str, Any]]:
+        """Apply one ledger entry; the payout requests to issue (at most one)."""
         holder_id = entry["holder_id"]
-        state = self.state(holder_id, entry.get("currency", "USD"))
-        apply_amount(state, entry["entry_type"], int(entry["amount_micros"]), entry.get("created_at"))
-        request = None
-        if entry["entry_type"] in ("accrual", "payout_reversal"):
-            request = payout_due(state, self.policy(holder_id), entry.get("created_at") or "")
-        if request is not None:
-            self.table[f"p:{request['payout_id']}"] = {**request, "o": offset}
-        self.table[mark_key] = {
-            "h": holder_id, "t": entry["entry_type"], "a": int(entry["amount_micros"]), "o": offset,
-            "part": partition, "cur": state.currency, "pid": entry.get("payout_id"),
-            "p": request["payout_id"] if request else None,
-            **({"at": entry.get("created_at")} if entry["entry_type"] == "payout_reversal" else {}),
-        }
-        state.upto = offset
-        self.table[f"h:{holder_id}"] = state.to_json()
-        self._marks.add(partition, offset, mark_key)
-        for expired in self._marks.expire(partition):
-            self.table.pop(expired, None)
-        return [request] if request else []
-
-
-def strip(request: dict[str, Any]) -> dict[str, Any]:
-    """A stored payout record without its bookkeeping fields."""
-    return {k: v for k, v in request.items() if k != "o"}
+        kind = entry["entry_type"]
+        if kind in PAYOUT_OUTCOMES and state.pop(f"p:{entry['payout_id']}") is None:
+            return []  # a repeated (or unknown) outcome: settled already
+        balance = self.balance(state, holder_id, entry.get("currency", "USD"))
+        apply_amount(balance, kind, int(entry["amount_micros"]), entry.get("created_at"))
+        if kind not in ("accrual", "payout_reversal"):
+            return []
+        request = payout_due(balance, self.policy(state, holder_id), entry.get("created_at") or "")
+        if request is None:
+            return []
+        state[f"p:{request['payout_id']}"] = request
+        return [request]

@@ -28,7 +28,9 @@ quick start:
 
 STAGE_HELP = """\
 stages:
-  streams          Faust worker: ingest (validate, dedupe, price), accrue, balances
+  streams          Faust worker: ingest (validate, dedupe, price, fan out)
+  accrue           attributions + corrections -> ledger entries (Kafka transactions)
+  balances         ledger entries + payout policies -> balances, payout requests (Kafka transactions)
   indexer          embeds registered works once -> catalog-chunks
   attribution      embeds outputs in micro-batches, searches Qdrant -> attributions
   sink-clickhouse  every topic -> ClickHouse tables; serves read-only SQL
@@ -95,14 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run one pipeline stage in the foreground", description=STAGE_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=["streams", "indexer", "attribution", "sink-clickhouse", "sink-stripe"])
+    p.add_argument("stage", choices=["streams", "accrue", "balances", "indexer", "attribution", "sink-clickhouse",
+                                     "sink-stripe"])
     p.add_argument("--metrics-port", type=int, default=0,
-                   help="indexer, attribution, sink-stripe: serve /healthz, /readyz and Prometheus "
+                   help="accrue, balances, indexer, attribution, sink-stripe: serve /healthz, /readyz and Prometheus "
                         "/metrics on this port (0: off)")
     p.add_argument("--web-port", type=int, default=6066,
                    help="streams: Faust web port (/healthz and /metrics)")
     p.add_argument("--worker-id", default="0",
-                   help="attribution: unique per worker (its Kafka transactional id); default 0")
+                   help="attribution, accrue, balances: unique per process of the stage (its Kafka "
+                        "transactional id and local state folder); default 0")
 
     p = sub.add_parser("catalog", help="register works")
     csub = p.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
@@ -603,6 +607,8 @@ def _run_stage(args: argparse.Namespace, cfg: PlatformConfig) -> int:
         stages.run_indexer(cfg, pipeline, args.metrics_port)
     elif args.stage == "attribution":
         stages.run_attribution(cfg, pipeline, args.metrics_port, args.worker_id)
+    elif args.stage in ("accrue", "balances"):
+        stages.run_money(cfg, pipeline, args.stage, args.metrics_port, args.worker_id)
     elif args.stage == "sink-clickhouse":
         stages.run_sink_clickhouse(cfg, pipeline)
     elif args.stage == "sink-stripe":

@@ -30,6 +30,7 @@ from tributary.platform.procs import PlatformError
 from tributary.query import QueryError, query, scalar
 from tributary.sample import load_catalog, plan_events
 from tributary.topics import Topic
+from tributary.topology import stages
 
 
 def stage_argv(cfg: PlatformConfig, stage: str, extra: list[str] | None = None) -> list[str]:
@@ -51,6 +52,8 @@ def stage_extras(cfg: PlatformConfig, stage: str) -> list[str]:
         "attribution": ["--metrics-port", port, "--worker-id", "0"],
         "sink-clickhouse": [],
         "sink-stripe": ["--metrics-port", port],
+        "accrue": ["--metrics-port", port, "--worker-id", "0"],
+        "balances": ["--metrics-port", port, "--worker-id", "0"],
     }[stage]
 
 
@@ -160,12 +163,9 @@ SETTLE_SQL = {
     "payouts_done": "SELECT count() FROM payout_results FINAL",
     "payout_entries": "SELECT count() FROM ledger_entries FINAL WHERE entry_type IN ('payout', 'payout_reversal')",
 }
-# the stages whose input must be fully consumed, and on which (non-transactional) topics
-SETTLE_LAGS = {
-    "tributary-streams": [Topic.ROYALTY_LEDGER, Topic.INFERENCE_EVENTS],
-    "tributary-sink-stripe": [Topic.PAYOUT_REQUESTS],
-    "tributary-sink-clickhouse": [Topic.ROYALTY_LEDGER, Topic.PAYOUT_REQUESTS, Topic.PAYOUT_RESULTS],
-}
+# the stages whose input must be fully consumed (topology registry)
+SETTLE_LAGS = {stage.group: list(stage.inputs) for name, stage in stages().items()
+               if name in ("streams", "accrue", "balances", "sink-stripe", "sink-clickhouse")}
 
 
 def settle_probe(cfg: PlatformConfig, valid: int, invalid: int, refunds: int = 0) -> Any:
@@ -177,7 +177,7 @@ def settle_probe(cfg: PlatformConfig, valid: int, invalid: int, refunds: int = 0
 
     def probe() -> tuple[bool, str, dict[str, int]]:
         counts = {name: int(scalar(cfg, sql) or 0) for name, sql in SETTLE_SQL.items()}
-        counts["lag"] = sum(lags.group_lag(group, topics) for group, topics in SETTLE_LAGS.items())
+        counts["lag"] = sum(lags.backlog(group, topics) for group, topics in SETTLE_LAGS.items())
         history.append(counts)
         done = (
             counts["priced"] == valid and counts["attributed"] == valid and counts["accrued"] == valid

@@ -8,32 +8,15 @@ import time
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from schemas import topic_manifests
-from sinks.clickhouse.rows import SOURCE_TOPICS as CLICKHOUSE_SOURCES
-from tributary.config import streams_app_id
 from tributary.topics import Topic
-
-
-def consumed_by(component: str) -> list[Topic]:
-    """The topics whose manifest (schemas/topics) names ``component`` or one of its parts
-    (``streams`` covers ``streams.ingest``, ``streams.accrue``, ...) as a consumer."""
-    return [Topic(name) for name, manifest in sorted(topic_manifests().items())
-            if any(c == component or c.startswith(f"{component}.") for c in manifest.consumers)]
+from tributary.topology import stages
 
 
 def stage_groups() -> dict[str, tuple[str, list[Topic]]]:
-    """stage -> (consumer group, the topics that group subscribes to), from the topology's
-    own registries: every streams agent consumes through the Faust app's one group (the
-    topic manifests name them), the ClickHouse sink subscribes to its SOURCE_TOPICS. The
-    other stages subscribe to one topic each; what else their manifests list (catalog
-    chunks, holder records, payout results) they read by assignment, outside any group."""
-    return {
-        "streams": (streams_app_id(), consumed_by("streams")),
-        "indexer": ("tributary-indexer", [Topic.CATALOG_UPDATES]),
-        "attribution": ("tributary-attribution", [Topic.ATTRIBUTION_REQUESTS]),
-        "sink-clickhouse": ("tributary-sink-clickhouse", list(CLICKHOUSE_SOURCES)),
-        "sink-stripe": ("tributary-sink-stripe", [Topic.PAYOUT_REQUESTS]),
-    }
+    """stage -> (consumer group, the topics that group subscribes to), from the topology
+    registry (:mod:`tributary.topology`). What else a stage reads by assignment (catalog
+    chunks, its state topic) is outside any group and has no lag."""
+    return {name: (stage.group, list(stage.inputs)) for name, stage in stages().items()}
 
 
 # the group coordinator is not ready yet (a broker that just started): ask again
@@ -84,6 +67,49 @@ class LagReader:
             done = committed.get((tp.topic, tp.partition), -1)
             lag += high - (done if done >= 0 else low)
         return lag
+
+    def backlog(self, group: str, topics: list[Topic], timeout: float = 10.0) -> int:
+        """Partitions of ``topics`` holding a committed record ``group`` has not committed
+        past: unlike :meth:`group_lag`, exact on transactional topics, whose last offset is
+        a commit marker that lag counts. Reads read_committed from each committed offset
+        until the first record or the end of the partition."""
+        partitions = []
+        for topic in topics:
+            meta = self.admin.list_topics(topic.value, timeout=10).topics[topic.value]
+            partitions += [TopicPartition(topic.value, p) for p in meta.partitions]
+        committed = self.committed(group, partitions)
+        start = {}
+        for tp in partitions:
+            low, high = self.consumer.get_watermark_offsets(tp, timeout=10)
+            done = committed.get((tp.topic, tp.partition), -1)
+            done = done if done >= 0 else low
+            if high > done:
+                start[(tp.topic, tp.partition)] = done
+        if not start:
+            return 0
+        probe = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{group}-backlog-probe",
+                          "enable.auto.commit": False, "isolation.level": "read_committed",
+                          "enable.partition.eof": True})
+        try:
+            probe.assign([TopicPartition(t, p, o) for (t, p), o in start.items()])
+            waiting, pending = set(start), 0
+            deadline = time.monotonic() + timeout
+            while waiting and time.monotonic() < deadline:
+                msg = probe.poll(0.5)
+                if msg is None:
+                    continue
+                where = (msg.topic(), msg.partition())
+                if where not in waiting:
+                    continue
+                waiting.discard(where)
+                err = msg.error()
+                if err is None:
+                    pending += 1
+                elif err.code() != KafkaError._PARTITION_EOF:
+                    waiting.add(where)
+            return pending + len(waiting)  # unanswered partitions count as pending
+        finally:
+            probe.close()
 
     def stage_lags(self) -> dict[str, int]:
         return {stage: self.group_lag(group, topics) for stage, (group, topics) in stage_groups().items()}

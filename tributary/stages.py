@@ -142,6 +142,24 @@ def run_sink_stripe(platform: PlatformConfig, pipeline: PipelineConfig, http_por
     service.run(platform.bootstrap_servers, api, stop, health)
 
 
+def run_money(platform: PlatformConfig, pipeline: PipelineConfig, stage: str, http_port: int,
+              instance_id: str) -> None:
+    """``accrue`` or ``balances``: a transactional loop (streams.money); its state in
+    RocksDB under the data directory, mirrored to its state topic."""
+    setup(f"{stage}-{instance_id}")
+    from streams.money import AccrueStage, BalancesStage
+    from streams.txloop import LoopConfig, TransactionalLoop
+
+    logic = (AccrueStage(pipeline.refund_window_s) if stage == "accrue"
+             else BalancesStage(pipeline.payout_policy))
+    health = _health(http_port)
+    stop = stop_on_signals()
+    _exit_when_stalled(health, stop)
+    cfg = LoopConfig(platform.bootstrap_servers, instance_id=instance_id,
+                     state_dir=platform.data_dir / "state" / f"instance-{instance_id}")
+    TransactionalLoop(logic, cfg).run(stop, health)
+
+
 def _exit_when_stalled(health: Health, stop: threading.Event) -> None:
     """A stage whose main loop stopped ticking (e.g. a transaction call that librdkafka
     kept retrying for ten minutes after a broker restart) exits, to be restarted by its

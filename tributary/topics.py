@@ -18,3 +18,5 @@ class Topic(StrEnum):
     CORRECTIONS = "corrections"
     CATALOG_UPDATES = "catalog-updates"
     CATALOG_CHUNKS = "catalog-chunks"
+    ACCRUE_STATE = "accrue-state"  # internal state of the money stages (streams.money)
+    BALANCES_STATE = "balances-state"

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from schemas import first_problem
 from streams.accrual import UNDER_REVIEW, AccrualBook, accrue, review_entries
 from streams.contracts import ContractBook
+from streams.state import DictBackend, PartitionState
 from tributary.money import UNATTRIBUTED
 from tributary.review import review_record
 
@@ -72,18 +73,19 @@ def test_every_decision_keeps_the_pool_conserved(pool, weight, ppm, decision):
 
 
 def test_the_book_applies_the_first_decision_once_and_a_refund_reverses_everything():
-    book = AccrualBook(table={})
-    first = book.on_attribution(ATT, 0, "t0")
+    book, state = AccrualBook(), PartitionState(0, DictBackend())
+    first = book.on_attribution(state, ATT, "t0")
     decision = {**review_record("e1", "w-sem", "accept", "used", "me"), "occurred_at": "2026-11-20T01:00:00Z"}
-    with_review = book.on_correction(decision, 0, "t1")
-    assert [e["entry_id"] for e in with_review[:len(first)]] == [e["entry_id"] for e in first]
-    assert net(with_review)[("h-2", "w-sem")] == 300_000
-    assert book.on_correction(decision, 0, "t2") == with_review  # a replay re-sends the same entries
+    released = book.on_correction(state, decision, "t1")
+    assert not {e["entry_id"] for e in released} & {e["entry_id"] for e in first}  # only what is new
+    assert net(first + released)[("h-2", "w-sem")] == 300_000
+    assert book.on_correction(state, decision, "t2") == []  # a repeat adds nothing
     changed_mind = {**review_record("e1", "w-sem", "reject", "oops", "me"), "correction_id": "rev_other"}
-    assert book.on_correction(changed_mind, 0, "t3") == with_review  # the first decision stands
+    assert book.on_correction(state, changed_mind, "t3") == []  # the first decision stands
     refund = {"schema_version": 1, "kind": "refund", "correction_id": "rf1", "event_id": "e1", "reason": "chargeback",
               "occurred_at": "2026-11-20T02:00:00Z"}
-    assert net(book.on_correction(refund, 0, "t4")) == {}
+    assert net(first + released + book.on_correction(state, refund, "t4")) == {}
+    assert book.on_attribution(state, ATT, "t5") == []  # the attribution again: nothing twice
 
 
 def test_review_records_validate_and_need_a_decision():

@@ -10,8 +10,9 @@ from tributary.config import PlatformConfig
 from tributary.platform import kafka, stripe_mock
 from tributary.platform.procs import ManagedProcess
 from tributary.platform.topics import ensure_topics
+from tributary.topology import STAGE_NAMES
 
-STAGES = ("streams", "indexer", "attribution", "sink-clickhouse", "sink-stripe")
+STAGES = STAGE_NAMES  # every stage of the topology registry, each its own process
 
 
 def stage_process(cfg: PlatformConfig, stage: str) -> ManagedProcess:
@@ -22,7 +23,7 @@ def stage_port(cfg: PlatformConfig, stage: str) -> int:
     """Where each local stage serves /healthz and /metrics: next to the ClickHouse query port."""
     base = cfg.clickhouse_query_port
     return {"sink-clickhouse": base, "streams": base + 1, "indexer": base + 2, "attribution": base + 3,
-            "sink-stripe": base + 4}[stage]
+            "sink-stripe": base + 4, "accrue": base + 5, "balances": base + 6}[stage]
 
 
 def stage_health(cfg: PlatformConfig, stage: str, timeout: float = 3.0) -> str | None:

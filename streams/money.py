@@ -1,0 +1,117 @@
+"""The money stages, each a transactional loop (:mod:`streams.txloop`):
+
+    attributions + corrections      -> accrue   -> royalty-ledger   (key holder_id)
+    royalty-ledger + holder-policies -> balances -> payout-requests (key holder_id)
+
+Faust keeps ingest (validate, dedupe, price, fan out); these two moved out of it
+because faust-streaming's exactly-once writes agent outputs outside the transaction.
+Here a batch's outputs, its state changes and its input offsets commit together.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from confluent_kafka import Message
+from prometheus_client import Counter
+
+from schemas import first_problem
+from streams.accrual import AccrualBook
+from streams.balances import BalanceBook, PayoutPolicy
+from streams.state import Expiry, PartitionState
+from streams.txloop import Output
+from tributary import kafka
+from tributary.topics import Topic
+from tributary.topology import stages
+
+log = logging.getLogger("tributary.money")
+
+REJECTED = Counter("tributary_stage_rejected_total", "Input records that could not be handled (logged, skipped)",
+                   ["stage", "reason"])
+ENTRIES_OUT = Counter("tributary_ledger_entries_total", "Ledger entries produced by accrue")
+PAYOUTS_REQUESTED = Counter("tributary_payout_requests_total", "Payout requests issued by balances")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _decode(stage: str, msg: Message, schema: str | None = None) -> dict[str, Any] | None:
+    """The record's JSON object, or None (logged with its position and the reason)."""
+    topic, partition, offset = kafka.position(msg)
+    try:
+        value = orjson.loads(msg.value() or b"")
+    except orjson.JSONDecodeError as exc:
+        problem: object = f"not JSON: {exc}"
+    else:
+        problem = first_problem(schema, value) if schema else None
+        if problem is None and isinstance(value, dict):
+            return value
+        problem = problem or "not a JSON object"
+    REJECTED.labels(stage, "invalid").inc()
+    log.error("stage=%s skipped invalid record %s/%d@%d: %s", stage, topic, partition, offset, problem)
+    return None
+
+
+class AccrueStage:
+    """Attributions and corrections (both keyed by event_id) -> ledger entries."""
+
+    name = "accrue"
+    inputs = [t.value for t in stages()["accrue"].inputs]
+    state_topic = Topic.ACCRUE_STATE.value
+
+    def __init__(self, refund_window_s: float):
+        self.book = AccrualBook(refund_window_s)
+        self.expiry = Expiry(refund_window_s)
+
+    def handle(self, msg: Message, state: PartitionState) -> list[Output]:
+        if msg.topic() == Topic.ATTRIBUTIONS.value:
+            attribution = _decode(self.name, msg)
+            entries = self.book.on_attribution(state, attribution, _now()) if attribution else []
+        else:
+            correction = _decode(self.name, msg, "correction.v1")
+            entries = self.book.on_correction(state, correction, _now()) if correction else []
+        ENTRIES_OUT.inc(len(entries))
+        return [Output(Topic.ROYALTY_LEDGER.value, e["holder_id"].encode(), kafka.dumps(e)) for e in entries]
+
+    def end_batch(self, state: PartitionState) -> list[Output]:
+        added = [(k, t) for k, t in self.book.added if k in state]
+        self.book.added.clear()
+        self.expiry.track(state, added)
+        return []
+
+
+class BalancesStage:
+    """Ledger entries and payout policies (both keyed by holder_id) -> payout requests."""
+
+    name = "balances"
+    inputs = [t.value for t in stages()["balances"].inputs]
+    state_topic = Topic.BALANCES_STATE.value
+
+    def __init__(self, default_policy: PayoutPolicy):
+        self.book = BalanceBook(default_policy)
+
+    def handle(self, msg: Message, state: PartitionState) -> list[Output]:
+        if msg.topic() == Topic.HOLDER_POLICIES.value:
+            raw = _decode(self.name, msg, "holder-policy.v1")
+            if raw is not None:
+                self.book.flush()
+                log.info("payout policy holder=%s %s", raw["holder_id"], self.book.set_policy(state, raw))
+            return []
+        entry = _decode(self.name, msg)
+        if entry is None or entry["holder_id"].startswith("escrow:"):  # escrow is never paid out
+            return []
+        out = []
+        for request in self.book.apply(state, entry):
+            PAYOUTS_REQUESTED.inc()
+            log.info("payout requested payout_id=%s holder=%s amount_micros=%d", request["payout_id"],
+                     request["holder_id"], request["amount_micros"])
+            out.append(Output(Topic.PAYOUT_REQUESTS.value, request["holder_id"].encode(), kafka.dumps(request)))
+        return out
+
+    def end_batch(self, state: PartitionState) -> list[Output]:
+        self.book.flush()
+        return []

@@ -1,0 +1,214 @@
+"""The state of a transactional stage: one key-value store per input partition,
+mirrored to a compacted state topic in the same Kafka transaction as the stage's
+outputs and input offsets (:mod:`streams.txloop`).
+
+- :class:`PartitionState` is what a stage's logic reads and writes while it handles a
+  batch: writes stay in an overlay until the transaction commits (:meth:`commit`), or
+  are dropped if it aborts (:meth:`rollback`), so the local copy never holds state
+  Kafka does not.
+- The local copy lives in RocksDB (``rocksdict``) under the data directory, so state
+  need not fit in memory (a 30-day refund window at fleet rates is billions of keys);
+  a dict backend serves unit tests. The copy remembers how far into its state-topic
+  partition it has applied; on assignment only the tail after that is read, and a copy
+  left behind by another owner (scale-out) catches up the same way.
+- :class:`Expiry` bounds state by event time without an in-memory index: the keys each
+  batch adds under one time bucket are listed under one state key, and buckets older
+  than the horizon are dropped a few lists per batch.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+_DELETED = object()
+APPLIED = "__applied__"  # the next state-topic offset the local copy has applied
+
+
+class Backend(Protocol):
+    def get(self, key: str) -> bytes | None: ...
+    def put(self, items: list[tuple[str, bytes | None]]) -> None: ...
+    def close(self) -> None: ...
+
+
+class DictBackend:
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    def put(self, items: list[tuple[str, bytes | None]]) -> None:
+        for key, value in items:
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+
+    def close(self) -> None:
+        pass
+
+
+class RocksBackend:
+    """One RocksDB per (stage, partition); writes of a committed batch in one WriteBatch."""
+
+    def __init__(self, path: Path):
+        from rocksdict import Options, Rdict, WriteBatch  # the streams extra
+
+        path.mkdir(parents=True, exist_ok=True)
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        self._batch = WriteBatch
+        self.db = Rdict(str(path), options)
+        self.path = path
+
+    def get(self, key: str) -> bytes | None:
+        value = self.db.get(key.encode())
+        return value if value is None else bytes(value)
+
+    def put(self, items: list[tuple[str, bytes | None]]) -> None:
+        batch = self._batch(raw_mode=True)
+        for key, value in items:
+            if value is None:
+                batch.delete(key.encode())
+            else:
+                batch.put(key.encode(), value)
+        self.db.write(batch)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @staticmethod
+    def destroy(path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class PartitionState:
+    """Key -> JSON value for one partition, with a per-transaction overlay."""
+
+    def __init__(self, partition: int, backend: Backend):
+        self.partition = partition
+        self.backend = backend
+        self._overlay: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self._overlay:
+            value = self._overlay[key]
+            return default if value is _DELETED else value
+        raw = self.backend.get(key)
+        return default if raw is None else orjson.loads(raw)
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.get(key, _DELETED)
+        if value is _DELETED:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key, _DELETED) is not _DELETED
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._overlay[key] = value
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        value = self.get(key, _DELETED)
+        self._overlay[key] = _DELETED
+        return default if value is _DELETED else value
+
+    def changes(self) -> Iterator[tuple[str, bytes | None]]:
+        """What this transaction wrote: (key, JSON bytes or None for a deletion)."""
+        for key, value in self._overlay.items():
+            yield key, None if value is _DELETED else orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._overlay)
+
+    def commit(self, applied_upto: int | None = None) -> None:
+        """The transaction committed: the overlay becomes the local copy."""
+        items = list(self.changes())
+        if applied_upto is not None:
+            items.append((APPLIED, str(applied_upto).encode()))
+        if items:
+            self.backend.put(items)
+        self._overlay.clear()
+
+    def rollback(self) -> None:
+        self._overlay.clear()
+
+    def applied(self) -> int:
+        raw = self.backend.get(APPLIED)
+        return int(raw) if raw is not None else 0
+
+    def restore(self, records: list[tuple[bytes, bytes | None]], upto: int) -> None:
+        """Apply state-topic records (key, value or tombstone) read up to offset ``upto``."""
+        items: list[tuple[str, bytes | None]] = [(k.decode(), v) for k, v in records]
+        items.append((APPLIED, str(upto).encode()))
+        self.backend.put(items)
+
+
+class Expiry:
+    """Drop keys whose event time fell ``horizon_s`` behind the newest event time seen on
+    the partition. Per batch: one list of the batch's new keys per time bucket
+    (``x:<bucket>:<n>``), one counter per bucket (``xn:<bucket>``) and the open buckets
+    (``xb``); expired lists are removed ``per_batch`` at a time, so no transaction
+    carries more than a few thousand deletions."""
+
+    def __init__(self, horizon_s: float, bucket_s: float = 3_600, per_batch: int = 4):
+        self.horizon_s = horizon_s
+        self.bucket_s = bucket_s
+        self.per_batch = per_batch
+
+    def newest(self, state: PartitionState) -> float | None:
+        return state.get("xt")  # type: ignore[no-any-return]
+
+    def too_old(self, state: PartitionState, t: float) -> bool:
+        newest = self.newest(state)
+        return newest is not None and t < newest - self.horizon_s
+
+    def track(self, state: PartitionState, added: list[tuple[str, float]]) -> None:
+        """Record the keys a batch added (with their event times) and expire what is due."""
+        if added:
+            newest = max(t for _, t in added)
+            if newest > (self.newest(state) or float("-inf")):
+                state["xt"] = newest
+            buckets: dict[int, list[str]] = {}
+            for key, t in added:
+                buckets.setdefault(int(t // self.bucket_s), []).append(key)
+            open_buckets = set(state.get("xb") or [])
+            for bucket, keys in buckets.items():
+                n = int(state.get(f"xn:{bucket}") or 0)
+                state[f"x:{bucket}:{n}"] = keys
+                state[f"xn:{bucket}"] = n + 1
+                open_buckets.add(bucket)
+            state["xb"] = sorted(open_buckets)
+        self.expire(state)
+
+    def expire(self, state: PartitionState) -> list[str]:
+        newest = self.newest(state)
+        if newest is None:
+            return []
+        cut = (newest - self.horizon_s) // self.bucket_s  # buckets wholly older than this go
+        expired: list[str] = []
+        open_buckets = list(state.get("xb") or [])
+        budget = self.per_batch
+        while open_buckets and open_buckets[0] < cut and budget:
+            bucket = open_buckets[0]
+            n = int(state.get(f"xn:{bucket}") or 0)
+            while n and budget:
+                n -= 1
+                budget -= 1
+                for key in state.pop(f"x:{bucket}:{n}") or []:
+                    state.pop(key)
+                    expired.append(key)
+            if n:
+                state[f"xn:{bucket}"] = n
+            else:
+                state.pop(f"xn:{bucket}")
+                open_buckets.pop(0)
+        state["xb"] = open_buckets
+        return expired

@@ -1,0 +1,252 @@
+"""A confluent-kafka consume-transform-produce loop, exactly once.
+
+Each batch of input records is handled against the state of its partitions
+(:mod:`streams.state`); the outputs, the state changes (to the stage's compacted state
+topic, same partition number as the input) and the input offsets go to Kafka in one
+transaction. Either all of a batch happened or none of it did: after a crash, a
+broker restart or a rebalance, the next owner of a partition restores its state from
+the state topic (read_committed, so an aborted batch left no trace) and resumes at the
+committed offset. No guards, no marks, no replays to deduplicate downstream.
+
+The stage's logic is a :class:`Stage`: ``handle(record, state)`` returns the records to
+produce; everything it wrote to ``state`` is committed with them. All input topics of a
+stage must have the same partition count (they are co-partitioned by key), and the
+state topic has that count too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+from prometheus_client import Counter, Gauge, Histogram
+
+from streams.state import Backend, DictBackend, PartitionState, RocksBackend
+from tributary import kafka
+from tributary.health import Health
+
+log = logging.getLogger("tributary.txloop")
+
+RECORDS_IN = Counter("tributary_stage_records_in_total", "Input records handled and committed", ["stage"])
+RECORDS_OUT = Counter("tributary_stage_records_out_total", "Records produced in committed transactions", ["stage"])
+ABORTS = Counter("tributary_stage_aborted_transactions_total", "Transactions aborted (their batch is re-read)",
+                 ["stage"])
+BATCH_SECONDS = Histogram("tributary_stage_batch_seconds", "Time to handle and commit one batch", ["stage"],
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+RESTORE_SECONDS = Gauge("tributary_stage_restore_seconds", "Time the last state restore took", ["stage"])
+
+
+@dataclass
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+
+
+class Stage(Protocol):
+    name: str  # the consumer group is tributary-<name>
+    inputs: list[str]
+    state_topic: str
+
+    def handle(self, msg: Message, state: PartitionState) -> list[Output]: ...
+
+    def end_batch(self, state: PartitionState) -> list[Output]:
+        """Called once per partition per batch, after its records (e.g. to expire state)."""
+        ...
+
+
+@dataclass
+class LoopConfig:
+    bootstrap: str
+    instance_id: str = "0"
+    batch_max: int = 1000
+    batch_wait_s: float = 0.05
+    state_dir: Path | None = None  # None: state in memory (rebuilt from the state topic on every assignment)
+    consumer_extra: dict[str, Any] = field(default_factory=dict)
+
+
+class FatalStageError(RuntimeError):
+    """The producer was fenced or failed for good: exit, to be restarted from Kafka."""
+
+
+class TransactionalLoop:
+    def __init__(self, stage: Stage, cfg: LoopConfig, *, on_commit: Callable[[int], None] | None = None):
+        self.stage = stage
+        self.cfg = cfg
+        self.group = f"tributary-{stage.name}"
+        self.on_commit = on_commit
+        self.consumer = kafka.consumer(cfg.bootstrap, self.group, **{
+            "partition.assignment.strategy": "range", **cfg.consumer_extra})
+        self.producer = kafka.producer(cfg.bootstrap, **{
+            "transactional.id": f"{self.group}-{cfg.instance_id}",
+            "transaction.timeout.ms": 30_000,
+            "linger.ms": 2,
+        })
+        self.producer.init_transactions(60)
+        self.states: dict[int, PartitionState] = {}
+        self.restored = threading.Event()
+
+    # --- assignment ----------------------------------------------------------------
+
+    def _backend(self, partition: int) -> Backend:
+        if self.cfg.state_dir is None:
+            return DictBackend()
+        return RocksBackend(self.cfg.state_dir / self.stage.name / str(partition))
+
+    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        mine = sorted({tp.partition for tp in partitions})
+        started = time.monotonic()
+        for p in mine:
+            if p not in self.states:
+                self.states[p] = self._restore(p)
+        RESTORE_SECONDS.labels(self.stage.name).set(time.monotonic() - started)
+        log.info("stage=%s assigned partitions=%s state restored in %.2fs", self.stage.name, mine,
+                 time.monotonic() - started)
+        self.restored.set()
+
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        # called inside consume(), between batches: no transaction is open
+        gone = {tp.partition for tp in partitions}
+        for p in gone:
+            state = self.states.pop(p, None)
+            if state is not None:
+                state.backend.close()
+        log.info("stage=%s revoked partitions=%s", self.stage.name, sorted(gone))
+
+    def _restore(self, partition: int) -> PartitionState:
+        """The partition's state: the local copy, caught up with the state topic from where
+        it left off (or from the start, if the log no longer reaches back that far)."""
+        state = PartitionState(partition, self._backend(partition))
+        reader = kafka.consumer(self.cfg.bootstrap, f"{self.group}-restore", **{"enable.partition.eof": True})
+        try:
+            tp = TopicPartition(self.stage.state_topic, partition)
+            low, high = reader.get_watermark_offsets(tp, timeout=30)
+            start = state.applied()
+            if start < low or start > high:  # compacted/deleted past our copy, or another cluster's copy
+                log.warning("stage=%s partition=%d local state at %d outside the log [%d, %d): rebuilding",
+                            self.stage.name, partition, start, low, high)
+                state.backend.close()
+                if self.cfg.state_dir is not None:
+                    RocksBackend.destroy(self.cfg.state_dir / self.stage.name / str(partition))
+                state = PartitionState(partition, self._backend(partition))
+                start = low
+            if start >= high:
+                return state
+            reader.assign([TopicPartition(self.stage.state_topic, partition, start if start > 0 else OFFSET_BEGINNING)])
+            records: list[tuple[bytes, bytes | None]] = []
+            position = start
+            deadline = time.monotonic() + 120
+            while position < high:
+                if time.monotonic() > deadline:
+                    raise FatalStageError(f"restoring {self.stage.state_topic}/{partition} did not reach {high}")
+                for msg in reader.consume(num_messages=10_000, timeout=0.5):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() != KafkaError._PARTITION_EOF:
+                            log.warning("restore %s/%d: %s", self.stage.state_topic, partition, err)
+                        continue
+                    key = msg.key()
+                    if key is not None:
+                        records.append((key, msg.value()))
+                    position = max(position, (msg.offset() or 0) + 1)
+                # transaction markers and aborted records advance the position without a message
+                position = max(position, reader.position([tp])[0].offset)
+                if len(records) >= 50_000:
+                    state.restore(records, position)
+                    records = []
+            state.restore(records, position)
+            return state
+        finally:
+            reader.close()
+
+    # --- the loop ------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, health: Health | None = None) -> None:
+        health = health or Health()
+        self.consumer.subscribe(self.stage.inputs, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_revoke)
+        health.mark_ready(stage=self.stage.name)
+        log.info("stage=%s running group=%s inputs=%s state_topic=%s", self.stage.name, self.group,
+                 self.stage.inputs, self.stage.state_topic)
+        try:
+            while not stop.is_set():
+                health.beat()
+                messages = kafka.good_messages(
+                    self.consumer.consume(num_messages=self.cfg.batch_max, timeout=self.cfg.batch_wait_s))
+                if messages:
+                    self._batch(messages)
+        finally:
+            self.consumer.close()
+            for state in self.states.values():
+                state.backend.close()
+
+    def _batch(self, messages: list[Message]) -> None:
+        started = time.perf_counter()
+        outputs: list[Output] = []
+        touched: dict[int, PartitionState] = {}
+        for msg in messages:
+            _, partition, _ = kafka.position(msg)
+            state = self.states.get(partition)
+            if state is None:  # revoked while in the fetch buffer: the next owner reads it
+                continue
+            touched[partition] = state
+            outputs += self.stage.handle(msg, state)
+        for state in touched.values():
+            outputs += self.stage.end_batch(state)
+        try:
+            self.producer.begin_transaction()
+            for out in outputs:
+                self._produce(out.topic, out.key, out.value, out.partition)
+            for partition, state in touched.items():
+                for key, value in state.changes():
+                    self._produce(self.stage.state_topic, key.encode(), value, partition)
+            offsets = kafka.next_offsets([m for m in messages if kafka.position(m)[1] in touched])
+            self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
+            self.producer.commit_transaction(60)
+        except KafkaException as exc:
+            error = exc.args[0]
+            for state in touched.values():
+                state.rollback()
+            if error.fatal() or not error.txn_requires_abort():
+                raise FatalStageError(f"stage {self.stage.name}: {error}") from exc
+            ABORTS.labels(self.stage.name).inc()
+            log.warning("stage=%s transaction aborted (%s): re-reading the batch", self.stage.name, error)
+            self.producer.abort_transaction(60)
+            self._rewind(messages)
+            return
+        for state in touched.values():
+            state.commit()
+        RECORDS_IN.labels(self.stage.name).inc(len(messages))
+        RECORDS_OUT.labels(self.stage.name).inc(len(outputs))
+        BATCH_SECONDS.labels(self.stage.name).observe(time.perf_counter() - started)
+        if self.on_commit:
+            self.on_commit(len(messages))
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None) -> None:
+        while True:
+            try:
+                if partition is None:
+                    self.producer.produce(topic, key=key, value=value)
+                else:
+                    self.producer.produce(topic, key=key, value=value, partition=partition)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def _rewind(self, messages: list[Message]) -> None:
+        """Seek each partition of an aborted batch back to its first record."""
+        first: dict[tuple[str, int], int] = {}
+        for topic, partition, offset in map(kafka.position, messages):
+            first[(topic, partition)] = min(first.get((topic, partition), offset), offset)
+        for (topic, partition), offset in first.items():
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:  # no longer ours: the next owner starts from the commit
+                log.warning("could not seek %s/%d: %s", topic, partition, exc)

@@ -1,0 +1,171 @@
+"""The money stages' logic (streams.money) over partition state, fed records the way
+the transactional loop feeds them. The same stages run on the real broker in
+tests/integration/test_money_loops.py (transactions, restores, kills)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.balances import PayoutPolicy
+from streams.money import AccrueStage, BalancesStage
+from streams.state import DictBackend, Expiry, PartitionState
+from tributary.topics import Topic
+
+FREE = PayoutPolicy(min_payout_micros=1_000_000, fee_fixed_micros=0, fee_bps=0, max_fee_bps=10_000)
+
+
+@dataclass
+class Msg:
+    """The parts of a confluent_kafka.Message the stages read."""
+
+    _topic: str
+    _value: bytes
+    _offset: int = 0
+
+    def topic(self) -> str:
+        return self._topic
+
+    def value(self) -> bytes:
+        return self._value
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def attribution(event_id: str, pool: int, shares: list[tuple[str, str, int]], day: int = 20) -> Msg:
+    value = {
+        "schema_version": 1, "attribution_id": f"at_{event_id}", "event_id": event_id, "provider": "acme",
+        "occurred_at": f"2026-11-{day:02d}T00:00:00Z",
+        "contract": {"contract_id": "standard-2026", "version": 1, "royalty_rate_bps": 2000, "currency": "USD"},
+        "pool_micros": pool, "unattributed_ppm": 0, "evidence": {},
+        "shares_ppm": [{"work_id": w, "holder_id": h, "share_ppm": ppm} for h, w, ppm in shares],
+    }
+    return Msg(Topic.ATTRIBUTIONS.value, json.dumps(value).encode())
+
+
+def refund(event_id: str) -> Msg:
+    value = {"schema_version": 1, "kind": "refund", "correction_id": f"rf_{event_id}", "event_id": event_id,
+             "provider": "acme", "reason": "chargeback", "occurred_at": "2026-11-21T00:00:00Z",
+             "source": {"topic": "inference-events", "partition": 0, "offset": 1}}
+    return Msg(Topic.CORRECTIONS.value, json.dumps(value).encode())
+
+
+def test_accrue_sends_entries_keyed_by_holder_that_sum_to_the_pool_once():
+    stage, state = AccrueStage(30 * 86_400), PartitionState(0, DictBackend())
+    out = stage.handle(attribution("e1", 1001, [("h1", "w1", 500_000), ("h2", "w2", 250_000)]), state)
+    entries = [json.loads(o.value) for o in out]
+    assert sum(e["amount_micros"] for e in entries) == 1001
+    assert all(o.topic == Topic.ROYALTY_LEDGER.value and o.key == e["holder_id"].encode()
+               for o, e in zip(out, entries, strict=True))
+    assert stage.handle(attribution("e1", 1001, [("h1", "w1", 500_000)]), state) == []  # again: nothing
+
+
+def test_accrue_skips_an_invalid_record_and_goes_on():
+    stage, state = AccrueStage(30 * 86_400), PartitionState(0, DictBackend())
+    assert stage.handle(Msg(Topic.ATTRIBUTIONS.value, b"not json"), state) == []
+    assert stage.handle(Msg(Topic.CORRECTIONS.value, b'{"kind": "refund"}'), state) == []  # fails correction.v1
+    assert stage.handle(attribution("e2", 10, [("h1", "w1", 1_000_000)]), state)
+
+
+def test_accrual_records_expire_after_the_refund_window_and_a_late_refund_reverses_nothing():
+    stage, state = AccrueStage(2 * 86_400), PartitionState(0, DictBackend())
+    stage.expiry = Expiry(2 * 86_400, bucket_s=3_600)
+    stage.handle(attribution("old", 100, [("h1", "w1", 1_000_000)], day=1), state)
+    stage.end_batch(state)
+    stage.handle(attribution("new", 100, [("h1", "w1", 1_000_000)], day=10), state)
+    stage.end_batch(state)
+    assert "ac:old" not in state and "ac:new" in state
+    assert stage.handle(refund("old"), state) == []  # no record left: nothing to reverse
+    reversals = [json.loads(o.value) for o in stage.handle(refund("new"), state)]
+    assert {r["entry_type"] for r in reversals} == {"accrual_reversal"}
+    assert sum(r["amount_micros"] for r in reversals) == 100
+
+
+def test_expiry_drops_a_few_lists_per_batch_and_never_the_recent_ones():
+    state = PartitionState(0, DictBackend())
+    expiry = Expiry(horizon_s=10, bucket_s=1, per_batch=2)
+    for t in range(5):
+        for k in range(3):  # three batches per second of event time
+            key = f"k{t}-{k}"
+            state[key] = 1
+            expiry.track(state, [(key, float(t))])
+    state["late"] = 1
+    expiry.track(state, [("late", 100.0)])  # everything before 90 is due, two lists per batch
+    left = sum(1 for t in range(5) for k in range(3) if f"k{t}-{k}" in state)
+    assert left == 15 - 2
+    for _ in range(10):
+        expiry.track(state, [])
+    assert not any(f"k{t}-{k}" in state for t in range(5) for k in range(3)) and "late" in state
+    assert state.get("xb") == [100]
+
+
+def test_balances_requests_a_payout_once_and_never_pays_escrow():
+    stage, state = BalancesStage(FREE), PartitionState(0, DictBackend())
+    entry = {"entry_id": "le_1", "entry_type": "accrual", "amount_micros": 5_000_000, "currency": "USD",
+             "holder_id": "h1", "created_at": "2026-11-20T00:00:00+00:00"}
+    escrow = {**entry, "entry_id": "le_2", "holder_id": "escrow:unattributed"}
+    [out] = stage.handle(Msg(Topic.ROYALTY_LEDGER.value, json.dumps(entry).encode()), state)
+    assert stage.handle(Msg(Topic.ROYALTY_LEDGER.value, json.dumps(escrow).encode()), state) == []
+    stage.end_batch(state)
+    request = json.loads(out.value)
+    assert out.topic == Topic.PAYOUT_REQUESTS.value and out.key == b"h1" and request["amount_micros"] == 5_000_000
+    assert state.get("h:h1")["reserved_micros"] == 5_000_000 and state.get("h:escrow:unattributed") is None
+
+
+def test_policies_are_stored_beside_the_balances_and_invalid_ones_ignored():
+    stage, state = BalancesStage(FREE), PartitionState(0, DictBackend())
+    good = {"schema_version": 1, "holder_id": "h-pol", "min_payout_micros": 5_000_000, "min_interval_s": 86_400}
+    for value in (json.dumps(good).encode(), b'{"schema_version": 1, "holder_id": "h-bad", "min_payout_micros": -1}',
+                  b"not json"):
+        assert stage.handle(Msg(Topic.HOLDER_POLICIES.value, value), state) == []
+    policy = stage.book.policy(state, "h-pol")
+    assert policy.min_payout_micros == 5_000_000 and policy.fee_fixed_micros == FREE.fee_fixed_micros
+    assert state.get("pol:h-bad") is None
+
+
+events = st.lists(st.tuples(st.sampled_from(["e1", "e2", "e3", "e4"]), st.integers(0, 10**7),
+                            st.sampled_from(["attribution", "attribution", "refund"])), min_size=1, max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=events, cuts=st.lists(st.integers(1, 10), max_size=5), crashes=st.sets(st.integers(0, 6)))
+def test_accrue_posts_every_entry_once_whatever_the_batches_and_the_crashes(spec, cuts, crashes):
+    """Each entry once, every event conserved (refunded events net to zero), however the
+    input is cut into transactions and whichever abort before their commit."""
+    msgs = [attribution(e, pool, [("h1", "w1", 600_000), ("h2", "w2", 100_000)]) if kind == "attribution"
+            else refund(e) for e, pool, kind in spec]
+    backend = DictBackend()
+    stage, state = AccrueStage(30 * 86_400), PartitionState(0, backend)
+    posted: list[dict] = []
+    start = n = 0
+    for cut in [*cuts, len(msgs)]:
+        batch = msgs[start:start + cut]
+        if not batch:
+            break
+        for attempt in ("abort", "commit") if n in crashes else ("commit",):
+            out = [json.loads(o.value) for m in batch for o in stage.handle(m, state)]
+            stage.end_batch(state)
+            if attempt == "abort":
+                state.rollback()
+            else:
+                state.commit()
+                posted += out
+        start, n = start + cut, n + 1
+    ids = [e["entry_id"] for e in posted]
+    assert len(ids) == len(set(ids))
+    first_pool = {}
+    for e, pool, kind in spec:
+        if kind == "attribution":
+            first_pool.setdefault(e, pool)
+    refunded = {e for e, _, kind in spec if kind == "refund"}
+    for event_id, pool in first_pool.items():
+        net = sum(p["amount_micros"] * (1 if p["entry_type"] == "accrual" else -1)
+                  for p in posted if p["event_id"] == event_id)
+        assert net == (0 if event_id in refunded else pool)
