@@ -9,6 +9,7 @@ from typing import Any
 
 from schemas.batches import items
 from tributary.topics import Topic
+from tributary.topology import CLICKHOUSE_SOURCES
 
 Row = dict[str, Any]
 
@@ -143,8 +144,4 @@ def to_rows(topic: str, partition: int, offset: int, value: bytes | None) -> lis
     return []
 
 
-SOURCE_TOPICS = [
-    Topic.ATTRIBUTION_REQUESTS, Topic.ATTRIBUTIONS, Topic.ROYALTY_LEDGER, Topic.PAYOUT_REQUESTS,
-    Topic.PAYOUT_RESULTS, Topic.INFERENCE_EVENTS_DLQ, Topic.CATALOG_UPDATES, Topic.CORRECTIONS,
-    Topic.SINK_CLICKHOUSE_DLQ,
-]
+SOURCE_TOPICS = list(CLICKHOUSE_SOURCES)  # the topology registry's subscriptions for this sink
