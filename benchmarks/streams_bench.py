@@ -31,6 +31,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from schemas.batches import items  # noqa: E402
 from streams.accrual import accrue  # noqa: E402
 from tributary import demo  # noqa: E402
 from tributary.config import load_platform  # noqa: E402
@@ -67,8 +68,12 @@ def attributor(bootstrap: str, stop: mp.Event) -> None:  # type: ignore[valid-ty
         for msg in consumer.consume(500, 0.05):
             if msg.error():
                 continue
-            out = fake_attribution(json.loads(msg.value()))
-            producer.produce(Topic.ATTRIBUTIONS.value, key=msg.key(), value=json.dumps(out).encode())
+            value = json.loads(msg.value())
+            requests = items(value, "requests")  # a batch record: many requests
+            for request in [value] if requests is None else requests:
+                out = fake_attribution(request)
+                producer.produce(Topic.ATTRIBUTIONS.value, key=request["event_id"].encode(),
+                                 value=json.dumps(out).encode())
         producer.poll(0)
     producer.flush(10)
     consumer.close()

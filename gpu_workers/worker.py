@@ -1,6 +1,7 @@
 """The attribution worker: a short chain of steps over micro-batches, on three threads.
 
-    poll (<= batch_max_size requests or batch_max_wait_ms) -> decode -> chunk -> tokenize (pre)
+    poll (<= batch_max_size records or batch_max_wait_ms) -> decode (a batch record is many
+    requests) -> chunk -> tokenize (pre)
     -> encode on the model (model thread: nothing else)
     -> batch search -> shares + evidence
     -> produce attributions and commit the consumed offsets in one Kafka transaction (post)
@@ -31,6 +32,7 @@ from gpu_workers.index import VectorIndex
 from gpu_workers.pipeline import Pipeline
 from gpu_workers.scoring import UnitMatch, build_attribution, quote
 from gpu_workers.segment import Segment, Unit, sentences, units, words
+from schemas.batches import items
 from tributary import kafka
 from tributary.config import PipelineConfig
 from tributary.health import Health
@@ -59,6 +61,18 @@ class Output:
     segments: list[Segment]
     units: list[Unit]
     texts: list[str]  # what the model embeds (empty for precomputed embeddings)
+
+
+def decode_requests(messages: list[Message]) -> list[dict[str, Any]]:
+    """The requests ``messages`` carry, in order: one per record, or every request of a
+    batch record (attribution-request-batch.v1). Offsets stay per message: a batch record
+    is committed once all of its requests are attributed, in one transaction."""
+    out: list[dict[str, Any]] = []
+    for msg in messages:
+        value = json.loads(kafka.payload(msg))
+        found = items(value, "requests")
+        out.extend([value] if found is None else found)
+    return out
 
 
 def output_units(requests: list[dict[str, Any]]) -> list[Output]:
@@ -342,7 +356,7 @@ class AttributionWorker:
                 return None
         if not messages:
             return None
-        requests = [json.loads(kafka.payload(m)) for m in messages]
+        requests = decode_requests(messages)
         outputs = output_units(requests)
         # the client serialises calls on the consumer, which this thread keeps busy: the post
         # thread must not call it, so the group metadata for the commit is taken here

@@ -239,6 +239,27 @@ def test_an_aborted_transaction_re_reads_that_batch_and_all_later_ones_exactly_o
     check_attributions(producer.committed)
 
 
+def test_a_batch_record_of_requests_yields_an_attribution_per_request():
+    """One record on attribution-requests carrying three requests (a batch record) and a
+    plain one after it: four attributions, and each record's offset committed once."""
+    batch = json.dumps({"schema_version": 1, "kind": "batch",
+                        "requests": [json.loads(request(n)) for n in (0, 2, 4)]}).encode()
+    producer = FakeProducer(fail_at=None)
+    embedder = HashingEmbedder()
+    index = QdrantIndex(":memory:", dim=embedder.dim)
+    consumer = FakeConsumer({0: [batch, request(6)], 1: []})
+    worker = AttributionWorker("unused", embedder, index, PipelineConfig(batch_max_size=8, batch_max_wait_ms=10),
+                               "t", consumer=consumer, producer=producer, catalog=FakeCatalog(embedder, index))
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run, args=(stop,))
+    runner.start()
+    wait_for(lambda: producer.offsets == {0: 2})
+    stop.set()
+    runner.join(10)
+    assert [a["event_id"] for a in producer.committed] == ["e0000", "e0002", "e0004", "e0006"]
+    check_attributions(producer.committed)
+
+
 class SlowEmbedder(HashingEmbedder):
     def embed(self, prepared):
         time.sleep(1.0)  # longer than the pipeline's put timeout: the poll thread waits in submit
