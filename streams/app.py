@@ -14,20 +14,25 @@ balances) are transactional loops outside Faust: :mod:`streams.money`.
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import os
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import faust.streams as faust_streams
 import orjson
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from schemas import topic_manifests
+from schemas.batches import BATCH_MAX_EVENTS
 from streams.contracts import ContractBook
 from streams.dlq_limit import INGEST_TABLE, DeadLetterLimit
 from streams.ingest import (
@@ -53,6 +58,8 @@ EVENTS_IN = Counter("tributary_ingest_events_total", "Inference events and refun
 DEAD_LETTERED = Counter("tributary_ingest_dead_lettered_total", "Inputs sent to the dead-letter topic")
 REROUTED = Counter("tributary_ingest_rerouted_total",
                    "Events forwarded to their event_id's home partition (producer did not key by event_id)")
+REQUEST_RECORDS = Counter("tributary_ingest_request_records_total",
+                          "attribution-requests records sent (a batch record carries many requests)")
 REWINDS = Counter("tributary_streams_rewinds_total", "Offsets committed back to records skipped by Faust")
 
 
@@ -62,6 +69,9 @@ REWINDS = Counter("tributary_streams_rewinds_total", "Offsets committed back to 
 STALL_AFTER_S = float(os.environ.get("TRIBUTARY_STREAMS_STALL_S", "60"))
 WATCHDOG_INTERVAL_S = float(os.environ.get("TRIBUTARY_STREAMS_WATCHDOG_S", "5"))
 STALLED_EXIT_CODE = 75
+# records per Faust take (each may be a batch of events from the SDK)
+INGEST_TAKE = int(os.environ.get("TRIBUTARY_INGEST_TAKE", "200"))
+REQUEST_RECORD_BYTES = 800_000  # an attribution-requests record stays under Kafka's 1 MB
 HALTED_EXIT_CODE = 3  # stopped by the DLQ rate limit: not to be restarted blindly
 HALT_FILE = platform.streams_halt_file  # read by `tributary status`
 stalls = StallDetector(STALL_AFTER_S)
@@ -239,33 +249,45 @@ def _received_at(event: faust.EventT) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC) if timestamp else datetime.now(UTC)
 
 
-async def _each(stream: faust.StreamT, handle: Callable[[faust.EventT], Awaitable[None]]) -> None:
-    """The loop of every agent. An exception while handling an event (a bug, or Faust
-    failing a table write) exits the worker before the event is acknowledged: the
-    supervisor restarts it, the tables are recovered from their changelogs and the event
-    is handled again from the committed offset. Faust would instead restart the agent in
-    this process, with its in-memory state possibly half-updated by the failed event."""
-    async for event in stream.events():
-        stalls.progressed(event.message.topic, event.message.partition)
-        await _after_recovery(event)
-        tp = (event.message.topic, event.message.partition)
-        if tp not in _resumed:  # where each partition picks up after a (re)assignment
-            _resumed.add(tp)
-            log.info("resuming %s/%d at offset %d", tp[0], tp[1], event.message.offset)
-        try:
-            await handle(event)
-        except Exception:
-            log.exception("failed handling %s/%d@%d; exiting unacknowledged, to restart from the committed "
-                          "offsets with state rebuilt from the tables", event.message.topic,
-                          event.message.partition, event.message.offset)
-            logging.shutdown()
-            os._exit(STALLED_EXIT_CODE)
+async def _handled(event: faust.EventT, handle: Callable[[faust.EventT], Awaitable[None]]) -> None:
+    """Handle one record. An exception (a bug, or Faust failing a table write) exits the
+    worker before the record is acknowledged: the supervisor restarts it, the tables are
+    recovered from their changelogs and the record is handled again from the committed
+    offset. Faust would instead restart the agent in this process, with its in-memory
+    state possibly half-updated by the failed record."""
+    stalls.progressed(event.message.topic, event.message.partition)
+    # table writes go to the changelog partition of the "current event": in a take,
+    # Faust leaves that unset (faust.streams.current_event), so say which it is
+    faust_streams._current_event.set(weakref.ref(event))
+    await _after_recovery(event)
+    tp = (event.message.topic, event.message.partition)
+    if tp not in _resumed:  # where each partition picks up after a (re)assignment
+        _resumed.add(tp)
+        log.info("resuming %s/%d at offset %d", tp[0], tp[1], event.message.offset)
+    try:
+        await handle(event)
+    except Exception:
+        log.exception("failed handling %s/%d@%d; exiting unacknowledged, to restart from the committed "
+                      "offsets with state rebuilt from the tables", event.message.topic,
+                      event.message.partition, event.message.offset)
+        logging.shutdown()
+        os._exit(STALLED_EXIT_CODE)
 
 
 _ingest_owned: list[int] = []  # the inference-events partitions this worker owns
 
 
-async def _ingest(event: faust.EventT) -> None:
+def _item_bytes(item: Any) -> bytes:
+    """One event of a batch record as a record of its own (to dead-letter or forward)."""
+    try:
+        return orjson.dumps(item)
+    except TypeError:  # a lone surrogate: orjson refuses it, json escapes it
+        return json.dumps(item).encode()
+
+
+async def _ingest(event: faust.EventT, requests: dict[int, list[dict[str, Any]]]) -> None:
+    """One record of inference-events (one event or a batch of them); the attribution
+    requests it yields are added to ``requests`` (by partition), sent after the take."""
     if not await _guard(ingest_offsets, event):
         return
     if ingest_book.needs_rebuild:  # after every (re)assignment
@@ -281,38 +303,82 @@ async def _ingest(event: faust.EventT) -> None:
     msg = event.message
     raw: bytes = event.value or b""
     source = Source(msg.topic, msg.partition, msg.offset, _forwarded_from(msg))
-    decision = ingest_book.handle(raw, source, _received_at(event))
-    if decision.reroute is not None:
-        assert decision.event_id is not None
-        REROUTED.inc()
-        log.info("forwarding event_id=%s from %s/%d@%d to its home partition %d", decision.event_id,
-                 msg.topic, msg.partition, msg.offset, decision.reroute)
-        await inference_events.send(key=decision.event_id.encode(), value=raw, partition=decision.reroute,
-                                    headers=[(FORWARDED_FROM, source.identity.encode())], force=True)
-        ingest_offsets.advance(msg.partition, msg.offset)
-        return
-    EVENTS_IN.inc()
-    if decision.rejection is not None:
-        DEAD_LETTERED.inc()
-        await _reject(raw, decision.rejection, source)
-    if decision.request is not None:
-        await attribution_requests.send(key=decision.request["event_id"].encode(),
-                                        value=_dumps(decision.request), force=True)
-    if decision.correction is not None:
-        await corrections.send(key=decision.correction["event_id"].encode(),
-                               value=_dumps(decision.correction), force=True)
+    counted = rejected = 0
+    for where, decision, item in ingest_book.handle_record(raw, source, _received_at(event)):
+        own = raw if item is None else _item_bytes(item)
+        if decision.reroute is not None:
+            assert decision.event_id is not None
+            REROUTED.inc()
+            log.info("forwarding event_id=%s from %s to its home partition %d", decision.event_id, where.identity,
+                     decision.reroute)
+            await inference_events.send(key=decision.event_id.encode(), value=own, partition=decision.reroute,
+                                        headers=[(FORWARDED_FROM, where.identity.encode())], force=True)
+            continue
+        counted += 1
+        if decision.rejection is not None:
+            rejected += 1
+            await _reject(own, decision.rejection, where)
+        if decision.request is not None:
+            requests.setdefault(msg.partition, []).append(decision.request)
+        if decision.correction is not None:
+            await corrections.send(key=decision.correction["event_id"].encode(),
+                                   value=_dumps(decision.correction), force=True)
+    EVENTS_IN.inc(counted)
+    DEAD_LETTERED.inc(rejected)
     ingest_offsets.advance(msg.partition, msg.offset)
-    dlq_limit.record(msg.partition, msg.offset, decision.rejection is not None)
+    if counted:
+        dlq_limit.record(msg.partition, msg.offset, rejected, events=counted)
     halt = dlq_limit.exceeded(_ingest_owned)
     if halt:
+        await _send_requests(requests)
         dlq_limit.halt(msg.partition, halt)
         await app.producer.flush()  # the halt (a table write) reaches the changelog before we exit
         _halt(halt)
 
 
+async def _send_requests(requests: dict[int, list[dict[str, Any]]]) -> None:
+    """One attribution-requests record per input partition and take: a batch record
+    (attribution-request-batch.v1) of up to BATCH_MAX_EVENTS requests and
+    REQUEST_RECORD_BYTES, or a single request. Keyed by the first event_id: every request
+    of a group has the same home partition."""
+    for partition in sorted(requests):
+        group: list[bytes] = []
+        size = 0
+        for request in requests[partition]:
+            encoded = _dumps(request)
+            if group and (len(group) >= BATCH_MAX_EVENTS or size + len(encoded) > REQUEST_RECORD_BYTES):
+                await _send_group(group)
+                group, size = [], 0
+            group.append(encoded)
+            size += len(encoded) + 1
+        if group:
+            await _send_group(group)
+    requests.clear()
+
+
+async def _send_group(group: list[bytes]) -> None:
+    first = orjson.loads(group[0])["event_id"].encode()
+    value = group[0] if len(group) == 1 else b'{"kind":"batch","requests":[' + b",".join(group) + b'],"schema_version":1}'
+    REQUEST_RECORDS.inc()
+    await attribution_requests.send(key=first, value=value, force=True)
+
+
 @app.agent(inference_events)
 async def ingest(stream: faust.StreamT) -> None:
-    await _each(stream, _ingest)
+    """Records are taken up to INGEST_TAKE at a time (or what arrived within 5 ms): the
+    requests of a take go out as one record per partition, and Faust acknowledges the
+    take's records once all of it is sent."""
+    async for events in stream.take_events(INGEST_TAKE, within=0.005):  # type: ignore[attr-defined]
+        requests: dict[int, list[dict[str, Any]]] = {}
+        for event in events:
+            await _handled(event, functools.partial(_ingest, requests=requests))
+        try:
+            await _send_requests(requests)
+        except Exception:
+            log.exception("failed sending attribution requests; exiting unacknowledged, to restart from the "
+                          "committed offsets")
+            logging.shutdown()
+            os._exit(STALLED_EXIT_CODE)
 
 
 _resumed: set[tuple[str, int]] = set()

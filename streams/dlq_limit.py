@@ -43,7 +43,9 @@ class DeadLetterLimit:
         self.min_events = min_events
         self.bucket = max(1, window // buckets)
 
-    def record(self, partition: int, offset: int, rejected: bool) -> None:
+    def record(self, partition: int, offset: int, rejected: bool | int, events: int = 1) -> None:
+        """Count the record at ``offset``: ``events`` events (a batch record carries many),
+        ``rejected`` of them dead-lettered."""
         value = self.table.get(key(partition))
         value = value if isinstance(value, dict) else {}
         if offset < value.get("from", 0):
@@ -53,7 +55,7 @@ class DeadLetterLimit:
         history = [list(b) for b in self._history(partition)]
         if not history or history[-1][0] >= self.bucket:
             history.append([0, 0])
-        history[-1][0] += 1
+        history[-1][0] += events
         history[-1][1] += int(rejected)
         while history and sum(b[0] for b in history) - history[0][0] >= self.window:
             history.pop(0)

@@ -14,7 +14,8 @@ from typing import Any
 
 from aiokafka.partitioner import murmur2
 
-from schemas import DuplicateKeyError, first_path, first_problem, strict_loads
+from schemas import DuplicateKeyError, duplicate_path, first_path, first_problem, strict_loads
+from schemas.batches import BATCH_MAX_EVENTS, items
 from streams.contracts import Contract, ContractBook, parse_time
 from streams.window import ExpiryIndex
 from tributary.money import royalty_pool
@@ -48,32 +49,89 @@ class Source:
     # for a record ingest forwarded to its home partition: where the producer's record
     # is ("topic/partition@offset"), the identity of the message for dedupe
     origin: str | None = None
+    index: int | None = None  # the event's place in a batch record
 
     @property
     def identity(self) -> str:
         """Which producer message this is: forwarding it again (a replay of the partition
         it was read on) yields a new offset but the same identity."""
-        return self.origin or f"{self.topic}/{self.partition}@{self.offset}"
+        if self.origin:
+            return self.origin
+        where = f"{self.topic}/{self.partition}@{self.offset}"
+        return where if self.index is None else f"{where}#{self.index}"
+
+    def item(self, index: int | None) -> Source:
+        return Source(self.topic, self.partition, self.offset, self.origin, index)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+        where: dict[str, Any] = {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+        return where if self.index is None else {**where, "index": self.index}
 
 
-def parse_event(raw: bytes, book: ContractBook) -> dict[str, Any] | Rejection:
-    """Decode and validate one inference event (schema + semantics)."""
+def decode(raw: bytes) -> Any:
+    """The JSON document in ``raw`` or a Rejection (ambiguous keys, NaN, bad UTF-8...)."""
     if len(raw) > MAX_EVENT_BYTES:
-        return Rejection("too_large", None, f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
+        return Rejection("too_large", None, f"record is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
     try:
-        event = strict_loads(raw, parse_constant=_no_constant)
-    except DuplicateKeyError as exc:  # the event_id only if that key itself was given once
-        parsed_id = exc.parsed.get("event_id") if isinstance(exc.parsed, dict) else None
-        return Rejection("duplicate_key", exc.path, str(exc), parsed_id if isinstance(parsed_id, str) else None)
+        return strict_loads(raw, parse_constant=_no_constant)
+    except DuplicateKeyError as exc:
+        return exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return Rejection("malformed_json", None, f"not valid JSON: {exc}")
     except ValueError as exc:  # NaN / Infinity: not JSON, and not a number we can price
         return Rejection("malformed_json", None, f"not valid JSON: {exc}")
     except RecursionError:
         return Rejection("malformed_json", None, "not valid JSON: nested too deeply")
+
+
+def _duplicate(path: str, parsed: Any) -> Rejection:
+    """A repeated key at ``path``: the event_id only if that key itself was given once."""
+    parsed_id = parsed.get("event_id") if isinstance(parsed, dict) else None
+    return Rejection("duplicate_key", path, str(DuplicateKeyError(path)), parsed_id if isinstance(parsed_id, str) else None)
+
+
+def parse_event(raw: bytes, book: ContractBook) -> dict[str, Any] | Rejection:
+    """Decode and validate one inference event (schema + semantics)."""
+    event = decode(raw)
+    if isinstance(event, DuplicateKeyError):
+        return _duplicate(event.path, event.parsed)
+    if isinstance(event, Rejection):
+        return event
+    return check_event(event, book)
+
+
+def parse_record(raw: bytes, book: ContractBook) -> list[tuple[int | None, dict[str, Any] | Rejection, Any]]:
+    """One record of inference-events -> (index in its batch or None, the validated event or
+    why not, the item as decoded) per event it carries: a single event, or each event of
+    a batch record (inference-batch.v1), judged on its own."""
+    doc = decode(raw)
+    duplicate = isinstance(doc, DuplicateKeyError)
+    parsed = doc.parsed if isinstance(doc, DuplicateKeyError) else doc
+    events = items(parsed, "events")
+    if events is None:
+        return [(None, parse_event(raw, book), None)]
+    if duplicate and duplicate_path({k: v for k, v in parsed.items() if k != "events"}) is not None:
+        assert isinstance(doc, DuplicateKeyError)
+        return [(None, _duplicate(doc.path, None), None)]
+    problem = first_problem("inference-batch.v1", {**parsed, "events": events[:1]}) if events else None
+    if problem is not None or not events or len(events) > BATCH_MAX_EVENTS:
+        reason = problem.reason if problem else f"a batch carries 1 to {BATCH_MAX_EVENTS} events, not {len(events)}"
+        return [(None, Rejection("schema_violation", problem.field if problem else "events", reason), None)]
+    out: list[tuple[int | None, dict[str, Any] | Rejection, Any]] = []
+    for i, item in enumerate(events):
+        path = duplicate_path(item) if duplicate else None
+        if path is not None:
+            out.append((i, _duplicate(path, item), item))
+        elif not isinstance(item, dict):
+            out.append((i, Rejection("malformed_json", None, f"expected a JSON object, got {type(item).__name__}"),
+                        item))
+        else:
+            out.append((i, check_event(item, book), item))
+    return out
+
+
+def check_event(event: Any, book: ContractBook) -> dict[str, Any] | Rejection:
+    """Validate one decoded inference event or refund (schema + semantics)."""
     if not isinstance(event, dict):
         return Rejection("malformed_json", None, f"expected a JSON object, got {type(event).__name__}")
     event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
@@ -147,6 +205,12 @@ def _occurred_at(value: str, event_id: str | None) -> datetime | Rejection:
         return Rejection("bad_timestamp", "occurred_at",
                          f"{value} is before {EARLIEST:%Y-%m-%d}; no inference happened then", event_id)
     return occurred_at
+
+
+def _nth(identity: str) -> str:
+    """" (event N of its batch)" for an event that came in a batch record, else ""."""
+    _, hash_, index = identity.rpartition("#")
+    return f" (event {index} of its batch)" if hash_ and index.isdigit() else ""
 
 
 def _no_constant(name: str) -> Any:
@@ -292,8 +356,21 @@ class IngestBook:
         self.needs_rebuild = False
 
     def handle(self, raw: bytes, source: Source, received_at: datetime) -> Decision:
-        """``received_at``: the Kafka message timestamp, so a replay decides the same."""
-        parsed = parse_event(raw, self.contracts)
+        """One single-event record. ``received_at``: the Kafka message timestamp, so a
+        replay decides the same."""
+        return self.decide(parse_event(raw, self.contracts), source, received_at)
+
+    def handle_record(self, raw: bytes, source: Source, received_at: datetime
+                      ) -> list[tuple[Source, Decision, Any]]:
+        """Every event of one record (a single event or a batch): (its source, the
+        decision, the item as decoded; None for a single-event record)."""
+        out = []
+        for index, parsed, item in parse_record(raw, self.contracts):
+            where = source.item(index)
+            out.append((where, self.decide(parsed, where, received_at), item))
+        return out
+
+    def decide(self, parsed: dict[str, Any] | Rejection, source: Source, received_at: datetime) -> Decision:
         if isinstance(parsed, Rejection):
             return Decision(rejection=parsed)
         occurred = parse_time(parsed["occurred_at"]).timestamp()
@@ -334,18 +411,18 @@ class IngestBook:
         digest = content_digest(event)
         redelivery, mark = self._seen(key, source)
         if mark is not None and not redelivery:
-            first = f"partition {mark['part']} offset {mark['o']}"
+            first = f"partition {mark['part']} offset {mark['o']}" + _nth(str(mark.get("id", "")))
             if mark.get("d", digest) != digest:
                 return Decision(rejection=Rejection(
                     "conflicting_duplicate", "event_id",
                     f"event_id {event_id!r} was first accepted at {first} with different content; this copy "
-                    f"at partition {source.partition} offset {source.offset} conflicts with it and is not "
+                    f"at partition {source.partition} offset {source.offset}{_nth(source.identity)} conflicts with it and is not "
                     "credited (the first copy in the log stands). Send a correction as a refund plus a new "
                     "event_id", event_id))
             return Decision(rejection=Rejection(
                 "duplicate_event_id", "event_id",
                 f"event_id {event_id!r} was already accepted at {first}; this copy at partition "
-                f"{source.partition} offset {source.offset} has the same content and is not credited again",
+                f"{source.partition} offset {source.offset}{_nth(source.identity)} has the same content and is not credited again",
                 event_id))
         if mark is None:
             if self._index.too_old(source.partition, occurred):

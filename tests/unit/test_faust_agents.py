@@ -7,7 +7,7 @@ import json
 from unittest.mock import AsyncMock, patch
 
 import streams.app as streams_app
-from schemas import examples
+from schemas import examples, first_problem
 
 EXAMPLES = dict(examples("inference-events"))
 
@@ -37,3 +37,25 @@ def test_ingest_prices_valid_events_and_dead_letters_the_rest():
     headers = dict(calls[0].kwargs["headers"])
     assert headers["error_code"] == b"unknown_contract" and headers["field"] == b"contract_id"
     assert "source_offset" in headers
+
+
+def test_a_batch_record_yields_one_request_record_and_dead_letters_only_its_bad_events():
+    events = [json.loads(EXAMPLES[n]) for n in ("valid-revenue.json", "invalid-unknown-contract.json",
+                                                "valid-tokens.json", "valid-revenue.json")]
+    for event in events:  # ids of their own: the app's table outlives each test
+        event["event_id"] += "-in-batch"
+    batch = json.dumps({"schema_version": 1, "kind": "batch", "events": events}).encode()
+
+    async def scenario():
+        with patch.object(streams_app.attribution_requests, "send", AsyncMock()) as requests, \
+             patch.object(streams_app.dlq, "send", AsyncMock()) as dlq:
+            async with streams_app.ingest.test_context() as agent:
+                await agent.put(batch)
+            return sent_values(requests), sent_values(dlq)
+
+    [record], dead = run(scenario())
+    assert record["kind"] == "batch" and first_problem("attribution-request-batch.v1", record) is None
+    assert [r["event_id"] for r in record["requests"]] == [events[0]["event_id"], events[2]["event_id"]]
+    assert [(d["error_code"], d["source"]["index"]) for d in dead] == [("unknown_contract", 1),
+                                                                       ("duplicate_event_id", 3)]
+    assert json.loads(dead[0]["payload"]) == events[1]  # the bad event alone, not the whole batch

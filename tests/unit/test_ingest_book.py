@@ -12,7 +12,7 @@ from schemas import first_problem
 from streams.accrual import AccrualBook
 from streams.state import DictBackend, PartitionState
 from streams.contracts import ContractBook
-from streams.ingest import IngestBook, Source
+from streams.ingest import IngestBook, Source, home_partition
 
 BOOK = ContractBook.load()
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
@@ -214,3 +214,41 @@ def test_forwarding_the_same_producer_message_again_is_a_redelivery_not_a_duplic
     assert first.request is not None and again.request == first.request
     other = book.handle(event("fwd"), Source("inference-events", 2, 96, origin="inference-events/1@3"), T0)
     assert other.rejection.code == "duplicate_event_id"
+
+
+def batch(*raws: bytes) -> bytes:
+    return b'{"schema_version": 1, "kind": "batch", "events": [' + b", ".join(raws) + b"]}"
+
+
+def test_a_batch_is_judged_event_by_event_and_a_redelivery_decides_the_same():
+    book = fresh()
+    record = batch(event("b-1"), event("b-2").replace(b'"revenue_micros": 100000', b'"revenue_micros": -1'),
+                   event("b-1"), refund("b-1"))
+    first = [(w.identity, d.request is not None, d.rejection and d.rejection.code, d.correction is not None)
+             for w, d, _ in book.handle_record(record, src(5), T0)]
+    assert first == [("inference-events/0@5#0", True, None, False),
+                     ("inference-events/0@5#1", False, "schema_violation", False),
+                     ("inference-events/0@5#2", False, "duplicate_event_id", False),
+                     ("inference-events/0@5#3", False, None, True)]
+    again = [(w.identity, d.request is not None, d.rejection and d.rejection.code, d.correction is not None)
+             for w, d, _ in book.handle_record(record, src(5), T0)]
+    assert again == first  # the same record read again (a replay): the same decisions, nothing new
+    assert book.handle_record(batch(event("b-1")), src(6), T0)[0][1].rejection.code == "duplicate_event_id"
+
+
+def test_a_batch_event_off_its_home_partition_is_forwarded_alone_and_a_bad_batch_is_one_rejection():
+    book = fresh()
+    book.partitions = 4
+    ids = [f"home-{i}" for i in range(12)]
+    away = next(i for i in ids if home_partition(i, 4) != 0)
+    at_home = next(i for i in ids if home_partition(i, 4) == 0)
+    decisions = book.handle_record(batch(event(at_home), event(away)), src(0), T0)
+    assert decisions[0][1].request is not None
+    assert decisions[1][1].reroute == home_partition(away, 4) and decisions[1][2]["event_id"] == away
+    [(_, whole, _)] = book.handle_record(b'{"schema_version": 1, "kind": "batch", "events": []}', src(1), T0)
+    assert whole.rejection.code == "schema_violation"
+    dup = batch(event("dk-1"), event("dk-2").replace(b'"revenue_micros": 100000',
+                                                     b'"revenue_micros": 1, "revenue_micros": 100000'))
+    codes = [(d.rejection and d.rejection.code, d.rejection and d.rejection.field)
+             for _, d, _ in book.handle_record(dup, src(2), T0)]
+    assert codes == [(None, None), ("duplicate_key", "billing/revenue_micros")]
