@@ -1,57 +1,67 @@
-"""Benchmark: ingest -> accrue -> ledger -> balances on the real broker and the real
-Faust worker, with attribution replaced by a fast deterministic attributor.
+"""Benchmark: the money path, ingest -> accrue -> ledger -> balances, on the real broker:
+the SDK (batching), the Faust ingest worker and the two transactional loops, each its own
+process, with attribution replaced by a fast deterministic stand-in.
 
-    .venv/bin/python benchmarks/streams_bench.py [--events 20000] [--rate 1000] [--seconds 20]
+    .venv/bin/python benchmarks/streams_bench.py [--events 50000] [--rate 2000] [--seconds 20]
 
-Prints, from one run on this machine:
+Prints, from one run on this machine (broker, stages, stand-in and producer share its cores):
   1. baseline: a raw confluent-kafka consume->produce loop over the same broker;
-  2. throughput: a burst of --events events through the pipeline, end to end
-     (until the balances agent has applied every ledger entry), and the ratio to (1);
-  3. latency at a steady --rate: emit -> balance update (the balances table's
-     changelog write for the entry), p50/p95/p99/max;
-  4. peak RSS of the streams worker.
-It starts its own platform under ~/.local/share/tributary/bench and stops it after.
+  2. burst: --events events emitted through the SDK as fast as it takes them, end to end
+     until balances has applied every ledger entry; events/s and the ratio to (1);
+  3. per stage: events handled per CPU-second of that stage's processes (per core);
+  4. latency at each steady --rate: emit -> the holder's balance committed (read_committed
+     from balances-state), p50/p95/p99/max;
+  5. peak RSS of each stage; with --soak N, the streams worker's RSS every N/10 events of an
+     N-event run (the dedupe marks are on disk: RSS should not grow with the window).
+It starts its own platform under <data dir>/bench and stops it after.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+import orjson
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from producers.events import InferenceEvent  # noqa: E402
+from producers.sdk import EventProducer  # noqa: E402
 from schemas.batches import items  # noqa: E402
-from streams.accrual import accrue  # noqa: E402
 from tributary import demo  # noqa: E402
 from tributary.config import load_platform  # noqa: E402
 from tributary.ids import attribution_id  # noqa: E402
 from tributary.platform import local  # noqa: E402
 from tributary.topics import Topic  # noqa: E402
 
+STAGES = ("streams", "accrue", "balances")
 HOLDERS = [f"bench-h{i}" for i in range(20)]
-CONTRACT = {"contract_id": "standard-2026", "version": 1, "royalty_rate_bps": 2000, "currency": "USD"}
+LATENCY_PREFIX = "lat-"
 
 
 def fake_attribution(request: dict) -> dict:
-    """Deterministic shares: two holders picked by the event id's hash, 30% each."""
-    digest = hashlib.blake2b(request["event_id"].encode(), digest_size=8).digest()
+    """Deterministic shares: two holders picked by the event id's hash, 30% each (an event
+    of a latency run pays 30% to a holder of its own, whose balance appearing times it)."""
+    event_id = request["event_id"]
+    digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
     a, b = digest[0] % len(HOLDERS), (digest[0] + 1 + digest[1] % (len(HOLDERS) - 1)) % len(HOLDERS)
+    first = f"h-{event_id}" if event_id.startswith(LATENCY_PREFIX) else HOLDERS[a]
     return {
-        "schema_version": 1, "attribution_id": attribution_id(request["event_id"], 1, "bench"),
-        "event_id": request["event_id"], "occurred_at": request["occurred_at"], "provider": request["provider"],
+        "schema_version": 1, "attribution_id": attribution_id(event_id, 1, "bench"),
+        "event_id": event_id, "occurred_at": request["occurred_at"], "provider": request["provider"],
         "model": request["model"], "contract": request["contract"], "pool_micros": request["pool_micros"],
-        "shares_ppm": [{"work_id": f"w-{HOLDERS[a]}", "holder_id": HOLDERS[a], "share_ppm": 300_000},
+        "shares_ppm": [{"work_id": f"w-{first}", "holder_id": first, "share_ppm": 300_000},
                        {"work_id": f"w-{HOLDERS[b]}", "holder_id": HOLDERS[b], "share_ppm": 300_000}],
         "unattributed_ppm": 400_000,
         "evidence": {"model_name": "bench", "model_revision": "bench", "catalog_version": 1, "threshold": 0.0,
@@ -60,6 +70,7 @@ def fake_attribution(request: dict) -> dict:
 
 
 def attributor(bootstrap: str, stop: mp.Event) -> None:  # type: ignore[valid-type]
+    """The stand-in for the attribution workers: requests in, attributions out."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-attributor",
                          "auto.offset.reset": "earliest", "enable.auto.commit": True})
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, "partitioner": "murmur2_random"})
@@ -68,65 +79,55 @@ def attributor(bootstrap: str, stop: mp.Event) -> None:  # type: ignore[valid-ty
         for msg in consumer.consume(500, 0.05):
             if msg.error():
                 continue
-            value = json.loads(msg.value())
+            value = orjson.loads(msg.value() or b"{}")
             requests = items(value, "requests")  # a batch record: many requests
             for request in [value] if requests is None else requests:
-                out = fake_attribution(request)
                 producer.produce(Topic.ATTRIBUTIONS.value, key=request["event_id"].encode(),
-                                 value=json.dumps(out).encode())
+                                 value=orjson.dumps(fake_attribution(request)))
         producer.poll(0)
     producer.flush(10)
     consumer.close()
 
 
-def event_payload(i: int, run: str) -> tuple[str, bytes]:
-    event_id = f"bench-{run}-{i:08d}"
-    return event_id, json.dumps({
-        "schema_version": 1, "event_id": event_id, "occurred_at": "2026-11-26T12:00:00+00:00",
-        "provider": "bench-ai", "model": {"name": "bench-model", "revision": "1"}, "contract_id": "standard-2026",
-        "billing": {"revenue_micros": 10_000 + i % 5000}, "output": {"text": "benchmark output text"},
-        "metadata": {"emit_ns": time.time_ns()},
-    }).encode()
+def make_event(i: int, run: str) -> InferenceEvent:
+    return InferenceEvent(provider="bench-ai", model_name="bench-model", model_revision="1",
+                          contract_id="standard-2026", output_text="benchmark output text",
+                          revenue_micros=10_000 + i % 5000, event_id=f"{run}-{i:09d}",
+                          occurred_at="2026-11-26T12:00:00+00:00")
 
 
-def holder_entry_ids(event_id: str, revenue: int) -> list[str]:
-    request = {"event_id": event_id, "occurred_at": "", "provider": "bench-ai", "model": {},
-               "contract": CONTRACT, "pool_micros": revenue * 2000 // 10_000}
-    return [e["entry_id"] for e in accrue(fake_attribution(request), "") if not e["holder_id"].startswith("escrow:")]
+def group_usage(pgid: int | None) -> tuple[float, float]:
+    """(CPU seconds, RSS MiB) of every process in process group ``pgid`` (a stage's
+    supervisor and its worker)."""
+    if pgid is None:
+        return 0.0, 0.0
+    cpu = rss = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[2]) != pgid:  # field 5: process group
+                continue
+            cpu += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+            for line in (proc / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss += int(line.split()[1]) / 1024
+        except (OSError, ValueError, IndexError):
+            continue
+    return cpu, rss
 
 
-def rss_mb(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
+def metric(port: int, name: str) -> float:
+    """The sum of Prometheus series ``name`` served by a stage on ``port``."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     except OSError:
-        pass
-    return 0.0
-
-
-class ChangelogWatcher(threading.Thread):
-    """Reads the balances table's changelog: each ``e:<entry_id>`` write is a balance update."""
-
-    def __init__(self, bootstrap: str):
-        super().__init__(daemon=True)
-        self.seen: dict[str, float] = {}
-        self.stop = threading.Event()
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-watch-{time.time_ns()}",
-                                  "auto.offset.reset": "latest", "enable.auto.commit": False})
-        self.consumer.subscribe(["tributary-streams-holder-balances-changelog"])
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            for msg in self.consumer.consume(1000, 0.1):
-                if msg.error() or msg.key() is None:
-                    continue
-                key = json.loads(msg.key())
-                if isinstance(key, str) and key.startswith("e:"):
-                    self.seen.setdefault(key[2:], msg.timestamp()[1] / 1000)
-        self.consumer.close()
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and not line.startswith("#"))
 
 
 def baseline(bootstrap: str, n: int) -> float:
@@ -136,8 +137,7 @@ def baseline(bootstrap: str, n: int) -> float:
         f.result()
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     for i in range(n):
-        _, payload = event_payload(i, "raw")
-        producer.produce("bench-raw-in", key=str(i).encode(), value=payload)
+        producer.produce("bench-raw-in", key=str(i).encode(), value=make_event(i, "raw").encode())
         if i % 10_000 == 0:
             producer.poll(0)
     producer.flush(60)
@@ -164,67 +164,149 @@ def baseline(bootstrap: str, n: int) -> float:
     return n / elapsed
 
 
-def ledger_applied(bootstrap: str) -> int:
-    """Ledger entries the streams group has committed past (balances applied them)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    from confluent_kafka import ConsumerGroupTopicPartitions
+class Stages:
+    """The three stage processes and what they report."""
 
-    parts = [TopicPartition(Topic.ROYALTY_LEDGER.value, p) for p in range(4)]
-    result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions("tributary-streams", parts)])
-    return sum(max(tp.offset, 0) for tp in result["tributary-streams"].result().topic_partitions)
+    def __init__(self, cfg):  # type: ignore[no-untyped-def]
+        self.cfg = cfg
+        self.procs = {stage: local.stage_process(cfg, stage) for stage in STAGES}
+        self.ports = {stage: local.stage_port(cfg, stage) for stage in STAGES}
+        self.peak_rss = dict.fromkeys(STAGES, 0.0)
+
+    def start(self) -> None:
+        for stage, proc in self.procs.items():
+            proc.start(demo.stage_argv(self.cfg, stage, demo.stage_extras(self.cfg, stage)))
+
+    def usage(self) -> dict[str, tuple[float, float]]:
+        out = {stage: group_usage(proc.pid()) for stage, proc in self.procs.items()}
+        for stage, (_, rss) in out.items():
+            self.peak_rss[stage] = max(self.peak_rss[stage], rss)
+        return out
+
+    def balanced(self) -> float:
+        """Ledger entries balances has committed."""
+        return metric(self.ports["balances"], 'tributary_stage_records_in_total{stage="balances"}')
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.stop(timeout=20)
 
 
-def latency_run(cfg, producer, workers, rate: float, seconds: float, run: str) -> float:  # type: ignore[no-untyped-def]
-    """Steady ``rate`` for ``seconds``; prints emit -> balance update percentiles; returns peak RSS."""
-    print(f"latency: steady {rate:,.0f} events/s for {seconds:.0f} s, emit -> balance update ...", flush=True)
-    watcher = ChangelogWatcher(cfg.bootstrap_servers)
+def emit_all(cfg, events: list[InferenceEvent]) -> None:  # type: ignore[no-untyped-def]
+    with EventProducer(cfg.bootstrap_servers, on_full="block") as producer:
+        for event in events:
+            producer.emit(event)
+
+
+def wait_balanced(stages: Stages, target: float, timeout: float = 1800) -> bool:
+    deadline = time.monotonic() + timeout
+    while stages.balanced() < target:
+        stages.usage()
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def burst(cfg, stages: Stages, n: int, raw_rate: float) -> None:  # type: ignore[no-untyped-def]
+    print(f"burst: {n:,} events through the SDK -> ingest -> accrue -> balances ...", flush=True)
+    events = [make_event(i, "burst") for i in range(n)]
+    start_entries = stages.balanced()
+    before = stages.usage()
+    started = time.perf_counter()
+    emit_all(cfg, events)
+    done = wait_balanced(stages, start_entries + 3 * n)  # two holder entries + one escrow entry per event
+    elapsed = time.perf_counter() - started
+    after = stages.usage()
+    rate = n / elapsed
+    print(f"  {rate:,.0f} events/s end to end ({elapsed:.1f} s){'' if done else ' (TIMED OUT)'}; "
+          f"ratio to the raw loop {rate / raw_rate:.3f}")
+    for stage in STAGES:
+        cpu = after[stage][0] - before[stage][0]
+        print(f"  {stage:9} {cpu:6.1f} CPU-s  {n / cpu if cpu else 0:10,.0f} events per CPU-second")
+
+
+class BalanceWatcher(threading.Thread):
+    """Reads balances-state (read_committed): the first committed balance of a latency
+    event's own holder is when that event's money reached its balance."""
+
+    def __init__(self, bootstrap: str):
+        super().__init__(daemon=True)
+        self.seen: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-watch-{time.time_ns()}",
+                                  "auto.offset.reset": "latest", "enable.auto.commit": False,
+                                  "isolation.level": "read_committed"})
+        self.consumer.subscribe([Topic.BALANCES_STATE.value])
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for msg in self.consumer.consume(1000, 0.05):
+                key = msg.key()
+                if msg.error() or key is None or not key.startswith(b"h:h-"):
+                    continue
+                self.seen.setdefault(key[4:].decode(), time.time())
+        self.consumer.close()
+
+
+def latency(cfg, stages: Stages, rate: float, seconds: float, run: str) -> None:  # type: ignore[no-untyped-def]
+    print(f"latency: steady {rate:,.0f} events/s for {seconds:.0f} s, emit -> balance committed ...", flush=True)
+    watcher = BalanceWatcher(cfg.bootstrap_servers)
     watcher.start()
-    time.sleep(2)
-    emitted: dict[str, float] = {}
-    peak_rss = 0.0
+    time.sleep(3)  # the watcher's assignment
     total = int(rate * seconds)
-    t0 = time.perf_counter()
-    for i in range(total):
-        due = t0 + i / rate
-        while time.perf_counter() < due:
-            time.sleep(0.0005)
-        event_id, payload = event_payload(i, run)
-        wall = time.time()
-        producer.produce(Topic.INFERENCE_EVENTS.value, key=event_id.encode(), value=payload)
-        producer.poll(0)
-        for entry_id in holder_entry_ids(event_id, 10_000 + i % 5000):
-            emitted[entry_id] = wall
-        if i % 100 == 0:
-            peak_rss = max(peak_rss, sum(rss_mb(w.pid()) for w in workers))
-    producer.flush(30)
-    achieved = total / (time.perf_counter() - t0)
+    events = [make_event(i, f"{LATENCY_PREFIX}{run}") for i in range(total)]
+    emitted: dict[str, float] = {}
+    with EventProducer(cfg.bootstrap_servers, on_full="block") as producer:
+        t0 = time.perf_counter()
+        for i, event in enumerate(events):
+            due = t0 + i / rate
+            while time.perf_counter() < due:
+                time.sleep(0.0005)
+            emitted[event.event_id] = time.time()
+            producer.emit(event)
+            if i % 200 == 0:
+                stages.usage()
+        achieved = total / (time.perf_counter() - t0)
     deadline = time.monotonic() + 300
-    while sum(1 for e in emitted if e in watcher.seen) < len(emitted) and time.monotonic() < deadline:
-        peak_rss = max(peak_rss, sum(rss_mb(w.pid()) for w in workers))
+    while len(watcher.seen.keys() & emitted.keys()) < len(emitted) and time.monotonic() < deadline:
+        stages.usage()
         time.sleep(0.5)
     watcher.stop.set()
-    latencies = sorted(max(0.0, watcher.seen[e] - t) for e, t in emitted.items() if e in watcher.seen)
-    missing = len(emitted) - len(latencies)
+    lat = sorted(max(0.0, watcher.seen[e] - t) for e, t in emitted.items() if e in watcher.seen)
+    missing = len(emitted) - len(lat)
 
     def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
+        return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
 
-    print(f"  achieved {achieved:,.0f} events/s; {len(latencies):,} balance updates observed, {missing} missing")
-    if latencies:
+    print(f"  achieved {achieved:,.0f} events/s; {len(lat):,} balances observed, {missing} missing")
+    if lat:
         print(f"  latency ms: p50 {pct(0.50):.0f}  p95 {pct(0.95):.0f}  p99 {pct(0.99):.0f}  "
-              f"max {latencies[-1] * 1000:.0f}  mean {statistics.mean(latencies) * 1000:.0f}")
-    return peak_rss
+              f"max {lat[-1] * 1000:.0f}  mean {statistics.mean(lat) * 1000:.0f}")
+
+
+def soak(cfg, stages: Stages, n: int) -> None:  # type: ignore[no-untyped-def]
+    """RSS of each stage every n/10 events of an n-event run."""
+    print(f"soak: {n:,} events, RSS (MiB) of each stage as they go ...", flush=True)
+    step = max(1, n // 10)
+    start_entries = stages.balanced()
+    for chunk in range(0, n, step):
+        emit_all(cfg, [make_event(i, "soak") for i in range(chunk, min(n, chunk + step))])
+        wait_balanced(stages, start_entries + 3 * min(n, chunk + step))
+        rss = {stage: usage[1] for stage, usage in stages.usage().items()}
+        print(f"  after {min(n, chunk + step):>11,} events: " + "  ".join(f"{k} {v:.0f}" for k, v in rss.items()),
+              flush=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=20_000, help="burst size for the throughput run")
+    parser.add_argument("--events", type=int, default=50_000, help="burst size for the throughput run")
     parser.add_argument("--rate", type=float, action="append",
-                        help="steady rate(s) for the latency runs (repeatable; default 1000)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of the latency run")
-    parser.add_argument("--workers", type=int, default=1, help="streams worker processes (partitions split)")
+                        help="steady rate(s) for the latency runs (repeatable; default 2000)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each latency run")
+    parser.add_argument("--soak", type=int, default=0, help="events of a memory run (e.g. 10000000); 0: none")
     args = parser.parse_args()
-    args.rates = args.rate or [1000.0]
+    args.rates = args.rate or [2000.0]
 
     base = load_platform()
     cfg = replace(load_platform(kafka_port=20092, kafka_controller_port=20093, stripe_port=13111,
@@ -233,57 +315,29 @@ def main() -> int:
     local.up(cfg, log=lambda m: None)
     stop = mp.Event()
     attr = mp.Process(target=attributor, args=(cfg.bootstrap_servers, stop))
-    workers = [local.stage_process(cfg, "streams" if i == 0 else f"streams-{i}") for i in range(args.workers)]
+    stages = Stages(cfg)
     try:
         print(f"baseline: raw confluent-kafka consume->produce of {args.events:,} messages ...", flush=True)
         raw_rate = baseline(cfg.bootstrap_servers, args.events)
         print(f"  {raw_rate:,.0f} msg/s")
-
-        for i, worker in enumerate(workers):
-            worker.start(demo.stage_argv(cfg, "streams", ["--web-port", str(cfg.clickhouse_query_port + 10 + i)]))
+        stages.start()
         attr.start()
-        producer = Producer({"bootstrap.servers": cfg.bootstrap_servers, "linger.ms": 5, "acks": "all",
-                             "enable.idempotence": True, "partitioner": "murmur2_random"})
-        # warm-up: until one event has gone all the way to the balances
-        warm_id, warm = event_payload(0, "warm")
-        producer.produce(Topic.INFERENCE_EVENTS.value, key=warm_id.encode(), value=warm)
-        producer.flush(10)
-        deadline = time.monotonic() + 120
-        while ledger_applied(cfg.bootstrap_servers) < 2 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        base_applied = ledger_applied(cfg.bootstrap_servers)
-
-        print(f"throughput: burst of {args.events:,} events through ingest -> accrue -> balances ...", flush=True)
-        peak_rss = 0.0
-        started = time.perf_counter()
-        for i in range(args.events):
-            event_id, payload = event_payload(i, "burst")
-            producer.produce(Topic.INFERENCE_EVENTS.value, key=event_id.encode(), value=payload)
-            if i % 5000 == 0:
-                producer.poll(0)
-        producer.flush(60)
-        expected = base_applied + 3 * args.events  # two holder entries + one escrow entry per event
-        while ledger_applied(cfg.bootstrap_servers) < expected:
-            peak_rss = max(peak_rss, sum(rss_mb(w.pid()) for w in workers))
-            if time.perf_counter() - started > 900:
-                print("  timed out after 900 s", flush=True)
-                break
-            time.sleep(0.25)
-        elapsed = time.perf_counter() - started
-        burst_rate = args.events / elapsed
-        print(f"  {burst_rate:,.0f} events/s end to end ({elapsed:.1f} s); "
-              f"ratio to the raw baseline {burst_rate / raw_rate:.3f}")
-
+        emit_all(cfg, [make_event(0, "warm")])  # warm-up: one event all the way
+        if not wait_balanced(stages, 3, timeout=180):
+            print("the pipeline did not start within 180 s; see the stage logs under", cfg.log_dir)
+            return 1
+        burst(cfg, stages, args.events, raw_rate)
         for run_no, rate in enumerate(args.rates):
-            peak_rss = max(peak_rss, latency_run(cfg, producer, workers, rate, args.seconds, f"steady{run_no}"))
-        print(f"memory: streams worker(s) peak RSS {peak_rss:.0f} MiB ({args.workers} process(es))")
+            latency(cfg, stages, rate, args.seconds, f"steady{run_no}")
+        if args.soak:
+            soak(cfg, stages, args.soak)
+        print("memory: peak RSS (MiB) " + "  ".join(f"{k} {v:.0f}" for k, v in stages.peak_rss.items()))
         return 0
     finally:
         stop.set()
         if attr.is_alive():
             attr.join(10)
-        for worker in workers:
-            worker.stop(timeout=20)
+        stages.stop()
         local.down(cfg, log=lambda m: None)
 
 

@@ -101,7 +101,9 @@ class _Table(faust.Table):  # type: ignore[misc]
 app = faust.App(
     streams_app_id(),
     broker=f"kafka://{platform.bootstrap_servers}",
-    store="memory://",
+    # the dedupe marks of the whole window live on disk (RocksDB through rocksdict), not in
+    # memory: a 7-day window at fleet rates is billions of keys. memory:// for unit tests.
+    store=os.environ.get("TRIBUTARY_STREAMS_STORE", "rocksdb://"),
     topic_partitions=4,
     topic_replication_factor=1,
     value_serializer="json",
@@ -133,7 +135,7 @@ corrections = _topic(Topic.CORRECTIONS)
 
 # dedupe and refund marks: see streams.ingest.IngestBook
 seen_events = app.Table(INGEST_TABLE, default=None, partitions=4)
-ingest_book = IngestBook(seen_events, contracts, window_s=pipeline.dedupe_window_s)
+ingest_book = IngestBook(seen_events, contracts, window_s=pipeline.dedupe_window_s, autotrack=False)
 # the dead-letter rate limit's per-partition history lives in the same table
 dlq_limit = DeadLetterLimit(seen_events, pipeline.dlq_window, pipeline.dlq_max_fraction, pipeline.dlq_min_events)
 
@@ -370,13 +372,19 @@ async def ingest(stream: faust.StreamT) -> None:
     take's records once all of it is sent."""
     async for events in stream.take_events(INGEST_TAKE, within=0.005):  # type: ignore[attr-defined]
         requests: dict[int, list[dict[str, Any]]] = {}
+        last: dict[int, faust.EventT] = {}
         for event in events:
             await _handled(event, functools.partial(_ingest, requests=requests))
+            last[event.message.partition] = event
         try:
+            for partition, event in sorted(last.items()):
+                # the take's new marks are listed for expiry in that partition's changelog
+                faust_streams._current_event.set(weakref.ref(event))
+                ingest_book.track(partition)
             await _send_requests(requests)
         except Exception:
-            log.exception("failed sending attribution requests; exiting unacknowledged, to restart from the "
-                          "committed offsets")
+            log.exception("failed finishing a take (expiry lists, attribution requests); exiting "
+                          "unacknowledged, to restart from the committed offsets")
             logging.shutdown()
             os._exit(STALLED_EXIT_CODE)
 

@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
 from schemas import DuplicateKeyError, duplicate_path, first_path, first_problem, strict_loads
 from schemas.batches import BATCH_MAX_EVENTS, items
 from streams.contracts import Contract, ContractBook, parse_time
-from streams.window import ExpiryIndex
+from streams.state import Expiry
 from tributary.money import royalty_pool
+from tributary.partitioner import home_partition
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -305,11 +304,6 @@ class Decision:
     event_id: str | None = None  # with ``reroute``: the key to forward it under
 
 
-def home_partition(event_id: str, partitions: int) -> int:
-    """The partition a record keyed by ``event_id`` lands on with Kafka's default
-    (Java, murmur2) partitioner: what the SDK, Faust and aiokafka all use."""
-    return (murmur2(event_id.encode()) & 0x7FFFFFFF) % partitions
-
 
 def content_digest(event: dict[str, Any]) -> str:
     """A short digest of an event's content, to tell a resent copy from a conflicting one."""
@@ -342,18 +336,24 @@ class IngestBook:
     window_s: float = 7 * 86_400
     max_future_s: float = 3_600
     partitions: int | None = None
-    _index: ExpiryIndex = field(init=False)
+    # expire after every event (True), or when the caller calls track() (the agent: once per take)
+    autotrack: bool = True
+    _expiry: Expiry = field(init=False)
+    _added: dict[int, list[tuple[str, float]]] = field(default_factory=dict)
     needs_rebuild: bool = True
 
     def __post_init__(self) -> None:
-        self._index = ExpiryIndex(self.window_s)
+        self._expiry = Expiry(self.window_s)
 
     def rebuild(self) -> None:
-        self._index.clear()
-        for key, value in list(self.table.items()):
-            if key.startswith(("ev:", "rf:")):
-                self._index.add(value["part"], value["t"], key)
+        """After a (re)assignment: nothing is kept in memory but marks not yet tracked."""
+        self._added.clear()
         self.needs_rebuild = False
+
+    def track(self, partition: int) -> list[str]:
+        """List the marks added on ``partition`` for expiry and drop those that fell out of
+        the window (state in the table itself: memory does not grow with the window)."""
+        return self._expiry.track(self.table, self._added.pop(partition, []), scope=f"p{partition}:")
 
     def handle(self, raw: bytes, source: Source, received_at: datetime) -> Decision:
         """One single-event record. ``received_at``: the Kafka message timestamp, so a
@@ -387,8 +387,8 @@ class IngestBook:
             decision = self._refund(parsed, source, occurred)
         else:
             decision = self._event(parsed, source, occurred)
-        for expired in self._index.expire(source.partition):
-            self.table.pop(expired, None)
+        if self.autotrack:
+            self.track(source.partition)
         return decision
 
     def _seen(self, key: str, source: Source) -> tuple[bool, dict[str, Any] | None]:
@@ -403,7 +403,7 @@ class IngestBook:
     def _mark(self, key: str, source: Source, occurred: float, **extra: Any) -> None:
         self.table[key] = {"part": source.partition, "o": source.offset, "t": occurred, "id": source.identity,
                            **extra}
-        self._index.add(source.partition, occurred, key)
+        self._added.setdefault(source.partition, []).append((key, occurred))
 
     def _event(self, event: dict[str, Any], source: Source, occurred: float) -> Decision:
         event_id = event["event_id"]
@@ -425,7 +425,7 @@ class IngestBook:
                 f"{source.partition} offset {source.offset}{_nth(source.identity)} has the same content and is not credited again",
                 event_id))
         if mark is None:
-            if self._index.too_old(source.partition, occurred):
+            if self._expiry.too_old(self.table, occurred, scope=f"p{source.partition}:"):
                 return Decision(rejection=Rejection(
                     "late_event", "occurred_at",
                     f"{event['occurred_at']} is more than {self.window_s / 86_400:g} days older than the newest "
@@ -433,6 +433,8 @@ class IngestBook:
                     "duplicates. Re-send it with a new event_id after checking it was never billed", event_id))
             self._mark(key, source, occurred, d=digest)
         else:  # the same producer message again: the request names where it was first read
+            # (listed for expiry again, in case the first pass ended before its marks were listed)
+            self._added.setdefault(source.partition, []).append((key, mark["t"]))
             source = Source(source.topic, mark["part"], mark["o"], source.origin)
         return Decision(request=price_event(event, self.contracts, source))
 

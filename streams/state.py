@@ -19,7 +19,7 @@ outputs and input offsets (:mod:`streams.txloop`).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +27,7 @@ import orjson
 
 _DELETED = object()
 APPLIED = "__applied__"  # the next state-topic offset the local copy has applied
+TOPIC_ID = "__topic_id__"  # which incarnation of the state topic the local copy mirrors
 
 
 class Backend(Protocol):
@@ -140,14 +141,18 @@ class PartitionState:
     def rollback(self) -> None:
         self._overlay.clear()
 
-    def applied(self) -> int:
-        raw = self.backend.get(APPLIED)
-        return int(raw) if raw is not None else 0
+    def applied(self, topic_id: str) -> int | None:
+        """The next state-topic offset this copy needs; None if it mirrors another topic
+        (one deleted and created again, another cluster) or nothing at all."""
+        raw, mirrored = self.backend.get(APPLIED), self.backend.get(TOPIC_ID)
+        if raw is None or mirrored is None or mirrored.decode() != topic_id:
+            return None
+        return int(raw)
 
-    def restore(self, records: list[tuple[bytes, bytes | None]], upto: int) -> None:
+    def restore(self, records: list[tuple[bytes, bytes | None]], upto: int, topic_id: str) -> None:
         """Apply state-topic records (key, value or tombstone) read up to offset ``upto``."""
         items: list[tuple[str, bytes | None]] = [(k.decode(), v) for k, v in records]
-        items.append((APPLIED, str(upto).encode()))
+        items += [(APPLIED, str(upto).encode()), (TOPIC_ID, topic_id.encode())]
         self.backend.put(items)
 
 
@@ -163,52 +168,61 @@ class Expiry:
         self.bucket_s = bucket_s
         self.per_batch = per_batch
 
-    def newest(self, state: PartitionState) -> float | None:
-        return state.get("xt")  # type: ignore[no-any-return]
+    def newest(self, state: KeyValue, scope: str = "") -> float | None:
+        return state.get(f"{scope}xt")  # type: ignore[no-any-return]
 
-    def too_old(self, state: PartitionState, t: float) -> bool:
-        newest = self.newest(state)
+    def too_old(self, state: KeyValue, t: float, scope: str = "") -> bool:
+        newest = self.newest(state, scope)
         return newest is not None and t < newest - self.horizon_s
 
-    def track(self, state: PartitionState, added: list[tuple[str, float]]) -> None:
-        """Record the keys a batch added (with their event times) and expire what is due."""
+    def track(self, state: KeyValue, added: list[tuple[str, float]], scope: str = "") -> list[str]:
+        """Record the keys a batch added (with their event times) and expire what is due;
+        returns the keys expired. ``scope`` prefixes the bookkeeping keys, for a store
+        shared by several partitions (a Faust table)."""
         if added:
             newest = max(t for _, t in added)
-            if newest > (self.newest(state) or float("-inf")):
-                state["xt"] = newest
+            if newest > (self.newest(state, scope) or float("-inf")):
+                state[f"{scope}xt"] = newest
             buckets: dict[int, list[str]] = {}
             for key, t in added:
                 buckets.setdefault(int(t // self.bucket_s), []).append(key)
-            open_buckets = set(state.get("xb") or [])
+            open_buckets = set(state.get(f"{scope}xb") or [])
             for bucket, keys in buckets.items():
-                n = int(state.get(f"xn:{bucket}") or 0)
-                state[f"x:{bucket}:{n}"] = keys
-                state[f"xn:{bucket}"] = n + 1
-                open_buckets.add(bucket)
-            state["xb"] = sorted(open_buckets)
-        self.expire(state)
+                n = int(state.get(f"{scope}xn:{bucket}") or 0)
+                state[f"{scope}x:{bucket}:{n}"] = keys
+                state[f"{scope}xn:{bucket}"] = n + 1
+                if bucket not in open_buckets:
+                    open_buckets.add(bucket)
+                    state[f"{scope}xb"] = sorted(open_buckets)
+        return self.expire(state, scope)
 
-    def expire(self, state: PartitionState) -> list[str]:
-        newest = self.newest(state)
+    def expire(self, state: KeyValue, scope: str = "") -> list[str]:
+        newest = self.newest(state, scope)
         if newest is None:
             return []
         cut = (newest - self.horizon_s) // self.bucket_s  # buckets wholly older than this go
         expired: list[str] = []
-        open_buckets = list(state.get("xb") or [])
-        budget = self.per_batch
+        open_buckets = list(state.get(f"{scope}xb") or [])
+        budget, closed = self.per_batch, False
         while open_buckets and open_buckets[0] < cut and budget:
             bucket = open_buckets[0]
-            n = int(state.get(f"xn:{bucket}") or 0)
+            n = int(state.get(f"{scope}xn:{bucket}") or 0)
             while n and budget:
                 n -= 1
                 budget -= 1
-                for key in state.pop(f"x:{bucket}:{n}") or []:
-                    state.pop(key)
+                for key in state.pop(f"{scope}x:{bucket}:{n}", None) or []:
+                    state.pop(key, None)
                     expired.append(key)
             if n:
-                state[f"xn:{bucket}"] = n
+                state[f"{scope}xn:{bucket}"] = n
             else:
-                state.pop(f"xn:{bucket}")
+                state.pop(f"{scope}xn:{bucket}", None)
                 open_buckets.pop(0)
-        state["xb"] = open_buckets
+                closed = True
+        if closed:
+            state[f"{scope}xb"] = open_buckets
         return expired
+
+
+# what Expiry keeps its lists in: a partition's state here, or a Faust table (ingest)
+KeyValue = PartitionState | MutableMapping[str, Any]

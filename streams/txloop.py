@@ -103,9 +103,15 @@ class TransactionalLoop:
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         mine = sorted({tp.partition for tp in partitions})
         started = time.monotonic()
-        for p in mine:
-            if p not in self.states:
-                self.states[p] = self._restore(p)
+        new = [p for p in mine if p not in self.states]
+        if new:
+            topic_id = self._topic_id()
+            reader = kafka.consumer(self.cfg.bootstrap, f"{self.group}-restore", **{"enable.partition.eof": True})
+            try:
+                for p in new:
+                    self.states[p] = self._restore(p, reader, topic_id)
+            finally:
+                reader.close()
         RESTORE_SECONDS.labels(self.stage.name).set(time.monotonic() - started)
         log.info("stage=%s assigned partitions=%s state restored in %.2fs", self.stage.name, mine,
                  time.monotonic() - started)
@@ -120,24 +126,28 @@ class TransactionalLoop:
                 state.backend.close()
         log.info("stage=%s revoked partitions=%s", self.stage.name, sorted(gone))
 
-    def _restore(self, partition: int) -> PartitionState:
+    def _restore(self, partition: int, reader: Any, topic_id: str) -> PartitionState:
         """The partition's state: the local copy, caught up with the state topic from where
         it left off (or from the start, if the log no longer reaches back that far)."""
         state = PartitionState(partition, self._backend(partition))
-        reader = kafka.consumer(self.cfg.bootstrap, f"{self.group}-restore", **{"enable.partition.eof": True})
         try:
             tp = TopicPartition(self.stage.state_topic, partition)
             low, high = reader.get_watermark_offsets(tp, timeout=30)
-            start = state.applied()
-            if start < low or start > high:  # compacted/deleted past our copy, or another cluster's copy
-                log.warning("stage=%s partition=%d local state at %d outside the log [%d, %d): rebuilding",
-                            self.stage.name, partition, start, low, high)
+            applied = state.applied(topic_id)
+            if applied is None or applied < low or applied > high:
+                # nothing here, a copy of another incarnation of the topic, or one the log no
+                # longer reaches back to (compacted, deleted): start from the log alone
+                if applied is not None or self.cfg.state_dir is not None:
+                    log.info("stage=%s partition=%d rebuilding the local state from %s [%d, %d)", self.stage.name,
+                             partition, self.stage.state_topic, low, high)
                 state.backend.close()
                 if self.cfg.state_dir is not None:
                     RocksBackend.destroy(self.cfg.state_dir / self.stage.name / str(partition))
                 state = PartitionState(partition, self._backend(partition))
-                start = low
+                applied = low
+            start = applied
             if start >= high:
+                state.restore([], start, topic_id)
                 return state
             reader.assign([TopicPartition(self.stage.state_topic, partition, start if start > 0 else OFFSET_BEGINNING)])
             records: list[tuple[bytes, bytes | None]] = []
@@ -159,12 +169,22 @@ class TransactionalLoop:
                 # transaction markers and aborted records advance the position without a message
                 position = max(position, reader.position([tp])[0].offset)
                 if len(records) >= 50_000:
-                    state.restore(records, position)
+                    state.restore(records, position, topic_id)
                     records = []
-            state.restore(records, position)
+            state.restore(records, position, topic_id)
             return state
         finally:
-            reader.close()
+            reader.unassign()
+
+    def _topic_id(self) -> str:
+        """The state topic's id: a topic deleted and created again (or another cluster's)
+        has another, so a local copy of the old one is never taken for it."""
+        from confluent_kafka import TopicCollection
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.cfg.bootstrap})
+        future = admin.describe_topics(TopicCollection([self.stage.state_topic]), request_timeout=30)
+        return str(future[self.stage.state_topic].result().topic_id)
 
     # --- the loop ------------------------------------------------------------------
 

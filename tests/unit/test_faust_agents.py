@@ -4,9 +4,12 @@ transactional loops (tests/unit/test_money_stages.py)."""
 
 import asyncio
 import json
+import os
 from unittest.mock import AsyncMock, patch
 
-import streams.app as streams_app
+os.environ["TRIBUTARY_STREAMS_STORE"] = "memory://"  # before the app is made: no RocksDB files from unit tests
+
+import streams.app as streams_app  # noqa: E402
 from schemas import examples, first_problem
 
 EXAMPLES = dict(examples("inference-events"))

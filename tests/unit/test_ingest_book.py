@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from schemas import first_problem
 from streams.accrual import AccrualBook
-from streams.state import DictBackend, PartitionState
 from streams.contracts import ContractBook
 from streams.ingest import IngestBook, Source, home_partition
+from streams.state import DictBackend, PartitionState
 
 BOOK = ContractBook.load()
 T0 = datetime(2026, 11, 20, tzinfo=UTC)

@@ -56,7 +56,7 @@ def down(cfg: PlatformConfig, wipe: bool = False, log=print) -> None:  # type: i
     if kafka.stop(cfg):
         log("stopped kafka")
     if wipe:
-        for sub in ("kafka", "clickhouse", "streams", "logs", "run"):
+        for sub in ("kafka", "clickhouse", "streams", "state", "logs", "run"):
             shutil.rmtree(cfg.data_dir / sub, ignore_errors=True)
         log(f"wiped data under {cfg.data_dir}")
 
