@@ -98,6 +98,10 @@ class _Table(faust.Table):  # type: ignore[misc]
         super()._verify_source_topic_partitions(source_topic)
 
 
+# Faust's RocksDB tables, one folder per app id (a replay under another id starts empty)
+STREAMS_DIR = platform.data_dir / "streams" / streams_app_id()
+STREAMS_DIR.mkdir(parents=True, exist_ok=True)
+
 app = faust.App(
     streams_app_id(),
     broker=f"kafka://{platform.bootstrap_servers}",
@@ -117,7 +121,7 @@ app = faust.App(
     web_enabled=True,
     web_host=os.environ.get("TRIBUTARY_HTTP_HOST", "127.0.0.1"),  # 0.0.0.0 in a pod
     web_port=int(os.environ.get("TRIBUTARY_STREAMS_WEB_PORT", "6066")),
-    datadir=str(platform.data_dir / "streams"),
+    datadir=str(STREAMS_DIR),
     Table=_Table,
 )
 

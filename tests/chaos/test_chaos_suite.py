@@ -1,6 +1,6 @@
 """The chaos suite: with traffic flowing, kill -9 each pipeline process in turn
-(streams worker, attribution worker, ClickHouse sink, Stripe sink), then restart the
-Kafka broker. Payouts go to the stateful Connect double (tests/stripe_double.py),
+(streams worker, attribution worker, accrue, balances, ClickHouse sink, Stripe sink),
+then restart the Kafka broker. Payouts go to the stateful Connect double (tests/stripe_double.py),
 which also injects a rate limit, a 5xx and a lost response. Afterwards, read back
 from ClickHouse and from the double: every event accounted exactly once, totals exact
 to the micro, no duplicate ledger row visible to queries, no duplicate transfer, and
@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
+import orjson
 import pytest
 
 from producers.sdk import EventProducer
@@ -22,9 +23,11 @@ from tests.stripe_double import ConnectDouble
 from tributary import demo
 from tributary.cli import main
 from tributary.config import load_pipeline
+from tributary.kafka import TopicReader
 from tributary.platform import kafka, local
 from tributary.query import query, scalar
 from tributary.sample import plan_events
+from tributary.topics import Topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.stripe, pytest.mark.model,
               pytest.mark.e2e, pytest.mark.chaos]
@@ -32,7 +35,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.stripe, pyt
 EVENTS = 500
 THRESHOLD = 150_000
 # what is broken, and after how many published events
-STEPS = [("streams", 60), ("attribution", 140), ("sink-clickhouse", 220), ("sink-stripe", 300), ("kafka", 380)]
+STEPS = [("streams", 50), ("attribution", 110), ("accrue", 170), ("balances", 230), ("sink-clickhouse", 290),
+         ("sink-stripe", 350), ("kafka", 420)]
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +100,23 @@ def test_every_event_is_accounted_exactly_once_to_the_micro(after_chaos):
     pool = scalar(cfg, "SELECT sum(pool_micros) FROM priced_events FINAL")
     credited = scalar(cfg, "SELECT sum(amount_micros) FROM ledger_entries FINAL WHERE entry_type = 'accrual'")
     assert pool == credited > 0
+
+
+def test_the_money_stages_wrote_every_entry_and_request_once_to_kafka(after_chaos):
+    """Not only deduplicated by ClickHouse's FINAL: in the topics themselves, accrue posted
+    each entry once and balances issued each payout request once, through every kill."""
+    cfg = after_chaos[0]
+    entries: list[dict] = []
+    requests: list[dict] = []
+    for topic, out in ((Topic.ROYALTY_LEDGER, entries), (Topic.PAYOUT_REQUESTS, requests)):
+        reader = TopicReader(cfg.bootstrap_servers, topic.value)
+        try:
+            reader.read_to_end(lambda m, out=out: out.append(orjson.loads(m.value())), timeout=30)
+        finally:
+            reader.close()
+    accruals = [e["entry_id"] for e in entries if e["entry_type"] in ("accrual", "accrual_reversal")]
+    assert len(accruals) == len(set(accruals)) > 0
+    assert len(requests) == len({r["payout_id"] for r in requests}) > 0
 
 
 def test_no_transfer_is_doubled_and_stripe_agrees_with_the_ledger(after_chaos):

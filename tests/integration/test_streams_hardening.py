@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from schemas.batches import items
 from streams.ingest import home_partition
 from tests.conftest import reset_platform
 from tributary import demo, kafka
@@ -41,9 +42,13 @@ class Outputs:
         self._letters = TopicReader(cfg.bootstrap_servers, Topic.INFERENCE_EVENTS_DLQ.value)
 
     def read(self) -> None:
-        self._requests.read_to_end(lambda m: self.requests.setdefault(
-            json.loads(m.value())["event_id"], []).append(json.loads(m.value())))
+        self._requests.read_to_end(self._request)
         self._letters.read_to_end(lambda m: self.letters.append(json.loads(m.value())))
+
+    def _request(self, msg: Any) -> None:
+        value = json.loads(msg.value())
+        for request in items(value, "requests") or [value]:  # ingest sends a take's requests as one record
+            self.requests.setdefault(request["event_id"], []).append(request)
 
     def letters_for(self, prefix: str) -> list[dict]:
         return [d for d in self.letters if (d.get("event_id") or "").startswith(prefix)
