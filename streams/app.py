@@ -42,6 +42,7 @@ from streams.ingest import (
     dead_letter,
     dead_letter_headers,
 )
+from streams.marks import MarkStore, ensure_marks_topic, marks_topic
 from streams.offsets import OffsetGuard, records_between
 from streams.stall import StallDetector
 from tributary.config import load_pipeline, load_platform, streams_app_id
@@ -140,6 +141,10 @@ corrections = _topic(Topic.CORRECTIONS)
 # dedupe and refund marks: see streams.ingest.IngestBook
 seen_events = app.Table(INGEST_TABLE, default=None, partitions=4)
 ingest_book = IngestBook(seen_events, contracts, window_s=pipeline.dedupe_window_s, autotrack=False)
+# the dedupe marks themselves: on disk, one record per partition per take (streams.marks)
+mark_store = MarkStore(platform.bootstrap_servers, streams_app_id(), STREAMS_DIR / "marks")
+ingest_marks = app.topic(marks_topic(streams_app_id()), key_type=bytes, value_type=bytes, key_serializer="raw",
+                         value_serializer="raw")
 # the dead-letter rate limit's per-partition history lives in the same table
 dlq_limit = DeadLetterLimit(seen_events, pipeline.dlq_window, pipeline.dlq_max_fraction, pipeline.dlq_min_events)
 
@@ -303,6 +308,9 @@ async def _ingest(event: faust.EventT, requests: dict[int, list[dict[str, Any]]]
         # under agent.test_context() there is no partitioning and every partition is ours
         ingest_book.partitions = assigned[0] if assigned else None
         _ingest_owned[:] = assigned[1] if assigned else range(topic_manifests()[Topic.INFERENCE_EVENTS].partitions)
+        if assigned:  # the marks of the partitions now ours, caught up from their topic (in the table under tests)
+            await asyncio.get_running_loop().run_in_executor(None, mark_store.restore, list(_ingest_owned))
+            ingest_book.views = mark_store.view
         halt = dlq_limit.exceeded(_ingest_owned)
         if halt:  # the restored history already exceeds the limit: handle nothing
             _halt(halt)
@@ -340,6 +348,16 @@ async def _ingest(event: faust.EventT, requests: dict[int, list[dict[str, Any]]]
         dlq_limit.halt(msg.partition, halt)
         await app.producer.flush()  # the halt (a table write) reaches the changelog before we exit
         _halt(halt)
+
+
+async def _send_marks(partition: int, offset: int) -> None:
+    """What the take changed in the partition's marks, as one record (streams.marks)."""
+    if ingest_book.views is None:
+        return
+    record = mark_store.pending(partition)
+    if record is not None:
+        await ingest_marks.send(key=f"{partition}:{offset}".encode(), value=record, partition=partition, force=True)
+        mark_store.committed(partition)
 
 
 async def _send_requests(requests: dict[int, list[dict[str, Any]]]) -> None:
@@ -382,9 +400,10 @@ async def ingest(stream: faust.StreamT) -> None:
             last[event.message.partition] = event
         try:
             for partition, event in sorted(last.items()):
-                # the take's new marks are listed for expiry in that partition's changelog
+                # the take's new marks are listed for expiry (in the table's changelog under tests)
                 faust_streams._current_event.set(weakref.ref(event))
                 ingest_book.track(partition)
+                await _send_marks(partition, event.message.offset)
             await _send_requests(requests)
         except Exception:
             log.exception("failed finishing a take (expiry lists, attribution requests); exiting "
@@ -440,4 +459,6 @@ async def healthz(web: Any, request: Any) -> Any:
 
 def main() -> None:
     HALT_FILE.unlink(missing_ok=True)  # a worker that starts is no longer halted (it halts again if it must)
+    ensure_marks_topic(platform.bootstrap_servers, streams_app_id(),
+                       topic_manifests()[Topic.INFERENCE_EVENTS].partitions, pipeline.dedupe_window_s)
     faust.Worker(app, loglevel="INFO").execute_from_commandline()

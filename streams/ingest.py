@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import MutableMapping
+import re
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from schemas import DuplicateKeyError, duplicate_path, first_path, first_problem, strict_loads
 from schemas.batches import BATCH_MAX_EVENTS, items
@@ -67,6 +70,10 @@ class Source:
         return where if self.index is None else {**where, "index": self.index}
 
 
+# a JSON escape of a UTF-16 surrogate (or of a backslash before "ud8..": a harmless false alarm)
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def decode(raw: bytes) -> Any:
     """The JSON document in ``raw`` or a Rejection (ambiguous keys, NaN, bad UTF-8...)."""
     if len(raw) > MAX_EVENT_BYTES:
@@ -96,7 +103,7 @@ def parse_event(raw: bytes, book: ContractBook) -> dict[str, Any] | Rejection:
         return _duplicate(event.path, event.parsed)
     if isinstance(event, Rejection):
         return event
-    return check_event(event, book)
+    return check_event(event, book, text_checked=SURROGATE_ESCAPE.search(raw) is None)
 
 
 def parse_record(raw: bytes, book: ContractBook) -> list[tuple[int | None, dict[str, Any] | Rejection, Any]]:
@@ -117,6 +124,7 @@ def parse_record(raw: bytes, book: ContractBook) -> list[tuple[int | None, dict[
         reason = problem.reason if problem else f"a batch carries 1 to {BATCH_MAX_EVENTS} events, not {len(events)}"
         return [(None, Rejection("schema_violation", problem.field if problem else "events", reason), None)]
     out: list[tuple[int | None, dict[str, Any] | Rejection, Any]] = []
+    text_checked = SURROGATE_ESCAPE.search(raw) is None
     for i, item in enumerate(events):
         path = duplicate_path(item) if duplicate else None
         if path is not None:
@@ -125,16 +133,18 @@ def parse_record(raw: bytes, book: ContractBook) -> list[tuple[int | None, dict[
             out.append((i, Rejection("malformed_json", None, f"expected a JSON object, got {type(item).__name__}"),
                         item))
         else:
-            out.append((i, check_event(item, book), item))
+            out.append((i, check_event(item, book, text_checked), item))
     return out
 
 
-def check_event(event: Any, book: ContractBook) -> dict[str, Any] | Rejection:
-    """Validate one decoded inference event or refund (schema + semantics)."""
+def check_event(event: Any, book: ContractBook, text_checked: bool = False) -> dict[str, Any] | Rejection:
+    """Validate one decoded inference event or refund (schema + semantics).
+    ``text_checked``: the raw record holds no \\uD800-\\uDFFF escape, so no string in it
+    can hold a lone surrogate (no need to walk the document for one)."""
     if not isinstance(event, dict):
         return Rejection("malformed_json", None, f"expected a JSON object, got {type(event).__name__}")
     event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
-    bad_text = _invalid_unicode(event)
+    bad_text = None if text_checked else _invalid_unicode(event)
     if bad_text is not None:
         return Rejection("bad_unicode", bad_text or None,
                          "contains a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not text; "
@@ -306,9 +316,9 @@ class Decision:
 
 
 def content_digest(event: dict[str, Any]) -> str:
-    """A short digest of an event's content, to tell a resent copy from a conflicting one."""
-    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    """A short digest of an event's content, to tell a resent copy from a conflicting one
+    (keys sorted at every level; events with lone surrogates never get this far)."""
+    return hashlib.sha256(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
 @dataclass
@@ -338,6 +348,7 @@ class IngestBook:
     partitions: int | None = None
     # expire after every event (True), or when the caller calls track() (the agent: once per take)
     autotrack: bool = True
+    views: Callable[[int], Any] | None = None
     _expiry: Expiry = field(init=False)
     _added: dict[int, list[tuple[str, float]]] = field(default_factory=dict)
     needs_rebuild: bool = True
@@ -353,7 +364,12 @@ class IngestBook:
     def track(self, partition: int) -> list[str]:
         """List the marks added on ``partition`` for expiry and drop those that fell out of
         the window (state in the table itself: memory does not grow with the window)."""
-        return self._expiry.track(self.table, self._added.pop(partition, []), scope=f"p{partition}:")
+        return self._expiry.track(self.marks(partition), self._added.pop(partition, []), scope=f"p{partition}:")
+
+    def marks(self, partition: int) -> Any:
+        """Where the marks of ``partition`` live: ``views(partition)`` (the worker's on-disk
+        mark store, :mod:`streams.marks`) or ``table`` (a dict in unit tests)."""
+        return self.views(partition) if self.views is not None else self.table
 
     def handle(self, raw: bytes, source: Source, received_at: datetime) -> Decision:
         """One single-event record. ``received_at``: the Kafka message timestamp, so a
@@ -393,7 +409,7 @@ class IngestBook:
 
     def _seen(self, key: str, source: Source) -> tuple[bool, dict[str, Any] | None]:
         """(redelivery of the same producer message?, the first copy's mark)."""
-        mark = self.table.get(key)
+        mark = self.marks(source.partition).get(key)
         if mark is None:
             return False, None
         if "id" in mark:
@@ -401,7 +417,7 @@ class IngestBook:
         return (mark["part"], mark["o"]) == (source.partition, source.offset), mark  # marks written before ids
 
     def _mark(self, key: str, source: Source, occurred: float, **extra: Any) -> None:
-        self.table[key] = {"part": source.partition, "o": source.offset, "t": occurred, "id": source.identity,
+        self.marks(source.partition)[key] = {"part": source.partition, "o": source.offset, "t": occurred, "id": source.identity,
                            **extra}
         self._added.setdefault(source.partition, []).append((key, occurred))
 
@@ -425,7 +441,7 @@ class IngestBook:
                 f"{source.partition} offset {source.offset}{_nth(source.identity)} has the same content and is not credited again",
                 event_id))
         if mark is None:
-            if self._expiry.too_old(self.table, occurred, scope=f"p{source.partition}:"):
+            if self._expiry.too_old(self.marks(source.partition), occurred, scope=f"p{source.partition}:"):
                 return Decision(rejection=Rejection(
                     "late_event", "occurred_at",
                     f"{event['occurred_at']} is more than {self.window_s / 86_400:g} days older than the newest "
@@ -440,7 +456,7 @@ class IngestBook:
 
     def _refund(self, refund: dict[str, Any], source: Source, occurred: float) -> Decision:
         event_id = refund["event_id"]
-        event_mark = self.table.get(f"ev:{event_id}")
+        event_mark = self.marks(source.partition).get(f"ev:{event_id}")
         if event_mark is None:
             return Decision(rejection=Rejection(
                 "refund_for_unknown_event", "event_id",

@@ -18,12 +18,16 @@ outputs and input offsets (:mod:`streams.txloop`).
 
 from __future__ import annotations
 
+import logging
 import shutil
-from collections.abc import Iterator, MutableMapping
+import time
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
+
+log = logging.getLogger("tributary.state")
 
 _DELETED = object()
 APPLIED = "__applied__"  # the next state-topic offset the local copy has applied
@@ -154,6 +158,77 @@ class PartitionState:
         items: list[tuple[str, bytes | None]] = [(k.decode(), v) for k, v in records]
         items += [(APPLIED, str(upto).encode()), (TOPIC_ID, topic_id.encode())]
         self.backend.put(items)
+
+
+def topic_id(bootstrap: str, topic: str) -> str:
+    """A topic's id: a topic deleted and created again (or another cluster's) has another,
+    so a local copy of the old one is never taken for it."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    future = admin.describe_topics(TopicCollection([topic]), request_timeout=30)
+    return str(future[topic].result().topic_id)
+
+
+def catch_up(reader: Any, topic: str, partition: int, folder: Path | None, topic_id: str,
+             what: str = "", expand: Callable[[bytes, bytes | None], list[tuple[bytes, bytes | None]]] | None = None
+             ) -> PartitionState:
+    """A partition's state: its local copy under ``folder`` (RocksDB; None: in memory),
+    caught up with ``topic`` (read_committed, by ``reader``, a consumer with
+    enable.partition.eof) from where the copy left off; rebuilt from the log alone when
+    there is no copy, it mirrors another incarnation of the topic, or the log no longer
+    reaches back to it. ``expand``: a record -> the (key, value) writes it stands for
+    (default: itself)."""
+    from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+
+    def backend() -> Backend:
+        return RocksBackend(folder) if folder is not None else DictBackend()
+
+    state = PartitionState(partition, backend())
+    try:
+        tp = TopicPartition(topic, partition)
+        low, high = reader.get_watermark_offsets(tp, timeout=30)
+        applied = state.applied(topic_id)
+        if applied is None or applied < low or applied > high:
+            if applied is not None or folder is not None:
+                log.info("%s partition=%d rebuilding the local state from %s [%d, %d)", what, partition, topic,
+                         low, high)
+            state.backend.close()
+            if folder is not None:
+                RocksBackend.destroy(folder)
+            state = PartitionState(partition, backend())
+            applied = low
+        start = applied
+        if start >= high:
+            state.restore([], start, topic_id)
+            return state
+        reader.assign([TopicPartition(topic, partition, start if start > 0 else OFFSET_BEGINNING)])
+        records: list[tuple[bytes, bytes | None]] = []
+        position = start
+        deadline = time.monotonic() + 300
+        while position < high:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"restoring {topic}/{partition} did not reach offset {high}")
+            for msg in reader.consume(num_messages=10_000, timeout=0.5):
+                err = msg.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        log.warning("restore %s/%d: %s", topic, partition, err)
+                    continue
+                key = msg.key()
+                if key is not None:
+                    records += expand(key, msg.value()) if expand else [(key, msg.value())]
+                position = max(position, (msg.offset() or 0) + 1)
+            # transaction markers and aborted records advance the position without a message
+            position = max(position, reader.position([tp])[0].offset)
+            if len(records) >= 50_000:
+                state.restore(records, position, topic_id)
+                records = []
+        state.restore(records, position, topic_id)
+        return state
+    finally:
+        reader.unassign()
 
 
 class Expiry:

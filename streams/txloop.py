@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
-from streams.state import Backend, DictBackend, PartitionState, RocksBackend
+from streams.state import PartitionState, catch_up, topic_id
 from tributary import kafka
 from tributary.health import Health
 
@@ -95,11 +95,6 @@ class TransactionalLoop:
 
     # --- assignment ----------------------------------------------------------------
 
-    def _backend(self, partition: int) -> Backend:
-        if self.cfg.state_dir is None:
-            return DictBackend()
-        return RocksBackend(self.cfg.state_dir / self.stage.name / str(partition))
-
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         mine = sorted({tp.partition for tp in partitions})
         started = time.monotonic()
@@ -127,64 +122,12 @@ class TransactionalLoop:
         log.info("stage=%s revoked partitions=%s", self.stage.name, sorted(gone))
 
     def _restore(self, partition: int, reader: Any, topic_id: str) -> PartitionState:
-        """The partition's state: the local copy, caught up with the state topic from where
-        it left off (or from the start, if the log no longer reaches back that far)."""
-        state = PartitionState(partition, self._backend(partition))
-        try:
-            tp = TopicPartition(self.stage.state_topic, partition)
-            low, high = reader.get_watermark_offsets(tp, timeout=30)
-            applied = state.applied(topic_id)
-            if applied is None or applied < low or applied > high:
-                # nothing here, a copy of another incarnation of the topic, or one the log no
-                # longer reaches back to (compacted, deleted): start from the log alone
-                if applied is not None or self.cfg.state_dir is not None:
-                    log.info("stage=%s partition=%d rebuilding the local state from %s [%d, %d)", self.stage.name,
-                             partition, self.stage.state_topic, low, high)
-                state.backend.close()
-                if self.cfg.state_dir is not None:
-                    RocksBackend.destroy(self.cfg.state_dir / self.stage.name / str(partition))
-                state = PartitionState(partition, self._backend(partition))
-                applied = low
-            start = applied
-            if start >= high:
-                state.restore([], start, topic_id)
-                return state
-            reader.assign([TopicPartition(self.stage.state_topic, partition, start if start > 0 else OFFSET_BEGINNING)])
-            records: list[tuple[bytes, bytes | None]] = []
-            position = start
-            deadline = time.monotonic() + 120
-            while position < high:
-                if time.monotonic() > deadline:
-                    raise FatalStageError(f"restoring {self.stage.state_topic}/{partition} did not reach {high}")
-                for msg in reader.consume(num_messages=10_000, timeout=0.5):
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() != KafkaError._PARTITION_EOF:
-                            log.warning("restore %s/%d: %s", self.stage.state_topic, partition, err)
-                        continue
-                    key = msg.key()
-                    if key is not None:
-                        records.append((key, msg.value()))
-                    position = max(position, (msg.offset() or 0) + 1)
-                # transaction markers and aborted records advance the position without a message
-                position = max(position, reader.position([tp])[0].offset)
-                if len(records) >= 50_000:
-                    state.restore(records, position, topic_id)
-                    records = []
-            state.restore(records, position, topic_id)
-            return state
-        finally:
-            reader.unassign()
+        """The partition's state: the local copy, caught up with the state topic."""
+        folder = self.cfg.state_dir / self.stage.name / str(partition) if self.cfg.state_dir else None
+        return catch_up(reader, self.stage.state_topic, partition, folder, topic_id, what=f"stage={self.stage.name}")
 
     def _topic_id(self) -> str:
-        """The state topic's id: a topic deleted and created again (or another cluster's)
-        has another, so a local copy of the old one is never taken for it."""
-        from confluent_kafka import TopicCollection
-        from confluent_kafka.admin import AdminClient
-
-        admin = AdminClient({"bootstrap.servers": self.cfg.bootstrap})
-        future = admin.describe_topics(TopicCollection([self.stage.state_topic]), request_timeout=30)
-        return str(future[self.stage.state_topic].result().topic_id)
+        return topic_id(self.cfg.bootstrap, self.stage.state_topic)
 
     # --- the loop ------------------------------------------------------------------
 
