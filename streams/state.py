@@ -67,6 +67,10 @@ class RocksBackend:
         path.mkdir(parents=True, exist_ok=True)
         options = Options(raw_mode=True)
         options.create_if_missing(True)
+        # memtables of 8 MiB, at most two per partition: RocksDB's 64 MiB default grew each
+        # stage's RSS by ~0.65 KiB per event for the first few hundred thousand events
+        options.set_write_buffer_size(8 << 20)
+        options.set_max_write_buffer_number(2)
         self._batch = WriteBatch
         self.db = Rdict(str(path), options)
         self.path = path
