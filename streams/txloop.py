@@ -163,6 +163,8 @@ class TransactionalLoop:
             outputs += self.stage.handle(msg, state)
         for state in touched.values():
             outputs += self.stage.end_batch(state)
+        if not touched:  # every record's partition was revoked meanwhile: nothing to commit
+            return
         try:
             self.producer.begin_transaction()
             for out in outputs:
