@@ -137,11 +137,9 @@ class PartitionState:
     def dirty(self) -> bool:
         return bool(self._overlay)
 
-    def commit(self, applied_upto: int | None = None) -> None:
+    def commit(self) -> None:
         """The transaction committed: the overlay becomes the local copy."""
         items = list(self.changes())
-        if applied_upto is not None:
-            items.append((APPLIED, str(applied_upto).encode()))
         if items:
             self.backend.put(items)
         self._overlay.clear()

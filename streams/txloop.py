@@ -91,7 +91,6 @@ class TransactionalLoop:
         })
         self.producer.init_transactions(60)
         self.states: dict[int, PartitionState] = {}
-        self.restored = threading.Event()
 
     # --- assignment ----------------------------------------------------------------
 
@@ -110,7 +109,6 @@ class TransactionalLoop:
         RESTORE_SECONDS.labels(self.stage.name).set(time.monotonic() - started)
         log.info("stage=%s assigned partitions=%s state restored in %.2fs", self.stage.name, mine,
                  time.monotonic() - started)
-        self.restored.set()
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         # called inside consume(), between batches: no transaction is open
