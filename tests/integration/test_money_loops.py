@@ -92,9 +92,9 @@ def money_run(platform_cfg):
                 if value["event_id"] in REFUNDED:
                     out.produce(Topic.CORRECTIONS.value, key=value["event_id"].encode(),
                                 value=orjson.dumps(refund(value["event_id"])))
-                if i % 50 == 0:  # ~20 s of traffic: every kill and stop below lands mid-stream
+                if i % 50 == 0:  # ~45 s of traffic: every kill and stop below lands mid-stream
                     out.poll(0)
-                    time.sleep(0.33)
+                    time.sleep(0.75)
             out.flush(30)
 
         publisher = threading.Thread(target=publish)
