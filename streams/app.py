@@ -46,7 +46,7 @@ from streams.marks import MarkStore, ensure_marks_topic, marks_topic
 from streams.offsets import OffsetGuard, records_between
 from streams.stall import StallDetector
 from tributary.config import load_pipeline, load_platform, streams_app_id
-from tributary.lag import pending_partitions
+from tributary.lag import committed_offsets, pending_partitions
 from tributary.topics import Topic
 
 log = logging.getLogger("tributary.streams")
@@ -179,23 +179,29 @@ async def _after_recovery(event: faust.EventT) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _guard(guard: OffsetGuard, event: faust.EventT) -> bool:
-    """True if ``event`` is next in line. If records before it were never processed,
+async def _guard(guard: OffsetGuard, event: faust.EventT) -> None:
+    """Returns if ``event`` is next in line. If records before it were never processed,
     the worker commits the offset of the first of them for this partition (lower than
     what Faust committed) and exits before acknowledging ``event``: the supervisor
     restarts it and it handles them in order from there. (Seeking within the running
     worker is not reliable: Faust's fetch loop can drop the re-fetched records.)"""
     partition, offset = event.message.partition, event.message.offset
     gap = guard.gap(partition, offset)
-    if gap is None:
-        return True
+    if gap is not None:
+        await _rewind_if_skipped(guard, partition, gap, f"before record {offset}")
+
+
+async def _rewind_if_skipped(guard: OffsetGuard, partition: int, gap: tuple[int, int], where: str) -> None:
+    """If real records lie in ``gap`` (offsets never processed), commit the offset of the
+    first and exit, to restart there; transaction markers or retention-deleted records
+    in between are no gap."""
     first = await asyncio.get_running_loop().run_in_executor(
         None, records_between, platform.bootstrap_servers, guard.topic, partition, *gap)
     if first is None:
-        return True  # only transaction markers or retention-deleted records in between
-    log.critical("records %d..%d of %s/%d were never processed (a rebalance race committed past them); "
-                 "committing offset %d and restarting to handle them in order", first, offset - 1, guard.topic,
-                 partition, first)
+        return
+    log.critical("records %d..%d of %s/%d were never processed (%s; a rebalance race committed past them); "
+                 "committing offset %d and restarting to handle them in order", first, gap[1] - 1, guard.topic,
+                 partition, where, first)
     REWINDS.inc()
     # below what Faust committed: its own commit() refuses to move an offset back
     await app.consumer._commit({TP(guard.topic, partition): first})  # type: ignore[attr-defined]
@@ -299,8 +305,7 @@ def _item_bytes(item: Any) -> bytes:
 async def _ingest(event: faust.EventT, requests: dict[int, list[dict[str, Any]]]) -> None:
     """One record of inference-events (one event or a batch of them); the attribution
     requests it yields are added to ``requests`` (by partition), sent after the take."""
-    if not await _guard(ingest_offsets, event):
-        return
+    await _guard(ingest_offsets, event)
     if ingest_book.needs_rebuild:  # after every (re)assignment
         ingest_book.rebuild()
         assigned = _assigned_partitions(Topic.INFERENCE_EVENTS)
@@ -428,6 +433,9 @@ SOURCES = (Topic.INFERENCE_EVENTS.value,)
 
 @app.timer(interval=WATCHDOG_INTERVAL_S)
 async def watchdog() -> None:
+    """Exits a worker stuck on its own partitions (records waiting, no progress), and
+    rewinds one whose group committed past records its agent never processed (the last
+    records of a partition, which no later record reveals to the offset guard)."""
     if app.rebalancing or app.in_recovery:
         stalls.reset()
         return
@@ -435,6 +443,12 @@ async def watchdog() -> None:
     quiet = stalls.quiet(mine)
     if not quiet:
         return
+    committed = await asyncio.get_running_loop().run_in_executor(
+        None, committed_offsets, platform.bootstrap_servers, app.conf.id, quiet)
+    for (topic, partition), offset in sorted(committed.items()):
+        gap = ingest_offsets.committed_past(partition, offset) if topic == ingest_offsets.topic else None
+        if gap is not None and not app.rebalancing:
+            await _rewind_if_skipped(ingest_offsets, partition, gap, f"committed offset {offset}")
     waiting = await asyncio.get_running_loop().run_in_executor(
         None, pending_partitions, platform.bootstrap_servers, app.conf.id, quiet)
     stuck = stalls.stalled(waiting, quiet)

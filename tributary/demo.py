@@ -188,7 +188,7 @@ def settle_probe(cfg: PlatformConfig, valid: int, invalid: int, refunds: int = 0
         progress = (f"priced {counts['priced']}/{valid}  attributed {counts['attributed']}/{valid}  "
                     f"in ledger {counts['accrued']}/{valid}  refunded {counts['refunded']}/{refunds}  "
                     f"dead-lettered {counts['dead_lettered']}/{invalid}  "
-                    f"payouts {counts['payouts_done']}/{counts['payouts_requested']}")
+                    f"payouts {counts['payouts_done']}/{counts['payouts_requested']}  backlog {counts['lag']}")
         return done, progress, counts
 
     return probe

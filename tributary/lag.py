@@ -121,6 +121,17 @@ class LagReader:
         self._in_group.clear()
 
 
+def committed_offsets(bootstrap: str, group: str, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """``group``'s committed offset of each of ``partitions`` (negative: none)."""
+    if not partitions:
+        return {}
+    reader = LagReader(bootstrap)
+    try:
+        return reader.committed(group, [TopicPartition(t, p) for t, p in partitions])
+    finally:
+        reader.close()
+
+
 def pending_partitions(bootstrap: str, group: str, partitions: list[tuple[str, int]]) -> list[tuple[str, int]]:
     """The partitions where ``group`` has at least one committed record it has not
     committed past. Reads (read_committed) from the committed offset, so transaction

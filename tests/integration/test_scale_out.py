@@ -57,23 +57,25 @@ def wait_split(cfg, group: str, topic: Topic, members: int, timeout: float = 180
 
 
 def offsets_report(cfg) -> str:
-    """High watermarks and committed offsets of every stage, for a failure message."""
+    """High watermarks and committed offsets of every stage on the way to the ledger
+    (from the topology), for a failure message."""
     from confluent_kafka import Consumer, TopicPartition
 
     from tributary.lag import LagReader
+    from tributary.topology import stages
 
     reader = LagReader(cfg.bootstrap_servers)
     consumer = Consumer({"bootstrap.servers": cfg.bootstrap_servers, "group.id": "report"})
     lines = []
-    for group, topics in (("tributary-streams", [Topic.INFERENCE_EVENTS, Topic.ATTRIBUTIONS, Topic.ROYALTY_LEDGER]),
-                          ("tributary-attribution", [Topic.ATTRIBUTION_REQUESTS]),
-                          ("tributary-sink-clickhouse", [Topic.ATTRIBUTION_REQUESTS, Topic.ATTRIBUTIONS])):
-        for topic in topics:
-            tps = [TopicPartition(topic.value, p) for p in range(4)]
+    for name in ("streams", "attribution", "accrue", "balances"):
+        stage = stages()[name]
+        for topic in stage.inputs:
+            count = len(consumer.list_topics(topic.value, timeout=10).topics[topic.value].partitions)
+            tps = [TopicPartition(topic.value, p) for p in range(count)]
             highs = [consumer.get_watermark_offsets(tp, timeout=5)[1] for tp in tps]
-            committed = reader.committed(group, tps)
+            committed = reader.committed(stage.group, tps)
             done = [committed[(tp.topic, tp.partition)] for tp in tps]
-            lines.append(f"{group:28} {topic.value:22} high={highs} committed={done}")
+            lines.append(f"{stage.group:28} {topic.value:22} high={highs} committed={done}")
     consumer.close()
     reader.close()
     return "\n".join(lines)

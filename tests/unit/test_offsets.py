@@ -13,3 +13,15 @@ def test_gaps_are_reported_and_replays_are_not():
     guard.advance(0, 12)
     assert table["wm:inference-events:0"] == 17  # never moves back
     assert guard.gap(1, 5) == (0, 5)  # partitions are independent
+
+
+def test_committed_past_unprocessed_records_is_reported():
+    guard = OffsetGuard({}, "inference-events")
+    assert guard.committed_past(0, -1001) is None  # nothing committed, nothing processed
+    assert guard.committed_past(0, 0) is None
+    assert guard.committed_past(0, 3) == (0, 3)  # committed past records never processed
+    guard.advance(0, 9)
+    assert guard.committed_past(0, 10) is None  # committed right after the last processed record
+    assert guard.committed_past(0, 4) is None  # behind it (a commit still to come)
+    assert guard.committed_past(0, 12) == (10, 12)  # the last records of the partition were skipped
+    assert guard.committed_past(1, 12) == (0, 12)  # partitions are independent
