@@ -99,6 +99,9 @@ class _Table(faust.Table):  # type: ignore[misc]
         super()._verify_source_topic_partitions(source_topic)
 
 
+# the input's partitions: the table's changelog has as many (co-partitioned by key)
+PARTITIONS = topic_manifests()[Topic.INFERENCE_EVENTS].partitions
+
 # Faust's RocksDB tables, one folder per app id (a replay under another id starts empty)
 STREAMS_DIR = platform.data_dir / "streams" / streams_app_id()
 STREAMS_DIR.mkdir(parents=True, exist_ok=True)
@@ -109,7 +112,7 @@ app = faust.App(
     # the dedupe marks of the whole window live on disk (RocksDB through rocksdict), not in
     # memory: a 7-day window at fleet rates is billions of keys. memory:// for unit tests.
     store=os.environ.get("TRIBUTARY_STREAMS_STORE", "rocksdb://"),
-    topic_partitions=4,
+    topic_partitions=PARTITIONS,
     topic_replication_factor=1,
     value_serializer="json",
     key_serializer="json",
@@ -139,7 +142,7 @@ attribution_requests = _topic(Topic.ATTRIBUTION_REQUESTS)
 corrections = _topic(Topic.CORRECTIONS)
 
 # dedupe and refund marks: see streams.ingest.IngestBook
-seen_events = app.Table(INGEST_TABLE, default=None, partitions=4)
+seen_events = app.Table(INGEST_TABLE, default=None, partitions=PARTITIONS)
 ingest_book = IngestBook(seen_events, contracts, window_s=pipeline.dedupe_window_s, autotrack=False)
 # the dedupe marks themselves: on disk, one record per partition per take (streams.marks)
 mark_store = MarkStore(platform.bootstrap_servers, streams_app_id(), STREAMS_DIR / "marks")

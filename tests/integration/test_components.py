@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from schemas import topic_manifests
 from tributary.sample import load_catalog
 
 
@@ -163,7 +164,8 @@ def test_the_sink_holds_its_offsets_while_clickhouse_refuses_then_writes_everyth
     worker = threading.Thread(target=service.run, args=(platform_cfg.bootstrap_servers, "chdb://unused", 0, stop),
                               kwargs={"group_id": group, "store": refusing, "batch_wait_s": 0.2})
     reader = LagReader(platform_cfg.bootstrap_servers)
-    ledger = [TopicPartition(Topic.ROYALTY_LEDGER.value, p) for p in range(4)]
+    ledger = [TopicPartition(Topic.ROYALTY_LEDGER.value, p)
+              for p in range(topic_manifests()[Topic.ROYALTY_LEDGER].partitions)]
 
     def committed() -> int:
         return sum(offset for offset in reader.committed(group, ledger).values() if offset >= 0)

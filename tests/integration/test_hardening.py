@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from schemas import topic_manifests
 from sinks.clickhouse import service
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import BackpressureError, ClickHouseStore, ReadOnlyQueries
@@ -237,7 +238,8 @@ def test_a_record_clickhouse_refuses_goes_to_the_sink_dlq_and_the_sink_moves_on(
     assert stored == set(ids) - {ids[23]}
     assert store.query(f"SELECT revenue_micros FROM priced_events FINAL WHERE event_id = '{ids[17]}'"
                        )[1] == [(25_000,)]
-    partitions = [TopicPartition(Topic.ATTRIBUTION_REQUESTS.value, p) for p in range(4)]
+    partitions = [TopicPartition(Topic.ATTRIBUTION_REQUESTS.value, p)
+                  for p in range(topic_manifests()[Topic.ATTRIBUTION_REQUESTS].partitions)]
     reader = LagReader(platform_cfg.bootstrap_servers)
     committed = reader.committed(group, partitions)
     reader.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from schemas import topic_manifests
 from schemas.batches import items
 from streams.ingest import home_partition
 from tests.conftest import reset_platform
@@ -29,7 +30,7 @@ pytestmark = [pytest.mark.kafka]
 STALL_S = 4.0
 ENV = {"TRIBUTARY_STREAMS_STALL_S": str(STALL_S), "TRIBUTARY_STREAMS_WATCHDOG_S": "0.5",
        "TRIBUTARY_DLQ_WINDOW": "200", "TRIBUTARY_DLQ_MAX_FRACTION": "0.5"}
-PARTITIONS = 4
+PARTITIONS = topic_manifests()[Topic.INFERENCE_EVENTS].partitions
 
 
 class Outputs:
