@@ -100,7 +100,8 @@ class MarkStore:
         state = self.states.get(partition)
         if state is None or not state.dirty:
             return None
-        return orjson.dumps({k: None if v is None else orjson.loads(v) for k, v in state.changes()})
+        # the JSON object {key: value or null}, from the values as encoded for the local copy
+        return b"{" + b",".join(orjson.dumps(k) + b":" + (b"null" if v is None else v) for k, v in state.changes()) + b"}"
 
     def committed(self, partition: int) -> None:
         """The take's record is sent: its changes become the local copy."""

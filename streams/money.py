@@ -29,6 +29,10 @@ from tributary.topology import stages
 
 log = logging.getLogger("tributary.money")
 
+ATTRIBUTIONS, HOLDER_POLICIES = Topic.ATTRIBUTIONS.value, Topic.HOLDER_POLICIES.value
+LEDGER, PAYOUT_REQUESTS = Topic.ROYALTY_LEDGER.value, Topic.PAYOUT_REQUESTS.value
+ESCROW_KEY = b"escrow:"  # ledger records are keyed by holder_id
+
 REJECTED = Counter("tributary_stage_rejected_total", "Input records that could not be handled (logged, skipped)",
                    ["stage", "reason"])
 ENTRIES_OUT = Counter("tributary_ledger_entries_total", "Ledger entries produced by accrue")
@@ -41,7 +45,6 @@ def _now() -> str:
 
 def _decode(stage: str, msg: Message, schema: str | None = None) -> dict[str, Any] | None:
     """The record's JSON object, or None (logged with its position and the reason)."""
-    topic, partition, offset = kafka.position(msg)
     try:
         value = orjson.loads(msg.value() or b"")
     except orjson.JSONDecodeError as exc:
@@ -52,6 +55,7 @@ def _decode(stage: str, msg: Message, schema: str | None = None) -> dict[str, An
             return value
         problem = problem or "not a JSON object"
     REJECTED.labels(stage, "invalid").inc()
+    topic, partition, offset = kafka.position(msg)
     log.error("stage=%s skipped invalid record %s/%d@%d: %s", stage, topic, partition, offset, problem)
     return None
 
@@ -68,14 +72,14 @@ class AccrueStage:
         self.expiry = Expiry(refund_window_s)
 
     def handle(self, msg: Message, state: PartitionState) -> list[Output]:
-        if msg.topic() == Topic.ATTRIBUTIONS.value:
+        if msg.topic() == ATTRIBUTIONS:
             attribution = _decode(self.name, msg)
             entries = self.book.on_attribution(state, attribution, _now()) if attribution else []
         else:
             correction = _decode(self.name, msg, "correction.v1")
             entries = self.book.on_correction(state, correction, _now()) if correction else []
         ENTRIES_OUT.inc(len(entries))
-        return [Output(Topic.ROYALTY_LEDGER.value, e["holder_id"].encode(), kafka.dumps(e)) for e in entries]
+        return [Output(LEDGER, e["holder_id"].encode(), kafka.dumps(e)) for e in entries]
 
     def end_batch(self, state: PartitionState) -> list[Output]:
         added = [(k, t) for k, t in self.book.added if k in state]
@@ -95,21 +99,23 @@ class BalancesStage:
         self.book = BalanceBook(default_policy)
 
     def handle(self, msg: Message, state: PartitionState) -> list[Output]:
-        if msg.topic() == Topic.HOLDER_POLICIES.value:
+        if msg.topic() == HOLDER_POLICIES:
             raw = _decode(self.name, msg, "holder-policy.v1")
             if raw is not None:
                 self.book.flush()
                 log.info("payout policy holder=%s %s", raw["holder_id"], self.book.set_policy(state, raw))
             return []
+        if (msg.key() or b"").startswith(ESCROW_KEY):  # escrow is never paid out: not even decoded
+            return []
         entry = _decode(self.name, msg)
-        if entry is None or entry["holder_id"].startswith("escrow:"):  # escrow is never paid out
+        if entry is None or entry["holder_id"].startswith("escrow:"):
             return []
         out = []
         for request in self.book.apply(state, entry):
             PAYOUTS_REQUESTED.inc()
             log.info("payout requested payout_id=%s holder=%s amount_micros=%d", request["payout_id"],
                      request["holder_id"], request["amount_micros"])
-            out.append(Output(Topic.PAYOUT_REQUESTS.value, request["holder_id"].encode(), kafka.dumps(request)))
+            out.append(Output(PAYOUT_REQUESTS, request["holder_id"].encode(), kafka.dumps(request)))
         return out
 
     def end_batch(self, state: PartitionState) -> list[Output]:

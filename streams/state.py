@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -103,6 +103,7 @@ class PartitionState:
         self.partition = partition
         self.backend = backend
         self._overlay: dict[str, Any] = {}
+        self._encoded: list[tuple[str, bytes | None]] | None = None  # changes(), until the next write
 
     def get(self, key: str, default: Any = None) -> Any:
         if key in self._overlay:
@@ -122,30 +123,40 @@ class PartitionState:
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._overlay[key] = value
+        self._encoded = None
 
     def pop(self, key: str, default: Any = None) -> Any:
         value = self.get(key, _DELETED)
         self._overlay[key] = _DELETED
+        self._encoded = None
         return default if value is _DELETED else value
 
-    def changes(self) -> Iterator[tuple[str, bytes | None]]:
-        """What this transaction wrote: (key, JSON bytes or None for a deletion)."""
-        for key, value in self._overlay.items():
-            yield key, None if value is _DELETED else orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    def changes(self) -> list[tuple[str, bytes | None]]:
+        """What this transaction wrote: (key, JSON bytes or None for a deletion). Encoded
+        once: the transaction produces them and the commit stores the same bytes."""
+        if self._encoded is None:
+            self._encoded = [(key, None if value is _DELETED else orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+                             for key, value in self._overlay.items()]
+        return self._encoded
 
     @property
     def dirty(self) -> bool:
         return bool(self._overlay)
 
-    def commit(self) -> None:
-        """The transaction committed: the overlay becomes the local copy."""
-        items = list(self.changes())
+    def commit(self, applied: int | None = None) -> None:
+        """The transaction committed: the overlay becomes the local copy. ``applied``: the
+        state-topic offset after this transaction's last state record, so that a restart
+        catches up from there instead of from the last restore."""
+        items = self.changes()
+        if applied is not None:
+            items = [*items, (APPLIED, str(applied).encode())]
         if items:
             self.backend.put(items)
-        self._overlay.clear()
+        self.rollback()
 
     def rollback(self) -> None:
         self._overlay.clear()
+        self._encoded = None
 
     def applied(self, topic_id: str) -> int | None:
         """The next state-topic offset this copy needs; None if it mirrors another topic

@@ -71,12 +71,19 @@ class LagReader:
     def backlog(self, group: str, topics: list[Topic], timeout: float = 10.0) -> int:
         """Partitions of ``topics`` holding a committed record ``group`` has not committed
         past: unlike :meth:`group_lag`, exact on transactional topics, whose last offset is
-        a commit marker that lag counts. Reads read_committed from each committed offset
-        until the first record or the end of the partition."""
+        a commit marker that lag counts."""
         partitions = []
         for topic in topics:
             meta = self.admin.list_topics(topic.value, timeout=10).topics[topic.value]
             partitions += [TopicPartition(topic.value, p) for p in meta.partitions]
+        return len(self.pending(group, partitions, timeout))
+
+    def pending(self, group: str, partitions: list[TopicPartition], timeout: float = 10.0) -> set[tuple[str, int]]:
+        """Those of ``partitions`` holding a committed record ``group`` has not committed
+        past. Reads read_committed from each committed offset until the first record or
+        the end of the partition, so transaction markers (which count in the high
+        watermark) are not mistaken for work; a partition that does not answer within
+        ``timeout`` counts as pending."""
         committed = self.committed(group, partitions)
         start = {}
         for tp in partitions:
@@ -86,13 +93,13 @@ class LagReader:
             if high > done:
                 start[(tp.topic, tp.partition)] = done
         if not start:
-            return 0
+            return set()
         probe = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{group}-backlog-probe",
                           "enable.auto.commit": False, "isolation.level": "read_committed",
                           "enable.partition.eof": True})
         try:
             probe.assign([TopicPartition(t, p, o) for (t, p), o in start.items()])
-            waiting, pending = set(start), 0
+            waiting, pending = set(start), set()
             deadline = time.monotonic() + timeout
             while waiting and time.monotonic() < deadline:
                 msg = probe.poll(0.5)
@@ -104,10 +111,10 @@ class LagReader:
                 waiting.discard(where)
                 err = msg.error()
                 if err is None:
-                    pending += 1
+                    pending.add(where)
                 elif err.code() != KafkaError._PARTITION_EOF:
                     waiting.add(where)
-            return pending + len(waiting)  # unanswered partitions count as pending
+            return pending | waiting
         finally:
             probe.close()
 
@@ -134,28 +141,11 @@ def committed_offsets(bootstrap: str, group: str, partitions: list[tuple[str, in
 
 def pending_partitions(bootstrap: str, group: str, partitions: list[tuple[str, int]]) -> list[tuple[str, int]]:
     """The partitions where ``group`` has at least one committed record it has not
-    committed past. Reads (read_committed) from the committed offset, so transaction
-    markers, which count in the high watermark, are not mistaken for work."""
+    committed past (:meth:`LagReader.pending`)."""
     if not partitions:
         return []
     reader = LagReader(bootstrap)
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-lag-probe",
-                      "enable.auto.commit": False, "isolation.level": "read_committed"})
     try:
-        tps = [TopicPartition(t, p) for t, p in partitions]
-        committed = reader.committed(group, tps)
-        pending = []
-        for tp in tps:
-            low, high = reader.consumer.get_watermark_offsets(tp, timeout=10)
-            start = committed.get((tp.topic, tp.partition), -1)
-            start = start if start >= 0 else low
-            if high <= start:
-                continue
-            probe.assign([TopicPartition(tp.topic, tp.partition, start)])
-            msg = probe.poll(3.0)
-            if msg is not None and not msg.error():
-                pending.append((tp.topic, tp.partition))
-        return pending
+        return sorted(reader.pending(group, [TopicPartition(t, p) for t, p in partitions]))
     finally:
-        probe.close()
         reader.close()

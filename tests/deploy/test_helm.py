@@ -182,7 +182,7 @@ def test_a_config_change_rolls_the_pods():
 
 @pytest.mark.parametrize("bad,named", [
     ("components:\n  attribution:\n    replicas: two\n", "/components/attribution/replicas"),
-    ("components:\n  streams:\n    replicas: 9\n", "/components/streams/replicas"),
+    ("components:\n  streams:\n    replicas: 13\n", "/components/streams/replicas"),  # 12 partitions: 13 cannot all work
     ("components:\n  sinkClickhouse:\n    replicas: 2\n", "/components/sinkClickhouse/replicas"),
     ("kafka:\n  bootstrapServers: not a host list\n", "/kafka/bootstrapServers"),
     ("pipeline:\n  payoutFeeBps: -1\n", "/pipeline/payoutFeeBps"),

@@ -123,14 +123,14 @@ def money_run(platform_cfg):
                 time.sleep(1)
         finally:
             lags.close()
-        yield cfg, kills
+        yield cfg, kills, procs
     finally:
         for proc in procs.values():
             proc.stop(timeout=20)
 
 
 def test_every_entry_once_and_every_event_conserved(money_run):
-    cfg, kills = money_run
+    cfg, kills, _ = money_run
     assert kills == ["accrue-0", "balances-1", "accrue-1"]
     entries = read_all(cfg, Topic.ROYALTY_LEDGER)
     ids = Counter(e["entry_id"] for e in entries)
@@ -145,7 +145,7 @@ def test_every_entry_once_and_every_event_conserved(money_run):
 
 
 def test_balances_equal_the_ledger_and_each_payout_is_requested_once(money_run):
-    cfg, _ = money_run
+    cfg, _, _ = money_run
     entries = read_all(cfg, Topic.ROYALTY_LEDGER)
     per_holder: dict[str, int] = defaultdict(int)
     for e in entries:
@@ -163,3 +163,35 @@ def test_balances_equal_the_ledger_and_each_payout_is_requested_once(money_run):
         assert sorted(r["sequence"] for r in mine) == list(range(balance["payout_sequence"]))
         pending = {k for k in state if k.startswith("p:")}
         assert {f"p:{r['payout_id']}" for r in mine} <= pending  # no outcome yet: all still pending
+
+
+def test_the_survivors_local_copies_are_caught_up_with_their_state_topic(money_run):
+    """Every committed transaction records, in the local copy, how far into the state topic
+    it reaches, so a restart reads only what it missed: after the survivors stop, each
+    copy of theirs stands at the end of its state-topic partition (its last record, or
+    the commit marker after it), not where it was last restored."""
+    from confluent_kafka import Consumer, TopicPartition
+    from rocksdict import AccessType, Options, Rdict
+
+    from streams.state import APPLIED
+
+    cfg, _, procs = money_run
+    survivors = {"accrue": ("accrue-0", Topic.ACCRUE_STATE), "balances": ("balances-1", Topic.BALANCES_STATE)}
+    for name, _topic in survivors.values():
+        procs[name].stop(timeout=30)
+    watermarks = Consumer({"bootstrap.servers": cfg.bootstrap_servers, "group.id": "test-applied"})
+    try:
+        for stage, (name, topic) in survivors.items():
+            folder = cfg.data_dir / "state" / f"instance-{name.rsplit('-', 1)[1]}" / stage
+            copies = sorted(folder.iterdir(), key=lambda f: int(f.name))
+            assert copies, f"no local state under {folder}"
+            for copy in copies:
+                db = Rdict(str(copy), Options(raw_mode=True), access_type=AccessType.read_only())
+                try:
+                    applied = int(bytes(db[APPLIED.encode()]))
+                finally:
+                    db.close()
+                high = watermarks.get_watermark_offsets(TopicPartition(topic.value, int(copy.name)), timeout=10)[1]
+                assert high - 1 <= applied <= high, (stage, copy.name, applied, high)
+    finally:
+        watermarks.close()

@@ -25,6 +25,10 @@ class Msg:
     _topic: str
     _value: bytes
     _offset: int = 0
+    _key: bytes | None = None
+
+    def key(self) -> bytes | None:
+        return self._key
 
     def topic(self) -> str:
         return self._topic
@@ -113,6 +117,9 @@ def test_balances_requests_a_payout_once_and_never_pays_escrow():
     escrow = {**entry, "entry_id": "le_2", "holder_id": "escrow:unattributed"}
     [out] = stage.handle(Msg(Topic.ROYALTY_LEDGER.value, json.dumps(entry).encode()), state)
     assert stage.handle(Msg(Topic.ROYALTY_LEDGER.value, json.dumps(escrow).encode()), state) == []
+    # keyed by holder_id as accrue writes it: skipped before decoding
+    assert stage.handle(Msg(Topic.ROYALTY_LEDGER.value, json.dumps(escrow).encode(), 1, b"escrow:unattributed"),
+                        state) == []
     stage.end_batch(state)
     request = json.loads(out.value)
     assert out.topic == Topic.PAYOUT_REQUESTS.value and out.key == b"h1" and request["amount_micros"] == 5_000_000
