@@ -283,6 +283,50 @@ def latency(cfg, stages: Stages, rate: float, seconds: float, run: str) -> None:
     if lat:
         print(f"  latency ms: p50 {pct(0.50):.0f}  p95 {pct(0.95):.0f}  p99 {pct(0.99):.0f}  "
               f"max {lat[-1] * 1000:.0f}  mean {statistics.mean(lat) * 1000:.0f}")
+        hops(cfg, emitted, watcher.seen)
+
+
+def hops(cfg, emitted: dict[str, float], seen: dict[str, float]) -> None:  # type: ignore[no-untyped-def]
+    """Where the time goes: per hop, from the Kafka timestamp each stage stamped on the
+    record it produced for the event (CreateTime, at produce; a transactional record is
+    readable only at its commit, which the next hop's time includes)."""
+    from tributary.kafka import TopicReader
+
+    stamps: dict[str, dict[str, float]] = {}
+
+    def reader(topic: Topic, hop: str, ids: object) -> None:
+        def handle(msg) -> None:  # type: ignore[no-untyped-def]
+            for event_id in ids(msg):  # type: ignore[operator]
+                if event_id in emitted:
+                    stamps.setdefault(hop, {}).setdefault(event_id, msg.timestamp()[1] / 1000)
+        r = TopicReader(cfg.bootstrap_servers, topic.value)
+        try:
+            r.read_to_end(handle, timeout=30)
+        finally:
+            r.close()
+
+    def batch_ids(field: str):  # type: ignore[no-untyped-def]
+        def ids(msg) -> list[str]:  # type: ignore[no-untyped-def]
+            value = orjson.loads(msg.value() or b"{}")
+            return [e.get("event_id") for e in items(value, field) or [value]]
+        return ids
+
+    reader(Topic.INFERENCE_EVENTS, "sdk", batch_ids("events"))
+    reader(Topic.ATTRIBUTION_REQUESTS, "ingest", batch_ids("requests"))
+    reader(Topic.ATTRIBUTIONS, "attributor", lambda m: [(m.key() or b"").decode()])
+    reader(Topic.ROYALTY_LEDGER, "accrue", lambda m: [(m.key() or b"")[2:].decode()])  # key h-<event_id>
+    stamps["balances"] = {e: t for e, t in seen.items() if e in emitted}
+    previous = "emit"
+    stamps["emit"] = emitted
+    parts = []
+    for hop in ("sdk", "ingest", "attributor", "accrue", "balances"):
+        deltas = sorted((stamps[hop][e] - stamps[previous][e]) * 1000 for e in emitted
+                        if e in stamps.get(hop, {}) and e in stamps[previous])
+        if deltas:
+            parts.append(f"{previous}->{hop} p50 {deltas[len(deltas) // 2]:.0f}/p99 "
+                         f"{deltas[min(len(deltas) - 1, int(0.99 * len(deltas)))]:.0f}")
+        previous = hop
+    print("  per hop ms: " + ", ".join(parts))
 
 
 def soak(cfg, stages: Stages, n: int) -> None:  # type: ignore[no-untyped-def]

@@ -149,7 +149,8 @@ mark_store = MarkStore(platform.bootstrap_servers, streams_app_id(), STREAMS_DIR
 ingest_marks = app.topic(marks_topic(streams_app_id()), key_type=bytes, value_type=bytes, key_serializer="raw",
                          value_serializer="raw")
 # the dead-letter rate limit's per-partition history lives in the same table
-dlq_limit = DeadLetterLimit(seen_events, pipeline.dlq_window, pipeline.dlq_max_fraction, pipeline.dlq_min_events)
+dlq_limit = DeadLetterLimit(seen_events, pipeline.dlq_window, pipeline.dlq_max_fraction, pipeline.dlq_min_events,
+                            partitions=PARTITIONS)
 
 
 ingest_offsets = OffsetGuard(seen_events, Topic.INFERENCE_EVENTS.value)
@@ -305,9 +306,24 @@ def _item_bytes(item: Any) -> bytes:
         return json.dumps(item).encode()
 
 
-async def _ingest(event: faust.EventT, requests: dict[int, list[dict[str, Any]]]) -> None:
+def _limit_exceeded() -> str | None:
+    """The dead-letter limit over every partition this worker owns, judged together. With
+    a current event set, Faust's RocksDB table looks a key up only in that event's
+    partition (each partition is its own database), which judged one partition alone; with
+    none, it finds each partition's history where it lives."""
+    current = faust_streams._current_event.get(None)
+    faust_streams._current_event.set(None)
+    try:
+        return dlq_limit.exceeded(_ingest_owned)
+    finally:
+        faust_streams._current_event.set(current)
+
+
+async def _ingest(event: faust.EventT, requests: dict[int, list[dict[str, Any]]],
+                  counts: dict[int, list[tuple[int, int, int]]]) -> None:
     """One record of inference-events (one event or a batch of them); the attribution
-    requests it yields are added to ``requests`` (by partition), sent after the take."""
+    requests it yields are added to ``requests`` (by partition), sent after the take, and
+    its (offset, events, dead-lettered) to ``counts``, for the rate limit after the take."""
     await _guard(ingest_offsets, event)
     if ingest_book.needs_rebuild:  # after every (re)assignment
         ingest_book.rebuild()
@@ -319,7 +335,7 @@ async def _ingest(event: faust.EventT, requests: dict[int, list[dict[str, Any]]]
         if assigned:  # the marks of the partitions now ours, caught up from their topic (in the table under tests)
             await asyncio.get_running_loop().run_in_executor(None, mark_store.restore, list(_ingest_owned))
             ingest_book.views = mark_store.view
-        halt = dlq_limit.exceeded(_ingest_owned)
+        halt = _limit_exceeded()
         if halt:  # the restored history already exceeds the limit: handle nothing
             _halt(halt)
     msg = event.message
@@ -347,15 +363,9 @@ async def _ingest(event: faust.EventT, requests: dict[int, list[dict[str, Any]]]
                                    value=_dumps(decision.correction), force=True)
     EVENTS_IN.inc(counted)
     DEAD_LETTERED.inc(rejected)
-    ingest_offsets.advance(msg.partition, msg.offset)
+    ingest_offsets.advance(msg.partition, msg.offset)  # in memory; in the table at the end of the take
     if counted:
-        dlq_limit.record(msg.partition, msg.offset, rejected, events=counted)
-    halt = dlq_limit.exceeded(_ingest_owned)
-    if halt:
-        await _send_requests(requests)
-        dlq_limit.halt(msg.partition, halt)
-        await app.producer.flush()  # the halt (a table write) reaches the changelog before we exit
-        _halt(halt)
+        counts.setdefault(msg.partition, []).append((msg.offset, counted, rejected))
 
 
 async def _send_marks(partition: int, offset: int) -> None:
@@ -402,22 +412,32 @@ async def ingest(stream: faust.StreamT) -> None:
     take's records once all of it is sent."""
     async for events in stream.take_events(INGEST_TAKE, within=0.005):  # type: ignore[attr-defined]
         requests: dict[int, list[dict[str, Any]]] = {}
+        counts: dict[int, list[tuple[int, int, int]]] = {}
         last: dict[int, faust.EventT] = {}
         for event in events:
-            await _handled(event, functools.partial(_ingest, requests=requests))
+            await _handled(event, functools.partial(_ingest, requests=requests, counts=counts))
             last[event.message.partition] = event
         try:
             for partition, event in sorted(last.items()):
-                # the take's new marks are listed for expiry (in the table's changelog under tests)
+                # the table writes of the take go to this partition's changelog partition
                 faust_streams._current_event.set(weakref.ref(event))
-                ingest_book.track(partition)
+                ingest_book.track(partition)  # the take's new marks are listed for expiry
                 await _send_marks(partition, event.message.offset)
+                ingest_offsets.flush(partition)
+                dlq_limit.record_many(partition, counts.get(partition, []))
+            halt = _limit_exceeded()
             await _send_requests(requests)
         except Exception:
             log.exception("failed finishing a take (expiry lists, attribution requests); exiting "
                           "unacknowledged, to restart from the committed offsets")
             logging.shutdown()
             os._exit(STALLED_EXIT_CODE)
+        if halt:  # judged once per take: the take is sent, and read again after `tributary resume ingest`
+            partition, event = max(last.items())
+            faust_streams._current_event.set(weakref.ref(event))
+            dlq_limit.halt(partition, halt)
+            await app.producer.flush()  # the halt (a table write) reaches the changelog before we exit
+            _halt(halt)
 
 
 _resumed: set[tuple[str, int]] = set()
@@ -429,6 +449,7 @@ async def _assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
     _resumed.clear()
     # in-memory indexes are rebuilt from the tables, which are recovered before agents resume
     ingest_book.needs_rebuild = True
+    ingest_offsets.reset()  # another worker may have moved our new partitions on
 
 
 SOURCES = (Topic.INFERENCE_EVENTS.value,)

@@ -8,8 +8,12 @@ event of that partition, so it lands in that partition's changelog and is restor
 with it after a restart or a rebalance).
 
 History is kept as buckets of ``[events, rejected]``, oldest first, so a partition's
-state is a few dozen integers however large the window: the window covers between
-``window`` and ``window + bucket`` of the partition's latest events.
+state is a few dozen integers however large the window. ``window`` is the number of
+recent events judged over the whole input: each of its ``partitions`` keeps its share
+(between ``window / partitions`` and one bucket more of its latest events), so the
+setting means the same at 4 or 12 partitions (with a whole window per partition, 12
+partitions judged 12 windows together and a flood of bad events was diluted by old
+good ones).
 
 A halt is sticky: a worker restarted on the same history halts again before handling
 anything. An operator who has fixed the producers resumes with ``tributary resume
@@ -36,30 +40,42 @@ def key(partition: int) -> str:
 
 class DeadLetterLimit:
     def __init__(self, table: MutableMapping[str, Any], window: int, max_fraction: float,
-                 min_events: int = 50, buckets: int = 20):
+                 min_events: int = 50, buckets: int = 20, partitions: int = 1):
         self.table = table
-        self.window = window
+        self.window = -(-window // partitions)  # each partition's share, rounded up
         self.max_fraction = max_fraction
         self.min_events = min_events
-        self.bucket = max(1, window // buckets)
+        self.bucket = max(1, self.window // buckets)
 
     def record(self, partition: int, offset: int, rejected: bool | int, events: int = 1) -> None:
         """Count the record at ``offset``: ``events`` events (a batch record carries many),
         ``rejected`` of them dead-lettered."""
+        self.record_many(partition, [(offset, events, int(rejected))])
+
+    def record_many(self, partition: int, records: list[tuple[int, int, int]]) -> None:
+        """Count records of ``partition`` in offset order, each (offset, events, rejected):
+        one read and one write of the table for all of them (ingest: once per take)."""
         value = self.table.get(key(partition))
         value = value if isinstance(value, dict) else {}
-        if offset < value.get("from", 0):
-            return  # acknowledged by the operator's resume
-        if offset <= value.get("last", -1):
-            return  # counted already: a replay (after a stall exit, a halt or a rewind)
-        history = [list(b) for b in self._history(partition)]
-        if not history or history[-1][0] >= self.bucket:
-            history.append([0, 0])
-        history[-1][0] += events
-        history[-1][1] += int(rejected)
-        while history and sum(b[0] for b in history) - history[0][0] >= self.window:
-            history.pop(0)
-        self.table[key(partition)] = {"b": history, "from": value.get("from", 0), "last": offset}
+        start, last = value.get("from", 0), value.get("last", -1)
+        history = [list(b) for b in value.get("b", [])]
+        counted = False
+        for offset, events, rejected in records:
+            if offset < start:
+                continue  # acknowledged by the operator's resume
+            if offset <= last:
+                continue  # counted already: a replay (after a stall exit, a halt or a rewind)
+            if not history or history[-1][0] >= self.bucket:
+                history.append([0, 0])
+            history[-1][0] += events
+            history[-1][1] += rejected
+            last, counted = offset, True
+        if not counted:
+            return
+        total = sum(b[0] for b in history)
+        while history and total - history[0][0] >= self.window:
+            total -= history.pop(0)[0]
+        self.table[key(partition)] = {**value, "b": history, "from": start, "last": last}
 
     def _history(self, partition: int) -> list[list[int]]:
         value = self.table.get(key(partition))

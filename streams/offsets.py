@@ -34,17 +34,30 @@ class SkippedRecords(RuntimeError):
 
 
 class OffsetGuard:
+    """The watermark per partition, read from the table once and kept in memory; advanced
+    per record in memory and written to the table once per partition per take
+    (:meth:`flush`), before the take's records are acknowledged. :meth:`reset` after every
+    (re)assignment: another worker may have moved a partition on meanwhile."""
+
     def __init__(self, table: MutableMapping[str, Any], topic: str):
         self.table = table
         self.topic = topic
+        self._last: dict[int, int | None] = {}
+        self._unwritten: set[int] = set()
 
     def key(self, partition: int) -> str:
         return f"wm:{self.topic}:{partition}"
 
+    def last(self, partition: int) -> int | None:
+        """The highest offset processed on ``partition`` (None: none)."""
+        if partition not in self._last:
+            self._last[partition] = self.table.get(self.key(partition))
+        return self._last[partition]
+
     def gap(self, partition: int, offset: int) -> tuple[int, int] | None:
         """The offsets [start, end) between the last processed record and ``offset``, if any
         (from the start of the log when nothing was processed on this partition yet)."""
-        last = self.table.get(self.key(partition))
+        last = self.last(partition)
         if last is None:
             return (0, offset) if offset > 0 else None
         if offset <= last + 1:
@@ -54,14 +67,26 @@ class OffsetGuard:
     def committed_past(self, partition: int, committed: int) -> tuple[int, int] | None:
         """The offsets [start, committed) the group committed past without this agent
         processing them, if any (``committed`` < 0: nothing committed)."""
-        last = self.table.get(self.key(partition))
+        last = self.last(partition)
         start = 0 if last is None else last + 1
         return (start, committed) if committed > start else None
 
     def advance(self, partition: int, offset: int) -> None:
-        last = self.table.get(self.key(partition))
+        last = self.last(partition)
         if last is None or offset > last:
-            self.table[self.key(partition)] = offset
+            self._last[partition] = offset
+            self._unwritten.add(partition)
+
+    def flush(self, partition: int) -> None:
+        """Write ``partition``'s watermark to the table (the current event's changelog
+        partition must be ``partition``'s)."""
+        if partition in self._unwritten:
+            self._unwritten.discard(partition)
+            self.table[self.key(partition)] = self._last[partition]
+
+    def reset(self) -> None:
+        self._last.clear()
+        self._unwritten.clear()
 
 
 def records_between(bootstrap: str, topic: str, partition: int, start: int, end: int) -> int | None:

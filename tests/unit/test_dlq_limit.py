@@ -88,3 +88,42 @@ def test_a_halt_is_sticky_until_reset_and_the_backlog_before_the_reset_does_not_
     for i in range(100, 120):  # new traffic counts again
         resumed.record(2, i, True)
     assert resumed.exceeded([2]) is not None
+
+
+def test_a_takes_records_counted_at_once_equal_them_counted_one_by_one_and_replays_count_once():
+    import random
+
+    rng = random.Random(7)
+    records = [(offset, rng.randint(1, 40), 0) for offset in range(300)]
+    records = [(o, n, rng.randint(0, n) if o % 3 == 0 else 0) for o, n, _ in records]
+    one_by_one, per_take = limit({}, window=500), limit({}, window=500)
+    for offset, events, rejected in records:
+        one_by_one.record(0, offset, rejected, events=events)
+    cut = 0
+    while cut < len(records):
+        take = rng.randint(1, 50)
+        per_take.record_many(0, records[cut:cut + take])
+        per_take.record_many(0, records[max(0, cut - 10):cut + take])  # a replay overlapping it: counted once
+        cut += take
+    assert per_take.table[key(0)] == one_by_one.table[key(0)]
+    assert per_take.counts([0]) == one_by_one.counts([0])
+
+
+def test_the_window_is_shared_by_the_partitions_so_a_flood_is_judged_against_the_last_window_events():
+    """DLQ_WINDOW=200 over 12 partitions: each keeps ~17 of its latest events, ~200 in all.
+    A whole window per partition judged 2,400 events together: 400 bad events after 550
+    good ones stayed under half and ingest never halted."""
+    book = limit({}, window=200, min_events=200, partitions=12)
+    offsets = dict.fromkeys(range(12), 0)
+
+    def feed(n: int, bad: bool) -> None:
+        for i in range(n):
+            p = i % 12
+            book.record(p, offsets[p], bad)
+            offsets[p] += 1
+
+    feed(550, False)
+    seen, _ = book.counts(range(12))
+    assert 200 <= seen < 200 + 12 * 2  # the last ~window events, not 12 windows
+    feed(150, True)
+    assert book.exceeded(range(12)) is not None

@@ -11,6 +11,7 @@ def test_gaps_are_reported_and_replays_are_not():
     assert guard.gap(0, 12) is None  # a replay after a restart
     assert guard.gap(0, 25) == (18, 25)  # records 18..24 were not seen
     guard.advance(0, 12)
+    guard.flush(0)
     assert table["wm:inference-events:0"] == 17  # never moves back
     assert guard.gap(1, 5) == (0, 5)  # partitions are independent
 
@@ -25,3 +26,20 @@ def test_committed_past_unprocessed_records_is_reported():
     assert guard.committed_past(0, 4) is None  # behind it (a commit still to come)
     assert guard.committed_past(0, 12) == (10, 12)  # the last records of the partition were skipped
     assert guard.committed_past(1, 12) == (0, 12)  # partitions are independent
+
+
+def test_the_watermark_is_written_once_per_flush_and_reread_after_a_reset():
+    table: dict = {"wm:inference-events:0": 4}
+    guard = OffsetGuard(table, "inference-events")
+    for offset in (5, 6, 7):
+        assert guard.gap(0, offset) is None  # each record follows the one before, in memory
+        guard.advance(0, offset)
+    assert table["wm:inference-events:0"] == 4  # not written per record
+    guard.flush(0)
+    assert table["wm:inference-events:0"] == 7
+    table["wm:inference-events:0"] = 20  # another worker moved on while the partition was away
+    assert guard.gap(0, 21) == (8, 21)  # the stale copy in memory ...
+    guard.reset()  # ... until the next assignment
+    assert guard.gap(0, 21) is None
+    guard.flush(0)  # nothing advanced since: nothing written
+    assert table["wm:inference-events:0"] == 20
