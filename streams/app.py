@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import aiokafka
 import faust
 import faust.streams as faust_streams
 import orjson
@@ -101,6 +102,24 @@ class _Table(faust.Table):  # type: ignore[misc]
 
 # the input's partitions: the table's changelog has as many (co-partitioned by key)
 PARTITIONS = topic_manifests()[Topic.INFERENCE_EVENTS].partitions
+
+# Faust builds its aiokafka consumer with fetch_max_wait_ms=1500, fixed. aiokafka keeps one
+# fetch in flight per broker, leaving out partitions whose records are still being
+# consumed; when the fetch in flight holds only partitions with nothing new, it waits the
+# whole 1.5 s while the others fill. With 12 partitions that was most of emit -> ingest:
+# p50 1.1-1.4 s at 1,000 and 2,000 events/s (benchmarks/streams_bench.py, per hop), 56-107
+# ms with 50 ms. An idle worker then sends ~20 small fetches a second.
+FETCH_MAX_WAIT_MS = int(os.environ.get("TRIBUTARY_INGEST_FETCH_WAIT_MS", "50"))
+_faust_consumer_init = aiokafka.AIOKafkaConsumer.__init__
+
+
+def _consumer_init(self: aiokafka.AIOKafkaConsumer, *args: Any, **kwargs: Any) -> None:
+    if kwargs.get("group_id") == streams_app_id():  # Faust's worker consumer, not its client ones
+        kwargs["fetch_max_wait_ms"] = FETCH_MAX_WAIT_MS
+    _faust_consumer_init(self, *args, **kwargs)
+
+
+aiokafka.AIOKafkaConsumer.__init__ = _consumer_init  # type: ignore[method-assign]
 
 # Faust's RocksDB tables, one folder per app id (a replay under another id starts empty)
 STREAMS_DIR = platform.data_dir / "streams" / streams_app_id()

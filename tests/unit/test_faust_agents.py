@@ -62,3 +62,17 @@ def test_a_batch_record_yields_one_request_record_and_dead_letters_only_its_bad_
     assert [(d["error_code"], d["source"]["index"]) for d in dead] == [("unknown_contract", 1),
                                                                        ("duplicate_event_id", 3)]
     assert json.loads(dead[0]["payload"]) == events[1]  # the bad event alone, not the whole batch
+
+
+def test_the_worker_consumer_waits_at_most_fetch_max_wait_ms_on_a_fetch():
+    """Faust fixes fetch_max_wait_ms at 1,500 ms; with 12 partitions that long poll was
+    most of the emit -> ingest latency (streams.app, FETCH_MAX_WAIT_MS)."""
+    async def build():
+        thread = streams_app.app.consumer._thread
+        worker = thread._create_worker_consumer(streams_app.app.transport)
+        client = thread._create_client_consumer(streams_app.app.transport)
+        return worker._fetch_max_wait_ms, client._fetch_max_wait_ms
+
+    worker_wait, client_wait = run(build())
+    assert worker_wait == streams_app.FETCH_MAX_WAIT_MS == 50
+    assert client_wait == 500  # aiokafka's default: other consumers are left alone
