@@ -10,7 +10,8 @@ Prints, from one run on this machine (broker, stages, stand-in and producer shar
      until balances has applied every ledger entry; events/s and the ratio to (1);
   3. per stage: events handled per CPU-second of that stage's processes (per core);
   4. latency at each steady --rate: emit -> the holder's balance committed (read_committed
-     from balances-state), p50/p95/p99/max;
+     from balances-state), p50/p95/p99/max, and per hop (SDK, ingest, attributor, accrue,
+     balance) from the Kafka timestamp each stage stamped on the record it produced;
   5. peak RSS of each stage; with --soak N, the streams worker's RSS every N/10 events of an
      N-event run (the dedupe marks are on disk: RSS should not grow with the window).
 It starts its own platform under <data dir>/bench and stops it after.
