@@ -47,7 +47,7 @@ from streams.marks import MarkStore, ensure_marks_topic, marks_topic
 from streams.offsets import OffsetGuard, records_between
 from streams.stall import StallDetector
 from tributary.config import load_pipeline, load_platform, streams_app_id
-from tributary.lag import committed_offsets, pending_partitions
+from tributary.lag import probe_partitions
 from tributary.topics import Topic
 
 log = logging.getLogger("tributary.streams")
@@ -486,14 +486,12 @@ async def watchdog() -> None:
     quiet = stalls.quiet(mine)
     if not quiet:
         return
-    committed = await asyncio.get_running_loop().run_in_executor(
-        None, committed_offsets, platform.bootstrap_servers, app.conf.id, quiet)
+    committed, waiting = await asyncio.get_running_loop().run_in_executor(
+        None, probe_partitions, platform.bootstrap_servers, app.conf.id, quiet)
     for (topic, partition), offset in sorted(committed.items()):
         gap = ingest_offsets.committed_past(partition, offset) if topic == ingest_offsets.topic else None
         if gap is not None and not app.rebalancing:
             await _rewind_if_skipped(ingest_offsets, partition, gap, f"committed offset {offset}")
-    waiting = await asyncio.get_running_loop().run_in_executor(
-        None, pending_partitions, platform.bootstrap_servers, app.conf.id, quiet)
     stuck = stalls.stalled(waiting, quiet)
     if stuck:
         log.critical("stalled: records waiting on %s with no progress for %.0fs; exiting to be restarted",

@@ -78,13 +78,14 @@ class LagReader:
             partitions += [TopicPartition(topic.value, p) for p in meta.partitions]
         return len(self.pending(group, partitions, timeout))
 
-    def pending(self, group: str, partitions: list[TopicPartition], timeout: float = 10.0) -> set[tuple[str, int]]:
+    def pending(self, group: str, partitions: list[TopicPartition], timeout: float = 10.0,
+                committed: dict[tuple[str, int], int] | None = None) -> set[tuple[str, int]]:
         """Those of ``partitions`` holding a committed record ``group`` has not committed
         past. Reads read_committed from each committed offset until the first record or
         the end of the partition, so transaction markers (which count in the high
         watermark) are not mistaken for work; a partition that does not answer within
-        ``timeout`` counts as pending."""
-        committed = self.committed(group, partitions)
+        ``timeout`` counts as pending. ``committed``: the group's offsets, if already read."""
+        committed = self.committed(group, partitions) if committed is None else committed
         start = {}
         for tp in partitions:
             low, high = self.consumer.get_watermark_offsets(tp, timeout=10)
@@ -128,24 +129,17 @@ class LagReader:
         self._in_group.clear()
 
 
-def committed_offsets(bootstrap: str, group: str, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-    """``group``'s committed offset of each of ``partitions`` (negative: none)."""
+def probe_partitions(bootstrap: str, group: str, partitions: list[tuple[str, int]]
+                     ) -> tuple[dict[tuple[str, int], int], list[tuple[str, int]]]:
+    """``group``'s committed offset of each of ``partitions`` (negative: none), and those
+    where it has at least one committed record it has not committed past
+    (:meth:`LagReader.pending`): one read of the offsets for both."""
     if not partitions:
-        return {}
+        return {}, []
     reader = LagReader(bootstrap)
     try:
-        return reader.committed(group, [TopicPartition(t, p) for t, p in partitions])
-    finally:
-        reader.close()
-
-
-def pending_partitions(bootstrap: str, group: str, partitions: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """The partitions where ``group`` has at least one committed record it has not
-    committed past (:meth:`LagReader.pending`)."""
-    if not partitions:
-        return []
-    reader = LagReader(bootstrap)
-    try:
-        return sorted(reader.pending(group, [TopicPartition(t, p) for t, p in partitions]))
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        committed = reader.committed(group, tps)
+        return committed, sorted(reader.pending(group, tps, committed=committed))
     finally:
         reader.close()
