@@ -6,23 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streams.contracts import parse_time
+from tributary import ledger
 from tributary.ids import ledger_entry_id
+from tributary.ledger import LedgerEntry
 from tributary.money import BPS_DENOMINATOR, SHARE_DENOMINATOR, UNATTRIBUTED, split_pool
 
-
-def provider_liability(provider: str) -> str:
-    return f"provider:{provider}:royalty_liability"
-
-
-def holder_payable(holder_id: str) -> str:
-    return f"holder:{holder_id}:payable"
-
-
-def holder_paid(holder_id: str) -> str:
-    return f"holder:{holder_id}:paid"
-
-
-UNDER_REVIEW = "escrow:review"  # the held part of probable shares, until a review decides
+UNDER_REVIEW = ledger.ESCROW_REVIEW  # the held part of probable shares, until a review decides
 PROBABLE = "probable"
 
 
@@ -64,31 +53,7 @@ def slices(attribution: dict[str, Any]) -> list[Slice]:
     return out
 
 
-def _entry(attribution: dict[str, Any], entry_id: str, entry_type: str, debit: str, credit: str, amount: int,
-           holder_id: str, work_id: str | None, source_id: str, created_at: str) -> dict[str, Any]:
-    contract = attribution["contract"]
-    return {
-        "schema_version": 1,
-        "entry_id": entry_id,
-        "entry_type": entry_type,
-        "debit_account": debit,
-        "credit_account": credit,
-        "amount_micros": amount,
-        "currency": contract["currency"],
-        "holder_id": holder_id,
-        "work_id": work_id,
-        "event_id": attribution["event_id"],
-        "source_id": source_id,
-        "contract_id": contract["contract_id"],
-        "contract_version": contract["version"],
-        "attribution_id": attribution["attribution_id"],
-        "payout_id": None,
-        "transfer_id": None,
-        "created_at": created_at,
-    }
-
-
-def accrue(attribution: dict[str, Any], created_at: str) -> list[dict[str, Any]]:
+def accrue(attribution: dict[str, Any], created_at: str) -> list[LedgerEntry]:
     """Split the event's pool by its shares, one accrual entry per (holder, work) and tier,
     plus one per held part of a probable share (credited to escrow:review).
 
@@ -96,111 +61,61 @@ def accrue(attribution: dict[str, Any], created_at: str) -> list[dict[str, Any]]
     to the escrow account. Entry ids are derived from the attribution id, so a replay
     yields the same ids.
     """
-    liability = provider_liability(attribution["provider"])
     source = attribution["attribution_id"]
     entries = []
     for s in slices(attribution):
         paid = s.amount - s.held
         if s.key == UNATTRIBUTED or paid:
-            credit = UNATTRIBUTED if s.key == UNATTRIBUTED else holder_payable(s.holder_id)
-            entries.append(_entry(attribution, ledger_entry_id(source, s.key, "accrual"), "accrual", liability,
-                                  credit, paid, s.holder_id, s.work_id, source, created_at))
+            entries.append(ledger.accrual(attribution, ledger_entry_id(source, s.key, "accrual"), source,
+                                          s.holder_id, s.work_id, paid, created_at))
         if s.held:
-            entries.append(_entry(attribution, ledger_entry_id(source, s.key, "held"), "accrual", liability,
-                                  UNDER_REVIEW, s.held, UNDER_REVIEW, s.work_id, source, created_at))
+            entries.append(ledger.accrual(attribution, ledger_entry_id(source, s.key, "held"), source,
+                                          UNDER_REVIEW, s.work_id, s.held, created_at))
     return entries
 
 
-def review_entries(attribution: dict[str, Any], review: dict[str, Any], created_at: str) -> list[dict[str, Any]]:
+def review_entries(attribution: dict[str, Any], review: dict[str, Any], created_at: str) -> list[LedgerEntry]:
     """A review decision on a probable attribution to one work, as reversals and new
     accruals (never edits). accept: the held part moves from escrow:review to the holder.
     reject: what the holder was paid at once and what was held both go to escrow:unattributed."""
-    liability = provider_liability(attribution["provider"])
     rid = review["correction_id"]
     accept = review["decision"] == "accept"
-    out: list[dict[str, Any]] = []
+    out: list[LedgerEntry] = []
 
-    def move(s: Slice, amount: int, frm: tuple[str, str], to: tuple[str, str], tag: str) -> None:
-        (from_holder, from_account), (to_holder, to_account) = frm, to
-        out.append(_entry(attribution, ledger_entry_id(rid, s.key, f"{tag}-out"), "accrual_reversal",
-                          from_account, liability, amount, from_holder, s.work_id, rid, created_at))
-        out.append(_entry(attribution, ledger_entry_id(rid, s.key, f"{tag}-in"), "accrual", liability,
-                          to_account, amount, to_holder, s.work_id, rid, created_at))
+    def move(s: Slice, amount: int, frm: str, to: str, tag: str) -> None:
+        out.append(ledger.accrual(attribution, ledger_entry_id(rid, s.key, f"{tag}-out"), rid, frm, s.work_id,
+                                  amount, created_at, reversal=True))
+        out.append(ledger.accrual(attribution, ledger_entry_id(rid, s.key, f"{tag}-in"), rid, to, s.work_id,
+                                  amount, created_at))
 
     for s in slices(attribution):
         if s.tier != PROBABLE or s.work_id != review["work_id"]:
             continue
-        holder = (s.holder_id, holder_payable(s.holder_id))
-        held = (UNDER_REVIEW, UNDER_REVIEW)
-        escrow = (UNATTRIBUTED, UNATTRIBUTED)
         if accept and s.held:
-            move(s, s.held, held, holder, "release")
+            move(s, s.held, UNDER_REVIEW, s.holder_id, "release")
         if not accept:
             if s.amount - s.held:
-                move(s, s.amount - s.held, holder, escrow, "reject-paid")
+                move(s, s.amount - s.held, s.holder_id, UNATTRIBUTED, "reject-paid")
             if s.held:
-                move(s, s.held, held, escrow, "reject-held")
+                move(s, s.held, UNDER_REVIEW, UNATTRIBUTED, "reject-held")
     return out
 
 
-def payout_entry(result: dict[str, Any], currency: str, created_at: str) -> dict[str, Any]:
-    """The ledger entry that records a payout's outcome.
-
-    paid: holder payable -> holder paid (with the transfer id).
-    failed: a reversal that returns the reserved amount to the holder's balance.
-    """
-    holder_id = result["holder_id"]
-    paid = result["status"] == "paid"
-    entry_type = "payout" if paid else "payout_reversal"
-    return {
-        "schema_version": 1,
-        "entry_id": ledger_entry_id(result["payout_id"], holder_id, entry_type),
-        "entry_type": entry_type,
-        "debit_account": holder_payable(holder_id) if paid else f"holder:{holder_id}:payout_reserved",
-        "credit_account": holder_paid(holder_id) if paid else holder_payable(holder_id),
-        "amount_micros": int(result["amount_micros"]),
-        "currency": currency,
-        "holder_id": holder_id,
-        "work_id": None,
-        "event_id": None,
-        "source_id": result["payout_id"],
-        "contract_id": None,
-        "contract_version": None,
-        "attribution_id": None,
-        "payout_id": result["payout_id"],
-        "transfer_id": result.get("transfer_id"),
-        "created_at": created_at,
-    }
-
-
-def reverse(entries: list[dict[str, Any]], correction: dict[str, Any], created_at: str) -> list[dict[str, Any]]:
+def reverse(entries: list[LedgerEntry], correction: dict[str, Any], created_at: str) -> list[LedgerEntry]:
     """Reversal entries that cancel ``entries`` exactly (a refund): same accounts and
     amounts, debit and credit swapped, new ids derived from the correction."""
-    reversals = []
-    for entry in entries:
-        if entry["entry_type"] not in ("accrual", "accrual_reversal"):
-            continue
-        kind = "accrual_reversal" if entry["entry_type"] == "accrual" else "accrual"
-        reversals.append({
-            **entry,
-            "entry_id": ledger_entry_id(correction["correction_id"], entry["entry_id"], "accrual_reversal"),
-            "entry_type": kind,
-            "debit_account": entry["credit_account"],
-            "credit_account": entry["debit_account"],
-            "source_id": correction["correction_id"],
-            "created_at": created_at,
-        })
-    return reversals
+    return [ledger.reversal_of(e, correction["correction_id"], created_at) for e in entries
+            if e["entry_type"] in ("accrual", "accrual_reversal")]
 
 
 # the fields of an attribution that determine its ledger entries
 ACCRUAL_FIELDS = ("attribution_id", "event_id", "provider", "contract", "pool_micros", "shares_ppm")
 
 
-def record_entries(record: dict[str, Any]) -> list[dict[str, Any]]:
+def record_entries(record: dict[str, Any]) -> list[LedgerEntry]:
     """Every ledger entry an accrual record (``ac:<event_id>``) stands for: its accruals,
     its review decisions and, once refunded, the reversal of all of them."""
-    entries: list[dict[str, Any]] = []
+    entries: list[LedgerEntry] = []
     if record.get("attribution"):
         entries = accrue(record["attribution"], record["created_at"])
         for _, review in sorted((record.get("reviews") or {}).items()):
@@ -232,7 +147,7 @@ class AccrualBook:
     added: list[tuple[str, float]] = field(default_factory=list)
 
     def _changed(self, state: AccrualState, key: str, before: dict[str, Any], after: dict[str, Any],
-                 t: float) -> list[dict[str, Any]]:
+                 t: float) -> list[LedgerEntry]:
         if after == before:
             return []
         state[key] = after
@@ -241,7 +156,7 @@ class AccrualBook:
         known = {e["entry_id"] for e in record_entries(before)} if before else set()
         return [e for e in record_entries(after) if e["entry_id"] not in known]
 
-    def on_attribution(self, state: AccrualState, attribution: dict[str, Any], now: str) -> list[dict[str, Any]]:
+    def on_attribution(self, state: AccrualState, attribution: dict[str, Any], now: str) -> list[LedgerEntry]:
         key = f"ac:{attribution['event_id']}"
         record = state.get(key) or {}
         if record.get("attribution"):
@@ -255,7 +170,7 @@ class AccrualBook:
             after["refunded_at"] = now
         return self._changed(state, key, record, after, t)
 
-    def on_correction(self, state: AccrualState, correction: dict[str, Any], now: str) -> list[dict[str, Any]]:
+    def on_correction(self, state: AccrualState, correction: dict[str, Any], now: str) -> list[LedgerEntry]:
         key = f"ac:{correction['event_id']}"
         record = state.get(key) or {}
         t = record.get("t", parse_time(correction["occurred_at"]).timestamp())

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from tributary.ids import payout_id
+from tributary.ledger import PAYOUT_OUTCOMES
 from tributary.money import BPS_DENOMINATOR, whole_cents
 
 CREDITS = {"accrual": 1, "accrual_reversal": -1}
@@ -135,9 +136,6 @@ class BalanceState(Protocol):
     def pop(self, key: str, default: Any = None) -> Any: ...
 
 
-PAYOUT_OUTCOMES = ("payout", "payout_reversal")
-
-
 @dataclass
 class BalanceBook:
     """The balances stage's logic over the state of one partition (``streams.state``):
@@ -182,9 +180,12 @@ class BalanceBook:
         self._state = None
 
     def apply(self, state: BalanceState, entry: dict[str, Any]) -> list[dict[str, Any]]:
-        """Apply one ledger entry; the payout requests to issue (at most one)."""
+        """Apply one ledger entry; the payout requests to issue (at most one). The caller
+        posts each request's reservation (:func:`tributary.ledger.reservation`) with it."""
         holder_id = entry["holder_id"]
         kind = entry["entry_type"]
+        if kind == "reservation":
+            return []  # this stage's own posting, applied when it issued the request
         if kind in PAYOUT_OUTCOMES and state.pop(f"p:{entry['payout_id']}") is None:
             return []  # a repeated (or unknown) outcome: settled already
         balance = self.balance(state, holder_id, entry.get("currency", "USD"))

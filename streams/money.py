@@ -2,6 +2,7 @@
 
     attributions + corrections      -> accrue   -> royalty-ledger   (key holder_id)
     royalty-ledger + holder-policies -> balances -> payout-requests (key holder_id)
+                                                  + reservations on royalty-ledger
 
 Faust keeps ingest (validate, dedupe, price, fan out); these two moved out of it
 because faust-streaming's exactly-once writes agent outputs outside the transaction.
@@ -23,7 +24,7 @@ from streams.accrual import AccrualBook
 from streams.balances import BalanceBook, PayoutPolicy
 from streams.state import Expiry, PartitionState
 from streams.txloop import Output
-from tributary import kafka
+from tributary import kafka, ledger
 from tributary.topics import Topic
 from tributary.topology import stages
 
@@ -115,7 +116,10 @@ class BalancesStage:
             PAYOUTS_REQUESTED.inc()
             log.info("payout requested payout_id=%s holder=%s amount_micros=%d", request["payout_id"],
                      request["holder_id"], request["amount_micros"])
-            out.append(Output(PAYOUT_REQUESTS, request["holder_id"].encode(), kafka.dumps(request)))
+            key = request["holder_id"].encode()
+            out.append(Output(PAYOUT_REQUESTS, key, kafka.dumps(request)))
+            # the reservation, in the same transaction: payable -> reserved until the outcome
+            out.append(Output(LEDGER, key, kafka.dumps(ledger.reservation(request))))
         return out
 
     def end_batch(self, state: PartitionState) -> list[Output]:

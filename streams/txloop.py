@@ -9,7 +9,11 @@ the state topic (read_committed, so an aborted batch left no trace) and resumes 
 committed offset. No guards, no marks, no replays to deduplicate downstream.
 
 The stage's logic is a :class:`Stage`: ``handle(record, state)`` returns the records to
-produce; everything it wrote to ``state`` is committed with them. All input topics of a
+produce; everything it wrote to ``state`` is committed with them. A stage without a
+state topic (the Stripe sink) gets a state that lives only in the process: what it
+wrote commits with the batch and is dropped with an aborted one. ``handle`` may raise
+:class:`Interrupted` to give a batch up unfinished (shutting down while it waits on
+Stripe): nothing of that batch is committed, and it is read again. All input topics of a
 stage must have the same partition count (they are co-partitioned by key), and the
 state topic has that count too.
 """
@@ -27,7 +31,7 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
-from streams.state import PartitionState, catch_up, topic_id
+from streams.state import DictBackend, PartitionState, catch_up, topic_id
 from tributary import kafka
 from tributary.health import Health
 
@@ -53,7 +57,12 @@ class Output:
 class Stage(Protocol):
     name: str  # the consumer group is tributary-<name>
     inputs: list[str]
-    state_topic: str
+
+    @property
+    def state_topic(self) -> str | None:
+        """The compacted topic mirroring the state; None: state in memory only, from
+        empty on every assignment."""
+        ...
 
     def handle(self, msg: Message, state: PartitionState) -> list[Output]: ...
 
@@ -70,6 +79,10 @@ class LoopConfig:
     batch_wait_s: float = 0.05
     state_dir: Path | None = None  # None: state in memory (rebuilt from the state topic on every assignment)
     consumer_extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Interrupted(Exception):
+    """Raised by ``Stage.handle`` to give the batch up: nothing of it commits, it is re-read."""
 
 
 class FatalStageError(RuntimeError):
@@ -103,7 +116,9 @@ class TransactionalLoop:
         mine = sorted({tp.partition for tp in partitions})
         started = time.monotonic()
         new = [p for p in mine if p not in self.states]
-        if new:
+        if new and self.stage.state_topic is None:
+            self.states.update((p, PartitionState(p, DictBackend())) for p in new)
+        elif new:
             topic_id = self._topic_id()
             reader = kafka.consumer(self.cfg.bootstrap, f"{self.group}-restore", **{"enable.partition.eof": True})
             try:
@@ -127,9 +142,11 @@ class TransactionalLoop:
     def _restore(self, partition: int, reader: Any, topic_id: str) -> PartitionState:
         """The partition's state: the local copy, caught up with the state topic."""
         folder = self.cfg.state_dir / self.stage.name / str(partition) if self.cfg.state_dir else None
+        assert self.stage.state_topic is not None
         return catch_up(reader, self.stage.state_topic, partition, folder, topic_id, what=f"stage={self.stage.name}")
 
     def _topic_id(self) -> str:
+        assert self.stage.state_topic is not None
         return topic_id(self.cfg.bootstrap, self.stage.state_topic)
 
     # --- the loop ------------------------------------------------------------------
@@ -157,15 +174,22 @@ class TransactionalLoop:
         started = time.perf_counter()
         outputs: list[Output] = []
         touched: dict[int, PartitionState] = {}
-        for msg in messages:
-            _, partition, _ = kafka.position(msg)
-            state = self.states.get(partition)
-            if state is None:  # revoked while in the fetch buffer: the next owner reads it
-                continue
-            touched[partition] = state
-            outputs += self.stage.handle(msg, state)
-        for state in touched.values():
-            outputs += self.stage.end_batch(state)
+        try:
+            for msg in messages:
+                _, partition, _ = kafka.position(msg)
+                state = self.states.get(partition)
+                if state is None:  # revoked while in the fetch buffer: the next owner reads it
+                    continue
+                touched[partition] = state
+                outputs += self.stage.handle(msg, state)
+            for state in touched.values():
+                outputs += self.stage.end_batch(state)
+        except Interrupted:
+            for state in touched.values():
+                state.rollback()
+            self._rewind(messages)
+            log.info("stage=%s batch given up unfinished: it will be read again", self.stage.name)
+            return
         if not touched:  # every record's partition was revoked meanwhile: nothing to commit
             return
         try:
@@ -179,9 +203,10 @@ class TransactionalLoop:
                 if err is None and p is not None and offset is not None:
                     applied[p] = max(applied.get(p, 0), offset + 1)
 
-            for partition, state in touched.items():
+            state_topic = self.stage.state_topic or ""  # "": no state topic, nothing to mirror
+            for partition, state in touched.items() if state_topic else ():
                 for key, value in state.changes():
-                    self._produce(self.stage.state_topic, key.encode(), value, partition, delivered)
+                    self._produce(state_topic, key.encode(), value, partition, delivered)
             offsets = kafka.next_offsets([m for m in messages if kafka.position(m)[1] in touched])
             self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
             self.producer.commit_transaction(60)

@@ -7,10 +7,14 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tributary.config import ConfigError, PlatformConfig, load_pipeline, load_platform
 from tributary.errors import UserError
 from tributary.platform.procs import PlatformError
+
+if TYPE_CHECKING:
+    from tributary.reports import Query
 
 DESCRIPTION = """\
 tributary: continuous royalty tracking and payment for AI inference.
@@ -105,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web-port", type=int, default=6066,
                    help="streams: Faust web port (/healthz and /metrics)")
     p.add_argument("--worker-id", default="0",
-                   help="attribution, accrue, balances: unique per process of the stage (its Kafka "
+                   help="attribution, accrue, balances, sink-stripe: unique per process of the stage (its Kafka "
                         "transactional id and local state folder); default 0")
 
     p = sub.add_parser("catalog", help="register works")
@@ -182,6 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "event id: its pricing, attribution with evidence, ledger entries and payouts.")
     p.add_argument("id", help="a payout id (po_...) or an event id")
     p.add_argument("--limit", type=int, default=20, help="show at most this many credits (default 20)")
+
+    p = sub.add_parser("trial-balance", help="check that the ledger's books close, per account and currency",
+                       description="Sums every ledger account per currency from ClickHouse and checks the "
+                                   "invariants of tributary/ledger.py: debits equal credits in each currency, "
+                                   "every account's balance stands on its normal side, and each holder's "
+                                   "reserved account equals their payout requests still awaiting an outcome. "
+                                   "Prints the totals per account kind (every account with --accounts) and "
+                                   "each problem; exit code 1 if any. Right after traffic, the ClickHouse sink "
+                                   "may not have written a request's outcome yet: run it again once it has "
+                                   "caught up (`tributary status`).")
+    p.add_argument("--accounts", action="store_true", help="list every account, not only the totals per kind")
+    p.add_argument("--format", choices=["table", "json"], default="table")
 
     p = sub.add_parser("reconcile", help="compare the ledger's payouts with the transfers Stripe reports",
                        description="Lists every mismatch: duplicate transfers, amounts or destinations that "
@@ -400,7 +416,7 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
         if args.json:
             _write_output(args.json, json.dumps(result, indent=2) + "\n", "--json")
         return 0
-    if args.command in ("report", "statement", "explain", "reconcile"):
+    if args.command in ("report", "statement", "explain", "reconcile", "trial-balance"):
         return _reporting(args, cfg)
     if args.command == "review":
         return _review(args, cfg)
@@ -514,6 +530,8 @@ def _reporting(args: argparse.Namespace, cfg: PlatformConfig) -> int:
     try:
         if args.command == "reconcile":
             return _reconcile(args, cfg, run)
+        if args.command == "trial-balance":
+            return _trial_balance(args, run)
         if args.command == "explain":
             print("\n".join(reports.explain(run, args.id, args.limit)))
             return 0
@@ -555,6 +573,35 @@ def _emit(columns: list[str], rows: list[list[object]], fmt: str) -> None:
         writer.writerows(rows)
     else:
         _print_table(columns, rows)
+
+
+def _trial_balance(args: argparse.Namespace, run: Query) -> int:
+    from tributary import ledger, reports
+
+    balances, pending = reports.trial_balance(run)
+    problems = ledger.problems(balances, pending)
+    if args.accounts:
+        columns = ["currency", "account", "balance_micros"]
+        rows: list[list[object]] = [[c, a, b] for (a, c), b in sorted(balances.items(), key=lambda i: i[0][::-1])]
+    else:
+        totals: dict[tuple[str, str], list[int]] = {}
+        for (account, currency), balance in balances.items():
+            try:
+                kind = str(ledger.account_kind(account)[0])
+            except ledger.InvalidEntry:
+                kind = "not in the chart"
+            total = totals.setdefault((currency, kind), [0, 0])
+            total[0] += balance
+            total[1] += 1
+        columns = ["currency", "account_kind", "balance_micros", "accounts"]
+        rows = [[c, k, b, n] for (c, k), (b, n) in sorted(totals.items())]
+    if args.format == "json":
+        print(json.dumps({"columns": columns, "rows": rows, "problems": problems}, indent=1))
+    else:
+        _print_table(columns, rows)
+        print("\n".join(["", *problems, f"{len(problems)} PROBLEM(S)"]) if problems else
+              f"the books close: {len(balances)} accounts, debits equal credits in every currency")
+    return 1 if problems else 0
 
 
 def _reconcile(args: argparse.Namespace, cfg: PlatformConfig, run: object) -> int:
@@ -612,7 +659,7 @@ def _run_stage(args: argparse.Namespace, cfg: PlatformConfig) -> int:
     elif args.stage == "sink-clickhouse":
         stages.run_sink_clickhouse(cfg, pipeline)
     elif args.stage == "sink-stripe":
-        stages.run_sink_stripe(cfg, pipeline, args.metrics_port)
+        stages.run_sink_stripe(cfg, pipeline, args.metrics_port, args.worker_id)
     return 0
 
 

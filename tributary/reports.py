@@ -94,6 +94,16 @@ def payouts(run: Query, since: date | None = None, until: date | None = None,
         {where} ORDER BY r.requested_at, r.payout_id SETTINGS join_use_nulls = 0""", params)
 
 
+def trial_balance(run: Query) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+    """Every account's balance (credits - debits) per currency, and the payout requests
+    still awaiting an outcome per (holder, currency): what :func:`tributary.ledger.problems`
+    judges."""
+    _, rows = run("SELECT account, currency, balance_micros FROM account_balances", {})
+    _, waiting = run("SELECT holder_id, currency, sum(amount_micros) FROM pending_payouts "
+                     "GROUP BY holder_id, currency", {})
+    return ({(str(a), str(c)): int(b) for a, c, b in rows}, {(str(h), str(c)): int(m) for h, c, m in waiting})
+
+
 def _where(since: date | None, until: date | None, day_expr: str, holder: str | None = None,
            holder_column: str = "holder_id") -> tuple[str, Params]:
     """A WHERE clause over fixed column expressions, and the parameters it binds."""
@@ -330,6 +340,11 @@ def _explain_payout(run: Query, row: list[Any], limit: int) -> list[str]:
              f"  outcome: {status or 'pending'}"
              + (f", Stripe transfer {transfer} to {destination}" if transfer else "")
              + (f" ({error})" if error else "")]
+    _, posted = run("""SELECT entry_type, entry_id, debit_account, credit_account, amount_micros, created_at
+                       FROM ledger_entries FINAL WHERE payout_id = {payout:String}
+                       ORDER BY created_at, entry_id""", {"payout": payout_id})
+    lines += [f"  ledger: {kind} {entry_id} {debit} -> {credit} {format_micros(int(micros))} at {at}"
+              for kind, entry_id, debit, credit, micros, at in posted]
     if status == "failed":
         return [*lines, "  the amount went back to the holder's balance and is paid by a later payout"]
     entries = _entries_of(run, holder)

@@ -130,8 +130,8 @@ def run_sink_clickhouse(platform: PlatformConfig, pipeline: PipelineConfig) -> N
                 token_file=platform.query_token_file)
 
 
-def run_sink_stripe(platform: PlatformConfig, pipeline: PipelineConfig, http_port: int) -> None:
-    setup("sink-stripe")
+def run_sink_stripe(platform: PlatformConfig, pipeline: PipelineConfig, http_port: int, worker_id: str) -> None:
+    setup(f"sink-stripe-{worker_id}")
     from sinks.stripe import service
     from sinks.stripe.payouts import StripeTransfers
 
@@ -139,7 +139,7 @@ def run_sink_stripe(platform: PlatformConfig, pipeline: PipelineConfig, http_por
     api = StripeTransfers(pipeline.stripe_api_key, platform.stripe_api_base)
     health = _health(http_port)
     _exit_when_stalled(health, stop)
-    service.run(platform.bootstrap_servers, api, stop, health)
+    service.run(platform.bootstrap_servers, api, stop, health, worker_id)
 
 
 def run_money(platform: PlatformConfig, pipeline: PipelineConfig, stage: str, http_port: int,

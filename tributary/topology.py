@@ -43,11 +43,11 @@ def stages() -> dict[str, Stage]:
         Stage("accrue", "tributary-accrue", (Topic.ATTRIBUTIONS, Topic.CORRECTIONS), (Topic.ROYALTY_LEDGER,),
               transactional=True, state=Topic.ACCRUE_STATE),
         Stage("balances", "tributary-balances", (Topic.ROYALTY_LEDGER, Topic.HOLDER_POLICIES),
-              (Topic.PAYOUT_REQUESTS,), transactional=True, state=Topic.BALANCES_STATE),
+              (Topic.PAYOUT_REQUESTS, Topic.ROYALTY_LEDGER), transactional=True, state=Topic.BALANCES_STATE),
         Stage("sink-clickhouse", "tributary-sink-clickhouse", CLICKHOUSE_SOURCES, (Topic.SINK_CLICKHOUSE_DLQ,),
               transactional=False),
         Stage("sink-stripe", "tributary-sink-stripe", (Topic.PAYOUT_REQUESTS,),
-              (Topic.PAYOUT_RESULTS, Topic.ROYALTY_LEDGER), transactional=False,
+              (Topic.PAYOUT_RESULTS, Topic.ROYALTY_LEDGER), transactional=True,
               reads=(Topic.CATALOG_UPDATES, Topic.PAYOUT_RESULTS)),
     )}
 

@@ -129,6 +129,23 @@ MIGRATIONS.append((4, "review decisions on probable attributions", [
     "ALTER TABLE corrections ADD COLUMN IF NOT EXISTS reviewer String DEFAULT ''",
 ]))
 
+MIGRATIONS.append((5, "the ledger's accounts: balances per account and currency, payouts awaiting an outcome", [
+    """CREATE OR REPLACE VIEW account_balances AS
+       SELECT account, currency, sum(debit) AS debit_micros, sum(credit) AS credit_micros,
+              credit_micros - debit_micros AS balance_micros, count() AS postings
+       FROM (SELECT debit_account AS account, currency, amount_micros AS debit, toInt64(0) AS credit
+             FROM ledger_entries FINAL
+             UNION ALL
+             SELECT credit_account AS account, currency, toInt64(0) AS debit, amount_micros AS credit
+             FROM ledger_entries FINAL)
+       GROUP BY account, currency""",
+    """CREATE OR REPLACE VIEW pending_payouts AS
+       SELECT r.payout_id AS payout_id, r.holder_id AS holder_id, r.currency AS currency,
+              r.amount_micros AS amount_micros, r.requested_at AS requested_at
+       FROM (SELECT * FROM payout_requests FINAL) AS r
+       LEFT ANTI JOIN (SELECT payout_id FROM payout_results FINAL) AS s ON r.payout_id = s.payout_id""",
+]))
+
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -1,10 +1,13 @@
 """``tributary run sink-stripe``: payout-requests -> Connect transfers.
 
-Per batch: execute each payout (see :mod:`sinks.stripe.payouts`), produce its
-result to ``payout-results`` and its ledger entry (payout, or reversal on a
-permanent failure) to ``royalty-ledger``, flush, then commit the request offsets.
-A crash before the commit re-delivers the requests; results read back at start-up
-and Stripe's own record of transfers stop a second transfer.
+Per request: execute the payout (see :mod:`sinks.stripe.payouts`), then produce its
+result to ``payout-results`` and its ledger entry (reserved -> paid, or reserved ->
+payable on a permanent failure) to ``royalty-ledger`` in one Kafka transaction with the
+request offsets (:mod:`streams.txloop`, stable ``transactional.id`` per worker id). A
+crash before the commit leaves no result and no entry and re-delivers the request;
+Stripe's own record of the transfer (looked up before any create) turns the retry into
+the same outcome, so the transfer is made once and its entry posted once. A failed
+delivery aborts the transaction: nothing is committed over it.
 """
 
 from __future__ import annotations
@@ -18,16 +21,19 @@ from confluent_kafka import Message
 from prometheus_client import Counter
 
 from sinks.stripe.payouts import (
+    Outcome,
     RetryableStripeError,
     TransferApi,
     execute,
     result_record,
 )
-from streams.accrual import payout_entry
-from tributary import kafka
+from streams.state import PartitionState
+from streams.txloop import Interrupted, LoopConfig, Output, TransactionalLoop
+from tributary import kafka, ledger
 from tributary.health import Health
 from tributary.kafka import TopicReader
 from tributary.topics import Topic
+from tributary.topology import stages
 
 log = logging.getLogger("tributary.sink.stripe")
 GROUP_ID = "tributary-sink-stripe"
@@ -77,53 +83,61 @@ def completed_payouts(bootstrap: str) -> dict[str, dict[str, Any]]:
     return done
 
 
-def run(bootstrap: str, api: TransferApi, stop: threading.Event, health: Health | None = None) -> None:
+class PayoutStage:
+    """Payout requests (keyed by holder_id) -> transfer, result and ledger entry."""
+
+    name = "sink-stripe"
+    inputs = [t.value for t in stages()["sink-stripe"].inputs]
+    state_topic = None  # payout ids handled since start, in memory: the results topic is the record
+
+    def __init__(self, api: TransferApi, holders: HolderDirectory, done: dict[str, dict[str, Any]],
+                 stop: threading.Event, health: Health):
+        self.api, self.holders, self.done, self.stop, self.health = api, holders, done, stop, health
+
+    def handle(self, msg: Message, state: PartitionState) -> list[Output]:
+        payout = json.loads(kafka.payload(msg))
+        payout_id = payout["payout_id"]
+        if payout_id in self.done or payout_id in state:
+            log.info("payout already completed, skipping payout_id=%s", payout_id)
+            return []
+        outcome = self._execute(payout)
+        result = result_record(payout, outcome)
+        entry = ledger.payout_outcome(result, payout["currency"], result["completed_at"])
+        state[payout_id] = outcome.status  # committed with the result, forgotten if the batch aborts
+        PAYOUTS.labels(outcome.status).inc()
+        log.info("payout %s payout_id=%s holder=%s amount_micros=%d transfer=%s error=%s", outcome.status,
+                 payout_id, payout["holder_id"], payout["amount_micros"], outcome.transfer_id, outcome.error)
+        key = payout["holder_id"].encode()
+        return [Output(Topic.PAYOUT_RESULTS.value, key, kafka.dumps(result)),
+                Output(Topic.ROYALTY_LEDGER.value, key, kafka.dumps(entry))]
+
+    def _execute(self, payout: dict[str, Any]) -> Outcome:
+        delay = 0.5
+        while True:
+            try:
+                return execute(payout, self.holders.account(payout["holder_id"]), self.api)
+            except RetryableStripeError as exc:
+                # still failing after the client's own retries (Stripe down, rate limited):
+                # hold this payout, nothing committed, and try it again
+                RETRIES.inc()
+                log.warning("stripe unavailable, holding payout payout_id=%s retry_in=%.1fs error=%s",
+                            payout["payout_id"], delay, exc)
+                self.health.beat()  # waiting on Stripe is progress, not a stall
+                if self.stop.wait(delay):
+                    raise Interrupted from exc  # nothing of this batch committed: re-read on restart
+                delay = min(delay * 2, 60)
+
+    def end_batch(self, state: PartitionState) -> list[Output]:
+        return []
+
+
+def run(bootstrap: str, api: TransferApi, stop: threading.Event, health: Health | None = None,
+        worker_id: str = "0") -> None:
     health = health or Health()
     holders = HolderDirectory(bootstrap)
     done = completed_payouts(bootstrap)
     log.info("stripe sink ready holders=%d completed_payouts=%d", len(holders.accounts), len(done))
-    consumer = kafka.consumer(bootstrap, GROUP_ID)
-    producer = kafka.producer(bootstrap)
-    consumer.subscribe([Topic.PAYOUT_REQUESTS.value])
-    health.mark_ready(holders=len(holders.accounts))
-    try:
-        while not stop.is_set():
-            health.beat()
-            messages = kafka.good_messages(consumer.consume(num_messages=50, timeout=0.5))
-            if not messages:
-                continue
-            for msg in messages:
-                payout = json.loads(kafka.payload(msg))
-                if payout["payout_id"] in done:
-                    log.info("payout already completed, skipping payout_id=%s", payout["payout_id"])
-                    continue
-                delay = 0.5
-                while True:
-                    try:
-                        outcome = execute(payout, holders.account(payout["holder_id"]), api)
-                        break
-                    except RetryableStripeError as exc:
-                        # still failing after the client's own retries (Stripe down, rate limited):
-                        # hold this payout, nothing committed, and try it again
-                        RETRIES.inc()
-                        log.warning("stripe unavailable, holding payout payout_id=%s retry_in=%.1fs error=%s",
-                                    payout["payout_id"], delay, exc)
-                        health.beat()  # waiting on Stripe is progress, not a stall
-                        if stop.wait(delay):
-                            return  # nothing committed for this batch: re-read on restart
-                        delay = min(delay * 2, 60)
-                result = result_record(payout, outcome)
-                entry = payout_entry(result, payout["currency"], result["completed_at"])
-                key = payout["holder_id"].encode()
-                producer.produce(Topic.PAYOUT_RESULTS.value, key=key, value=kafka.dumps(result))
-                producer.produce(Topic.ROYALTY_LEDGER.value, key=key, value=kafka.dumps(entry))
-                done[payout["payout_id"]] = result
-                PAYOUTS.labels(outcome.status).inc()
-                log.info("payout %s payout_id=%s holder=%s amount_micros=%d transfer=%s error=%s",
-                         outcome.status, payout["payout_id"], payout["holder_id"],
-                         payout["amount_micros"], outcome.transfer_id, outcome.error)
-            kafka.flush_then_commit(producer, consumer, messages, "payout results")
-    finally:
-        producer.flush(10)
-        consumer.close()
-
+    stage = PayoutStage(api, holders, done, stop, health)
+    # one payout per transaction at most a few: each waits on Stripe before the commit
+    TransactionalLoop(stage, LoopConfig(bootstrap, instance_id=worker_id, batch_max=50, batch_wait_s=0.5)).run(
+        stop, health)

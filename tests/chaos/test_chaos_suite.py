@@ -137,6 +137,24 @@ def test_no_transfer_is_doubled_and_stripe_agrees_with_the_ledger(after_chaos):
         assert 0 <= paid <= accrued and unpaid == accrued - paid, holder
 
 
+def test_the_trial_balance_closes_per_account_and_currency(after_chaos, capsys):
+    """Through every kill: debits equal credits, every account on its normal side, every
+    payout's reservation settled (nothing pending), and the CLI says the same."""
+    from tributary import ledger, reports
+
+    cfg = after_chaos[0]
+    balances, pending = reports.trial_balance(reports.runner(cfg))
+    assert pending == {} and ledger.problems(balances, pending) == []
+    kinds = {ledger.account_kind(a)[0] for a, _ in balances}
+    assert {ledger.Kind.HOLDER_RESERVED, ledger.Kind.HOLDER_PAID, ledger.Kind.ESCROW_UNATTRIBUTED} <= kinds
+    assert all(b == 0 for (a, _), b in balances.items() if a.endswith(":reserved"))
+    _, types = query(cfg, "SELECT entry_type, count() FROM ledger_entries FINAL GROUP BY entry_type")
+    counts = dict(types)
+    assert counts["reservation"] == counts["payout"] + counts.get("payout_reversal", 0)
+    assert main([*cli_args(cfg), "trial-balance"]) == 0
+    assert "the books close" in capsys.readouterr().out
+
+
 def test_reconcile_cli_agrees_then_reports_a_stray_transfer(after_chaos, monkeypatch, capsys):
     cfg, double, _, _ = after_chaos
     monkeypatch.setenv("TRIBUTARY_STRIPE_API_BASE", double.url)

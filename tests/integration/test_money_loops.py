@@ -149,7 +149,7 @@ def test_balances_equal_the_ledger_and_each_payout_is_requested_once(money_run):
     entries = read_all(cfg, Topic.ROYALTY_LEDGER)
     per_holder: dict[str, int] = defaultdict(int)
     for e in entries:
-        if not e["holder_id"].startswith("escrow:"):
+        if not e["holder_id"].startswith("escrow:") and e["entry_type"] in ("accrual", "accrual_reversal"):
             per_holder[e["holder_id"]] += e["amount_micros"] * (1 if e["entry_type"] == "accrual" else -1)
     state = latest_state(cfg, Topic.BALANCES_STATE)
     balances = {k[2:]: v for k, v in state.items() if k.startswith("h:")}
@@ -163,6 +163,25 @@ def test_balances_equal_the_ledger_and_each_payout_is_requested_once(money_run):
         assert sorted(r["sequence"] for r in mine) == list(range(balance["payout_sequence"]))
         pending = {k for k in state if k.startswith("p:")}
         assert {f"p:{r['payout_id']}" for r in mine} <= pending  # no outcome yet: all still pending
+
+
+def test_each_request_was_reserved_in_the_ledger_and_the_trial_balance_closes(money_run):
+    """Balances posts each request's reservation (payable -> reserved) in the request's own
+    transaction: through the kills, one reservation per request, and the reserved accounts
+    equal the requests still awaiting an outcome (all of them: no Stripe sink runs here)."""
+    from tributary import ledger
+
+    cfg, _, _ = money_run
+    entries = read_all(cfg, Topic.ROYALTY_LEDGER)
+    requests = read_all(cfg, Topic.PAYOUT_REQUESTS)
+    reservations = [e for e in entries if e["entry_type"] == "reservation"]
+    assert sorted(e["payout_id"] for e in reservations) == sorted(r["payout_id"] for r in requests)
+    for e in entries:
+        ledger.check(e)
+    pending: dict[tuple[str, str], int] = defaultdict(int)
+    for r in requests:
+        pending[(r["holder_id"], r["currency"])] += r["amount_micros"]
+    assert ledger.problems(ledger.trial_balance(entries), pending) == []
 
 
 def test_the_survivors_local_copies_are_caught_up_with_their_state_topic(money_run):

@@ -153,6 +153,17 @@ def test_stripe_transfers_equal_the_payouts_in_the_ledger(settled):
         assert 0 <= paid <= accrued, holder  # payouts never exceed what was accrued
 
 
+def test_the_trial_balance_closes(settled, capsys):
+    from tributary import ledger, reports
+    from tributary.cli import main
+
+    cfg = settled[0]
+    balances, pending = reports.trial_balance(reports.runner(cfg))
+    assert balances and ledger.problems(balances, pending) == []
+    assert main([*cli_args(cfg), "trial-balance", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["problems"] == []
+
+
 def test_no_holder_is_left_above_the_threshold(settled):
     cfg = settled[0]
     # what is left is below the threshold, except where the holder's own policy holds it
@@ -275,7 +286,9 @@ def test_reports_statement_and_explain_agree_with_the_ledger(settled, tmp_path, 
                                                  f"ledger_entries FINAL WHERE entry_type = 'payout' AND holder_id = "
                                                  f"'{holder}' ORDER BY created_at LIMIT 1")[1]
     lines = reports.explain(run, payout_id, limit=1000)
-    assert transfer in lines[2] and f"totalling {reports.format_micros(amount)}" in lines[3]
+    assert transfer in lines[2]
+    assert [line.split()[1] for line in lines if line.startswith("  ledger: ")] == ["reservation", "payout"]
+    assert any(f"totalling {reports.format_micros(amount)}" in line for line in lines if "settles" in line)
     assert any("matched unit" in line or "copied verbatim" in line for line in lines)
     # the CLI: csv statement to a file, an event explained, a clear error for an unknown id
     out = tmp_path / "statement.csv"

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import first_problem
-from streams.accrual import payout_entry
 from streams.balances import BalanceBook, HolderBalance, PayoutPolicy
 from streams.state import DictBackend, PartitionState
+from tributary.ledger import payout_outcome
 
 FREE = PayoutPolicy(min_payout_micros=1_000_000, fee_fixed_micros=0, fee_bps=0, max_fee_bps=10_000)
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
@@ -92,7 +92,7 @@ def test_a_repeated_payout_outcome_counts_once():
     """The Stripe sink may write an outcome twice after a crash: only a pending payout settles."""
     book, state = BalanceBook(FREE), partition()
     [request] = book.apply(state, entry("e1", 1_500_000))
-    paid = payout_entry({"payout_id": request["payout_id"], "holder_id": "h1", "status": "paid",
+    paid = payout_outcome({"payout_id": request["payout_id"], "holder_id": "h1", "status": "paid",
                          "amount_micros": request["amount_micros"], "transfer_id": "tr_1"}, "USD", T0.isoformat())
     assert book.apply(state, paid) == [] and book.apply(state, paid) == []
     assert book.balance(state, "h1").paid_micros == 1_500_000
@@ -102,7 +102,7 @@ def test_a_repeated_payout_outcome_counts_once():
 def test_failed_payout_is_returned_and_paid_again():
     book, state = BalanceBook(FREE), partition()
     [request] = book.apply(state, entry("e1", 2_000_000))
-    reversal = payout_entry({"payout_id": request["payout_id"], "holder_id": "h1", "status": "failed",
+    reversal = payout_outcome({"payout_id": request["payout_id"], "holder_id": "h1", "status": "failed",
                              "amount_micros": request["amount_micros"]}, "USD", T0.isoformat())
     assert first_problem("ledger-entry.v1", reversal) is None
     assert book.apply(state, reversal) == []  # not at once: see the retry_failed_after_s test below
@@ -112,10 +112,23 @@ def test_failed_payout_is_returned_and_paid_again():
     assert retry["payout_id"] != request["payout_id"] and retry["amount_micros"] == 2_000_000
 
 
-def test_paid_payout_moves_payable_to_paid():
-    paid = payout_entry({"payout_id": "po_1", "holder_id": "h1", "status": "paid", "amount_micros": 5,
-                         "transfer_id": "tr_1"}, "USD", T0.isoformat())
-    assert (paid["debit_account"], paid["credit_account"]) == ("holder:h1:payable", "holder:h1:paid")
+def test_a_payout_outcome_settles_the_reservation():
+    paid = payout_outcome({"payout_id": "po_1", "holder_id": "h1", "status": "paid", "amount_micros": 5,
+                           "transfer_id": "tr_1"}, "USD", T0.isoformat())
+    assert (paid["debit_account"], paid["credit_account"]) == ("holder:h1:reserved", "holder:h1:paid")
+    failed = payout_outcome({"payout_id": "po_1", "holder_id": "h1", "status": "failed", "amount_micros": 5},
+                            "USD", T0.isoformat())
+    assert (failed["debit_account"], failed["credit_account"]) == ("holder:h1:reserved", "holder:h1:payable")
+    assert failed["entry_id"] != paid["entry_id"]
+
+
+def test_balances_ignore_their_own_reservations_read_back():
+    from tributary.ledger import reservation
+
+    book, state = BalanceBook(FREE), partition()
+    [request] = book.apply(state, entry("e1", 1_500_000))
+    assert book.apply(state, reservation(request)) == []
+    assert book.balance(state, "h1").reserved_micros == 1_500_000  # reserved once, not twice
 
 
 def test_the_state_a_batch_wrote_is_what_the_next_process_reads():
@@ -143,7 +156,7 @@ def build(spec, requests: list[dict]) -> list[dict]:
             entries.append(copy.deepcopy(outcomes[-1]))
         elif kind in ("paid", "failed"):
             r = requests[i % len(requests)]
-            outcome = payout_entry({"payout_id": r["payout_id"], "holder_id": r["holder_id"], "status": kind,
+            outcome = payout_outcome({"payout_id": r["payout_id"], "holder_id": r["holder_id"], "status": kind,
                                     "amount_micros": r["amount_micros"], "transfer_id": "tr"}, "USD",
                                    (T0 + timedelta(minutes=i)).isoformat())
             outcomes.append(outcome)

@@ -115,7 +115,7 @@ def test_balances_requests_a_payout_once_and_never_pays_escrow():
     entry = {"entry_id": "le_1", "entry_type": "accrual", "amount_micros": 5_000_000, "currency": "USD",
              "holder_id": "h1", "created_at": "2026-11-20T00:00:00+00:00"}
     escrow = {**entry, "entry_id": "le_2", "holder_id": "escrow:unattributed"}
-    [out] = stage.handle(Msg(Topic.ROYALTY_LEDGER.value, json.dumps(entry).encode()), state)
+    [out, reserved] = stage.handle(Msg(Topic.ROYALTY_LEDGER.value, json.dumps(entry).encode()), state)
     assert stage.handle(Msg(Topic.ROYALTY_LEDGER.value, json.dumps(escrow).encode()), state) == []
     # keyed by holder_id as accrue writes it: skipped before decoding
     assert stage.handle(Msg(Topic.ROYALTY_LEDGER.value, json.dumps(escrow).encode(), 1, b"escrow:unattributed"),
@@ -124,6 +124,16 @@ def test_balances_requests_a_payout_once_and_never_pays_escrow():
     request = json.loads(out.value)
     assert out.topic == Topic.PAYOUT_REQUESTS.value and out.key == b"h1" and request["amount_micros"] == 5_000_000
     assert state.get("h:h1")["reserved_micros"] == 5_000_000 and state.get("h:escrow:unattributed") is None
+    # the request's reservation, in the same transaction: payable -> reserved, naming the payout
+    entry_out = json.loads(reserved.value)
+    assert (reserved.topic, reserved.key) == (Topic.ROYALTY_LEDGER.value, b"h1")
+    assert (entry_out["entry_type"], entry_out["debit_account"], entry_out["credit_account"],
+            entry_out["amount_micros"], entry_out["payout_id"]) == (
+        "reservation", "holder:h1:payable", "holder:h1:reserved", 5_000_000, request["payout_id"])
+    # read back from the ledger, it changes nothing
+    assert stage.handle(Msg(Topic.ROYALTY_LEDGER.value, reserved.value, 0, b"h1"), state) == []
+    stage.end_batch(state)
+    assert state.get("h:h1")["reserved_micros"] == 5_000_000
 
 
 def test_policies_are_stored_beside_the_balances_and_invalid_ones_ignored():
