@@ -135,13 +135,13 @@ class AccrualBook:
     """What the accrue stage remembers per event (``ac:<event_id>``): the attribution
     fields its entries derive from, when they were created, its review decisions and any
     refund. Each input yields exactly the entries its record did not stand for before, so
-    with the record and the entries committed in one transaction (:mod:`streams.txloop`)
+    with the record and the entries committed in one transaction (:mod:`tributary.txloop`)
     every entry is produced once. Records expire ``refund_window_s`` of event time behind
     the newest event of their partition; refunds after that are recorded on the
     corrections topic but reverse nothing.
 
     ``added`` collects (key, event time) of the records created since it was last read,
-    for the stage's :class:`streams.state.Expiry`."""
+    for the stage's :class:`tributary.state.Expiry`."""
 
     refund_window_s: float = 30 * 86_400
     added: list[tuple[str, float]] = field(default_factory=list)

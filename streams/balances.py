@@ -3,7 +3,7 @@
 The balances stage (:mod:`streams.money`) reads ``royalty-ledger`` and
 ``holder-policies`` (both keyed by holder_id, co-partitioned), so all entries of one
 holder arrive in order on one partition. Its state and the payout requests it issues
-are committed in one Kafka transaction with its input offsets (:mod:`streams.txloop`):
+are committed in one Kafka transaction with its input offsets (:mod:`tributary.txloop`):
 a crash loses or repeats nothing, so there are no marks to keep and nothing to re-send.
 """
 
@@ -138,7 +138,7 @@ class BalanceState(Protocol):
 
 @dataclass
 class BalanceBook:
-    """The balances stage's logic over the state of one partition (``streams.state``):
+    """The balances stage's logic over the state of one partition (``tributary.state``):
 
         h:<holder_id>    the holder's balance
         p:<payout_id>    a payout requested and not yet settled

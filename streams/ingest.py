@@ -18,9 +18,9 @@ import orjson
 from schemas import DuplicateKeyError, duplicate_path, first_path, first_problem, strict_loads
 from schemas.batches import BATCH_MAX_EVENTS, items
 from streams.contracts import Contract, ContractBook, parse_time
-from streams.state import Expiry
 from tributary.money import royalty_pool
 from tributary.partitioner import home_partition
+from tributary.state import Expiry
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"

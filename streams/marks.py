@@ -2,7 +2,7 @@
 
 A Faust table write costs a changelog send per key: measured in the streams benchmark,
 one mark per event took ~180 us of the worker's ~260 us per event. Here each partition's
-marks live in a local RocksDB (:class:`streams.state.PartitionState`), and what a take
+marks live in a local RocksDB (:class:`tributary.state.PartitionState`), and what a take
 changed on a partition (marks, expiry lists, expired keys) goes to Kafka as ONE record on
 ``<app id>-ingest-marks`` (same partition number), sent through Faust's producer, so it
 is flushed before the offsets of the records it covers are committed. A worker that is
@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
-from streams.state import PartitionState, catch_up, topic_id
 from tributary import kafka
+from tributary.state import PartitionState, catch_up, topic_id
 
 log = logging.getLogger("tributary.marks")
 

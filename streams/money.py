@@ -1,4 +1,4 @@
-"""The money stages, each a transactional loop (:mod:`streams.txloop`):
+"""The money stages, each a transactional loop (:mod:`tributary.txloop`):
 
     attributions + corrections      -> accrue   -> royalty-ledger   (key holder_id)
     royalty-ledger + holder-policies -> balances -> payout-requests (key holder_id)
@@ -22,11 +22,11 @@ from prometheus_client import Counter
 from schemas import first_problem
 from streams.accrual import AccrualBook
 from streams.balances import BalanceBook, PayoutPolicy
-from streams.state import Expiry, PartitionState
-from streams.txloop import Output
 from tributary import kafka, ledger
+from tributary.state import Expiry, PartitionState
 from tributary.topics import Topic
 from tributary.topology import stages
+from tributary.txloop import Output
 
 log = logging.getLogger("tributary.money")
 

@@ -148,7 +148,7 @@ def run_money(platform: PlatformConfig, pipeline: PipelineConfig, stage: str, ht
     RocksDB under the data directory, mirrored to its state topic."""
     setup(f"{stage}-{instance_id}")
     from streams.money import AccrueStage, BalancesStage
-    from streams.txloop import LoopConfig, TransactionalLoop
+    from tributary.txloop import LoopConfig, TransactionalLoop
 
     logic = (AccrueStage(pipeline.refund_window_s) if stage == "accrue"
              else BalancesStage(pipeline.payout_policy))

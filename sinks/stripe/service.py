@@ -3,7 +3,7 @@
 Per request: execute the payout (see :mod:`sinks.stripe.payouts`), then produce its
 result to ``payout-results`` and its ledger entry (reserved -> paid, or reserved ->
 payable on a permanent failure) to ``royalty-ledger`` in one Kafka transaction with the
-request offsets (:mod:`streams.txloop`, stable ``transactional.id`` per worker id). A
+request offsets (:mod:`tributary.txloop`, stable ``transactional.id`` per worker id). A
 crash before the commit leaves no result and no entry and re-delivers the request;
 Stripe's own record of the transfer (looked up before any create) turns the retry into
 the same outcome, so the transfer is made once and its entry posted once. A failed
@@ -27,13 +27,13 @@ from sinks.stripe.payouts import (
     execute,
     result_record,
 )
-from streams.state import PartitionState
-from streams.txloop import Interrupted, LoopConfig, Output, TransactionalLoop
 from tributary import kafka, ledger
 from tributary.health import Health
 from tributary.kafka import TopicReader
+from tributary.state import PartitionState
 from tributary.topics import Topic
 from tributary.topology import stages
+from tributary.txloop import Interrupted, LoopConfig, Output, TransactionalLoop
 
 log = logging.getLogger("tributary.sink.stripe")
 GROUP_ID = "tributary-sink-stripe"

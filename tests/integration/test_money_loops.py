@@ -192,7 +192,7 @@ def test_the_survivors_local_copies_are_caught_up_with_their_state_topic(money_r
     from confluent_kafka import Consumer, TopicPartition
     from rocksdict import AccessType, Options, Rdict
 
-    from streams.state import APPLIED
+    from tributary.state import APPLIED
 
     cfg, _, procs = money_run
     survivors = {"accrue": ("accrue-0", Topic.ACCRUE_STATE), "balances": ("balances-1", Topic.BALANCES_STATE)}

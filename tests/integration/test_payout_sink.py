@@ -14,13 +14,13 @@ import pytest
 
 from sinks.stripe.payouts import StripeTransfers
 from sinks.stripe.service import PayoutStage, completed_payouts
-from streams.txloop import LoopConfig, TransactionalLoop
 from tests.conftest import reset_platform
 from tests.stripe_double import ConnectDouble
 from tributary import ledger
 from tributary.health import Health
 from tributary.kafka import TopicReader, producer
 from tributary.topics import Topic
+from tributary.txloop import LoopConfig, TransactionalLoop
 
 pytestmark = [pytest.mark.kafka, pytest.mark.stripe]
 

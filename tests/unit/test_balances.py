@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from schemas import first_problem
 from streams.balances import BalanceBook, HolderBalance, PayoutPolicy
-from streams.state import DictBackend, PartitionState
 from tributary.ledger import payout_outcome
+from tributary.state import DictBackend, PartitionState
 
 FREE = PayoutPolicy(min_payout_micros=1_000_000, fee_fixed_micros=0, fee_bps=0, max_fee_bps=10_000)
 T0 = datetime(2026, 11, 20, tzinfo=UTC)

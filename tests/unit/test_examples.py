@@ -22,9 +22,9 @@ from streams.accrual import AccrualBook
 from streams.balances import BalanceBook, PayoutPolicy
 from streams.contracts import ContractBook
 from streams.ingest import IngestBook, Source
-from streams.state import DictBackend, PartitionState
 from tributary.config import PipelineConfig
 from tributary.sample import load_catalog
+from tributary.state import DictBackend, PartitionState
 
 TOPICS = sorted(topic_manifests())
 ALL = [(t, name, raw) for t in TOPICS for name, raw in examples(t)]

@@ -12,7 +12,7 @@ from schemas import first_problem
 from streams.accrual import AccrualBook
 from streams.contracts import ContractBook
 from streams.ingest import IngestBook, Source, home_partition
-from streams.state import DictBackend, PartitionState
+from tributary.state import DictBackend, PartitionState
 
 BOOK = ContractBook.load()
 T0 = datetime(2026, 11, 20, tzinfo=UTC)

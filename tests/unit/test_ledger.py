@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from schemas import first_problem
 from streams.accrual import AccrualBook
 from streams.balances import BalanceBook, PayoutPolicy
-from streams.state import DictBackend, PartitionState
 from tributary import ledger
 from tributary.ledger import InvalidEntry, Kind
+from tributary.state import DictBackend, PartitionState
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 FREE = PayoutPolicy(min_payout_micros=1_000_000, fee_fixed_micros=0, fee_bps=0, max_fee_bps=10_000,

@@ -4,7 +4,7 @@ as one JSON object that restores to exactly the same writes."""
 import orjson
 
 from streams.marks import MarkStore, _expand
-from streams.state import DictBackend, PartitionState
+from tributary.state import DictBackend, PartitionState
 
 
 def test_a_takes_record_restores_to_the_same_writes(tmp_path):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from streams.balances import PayoutPolicy
 from streams.money import AccrueStage, BalancesStage
-from streams.state import DictBackend, Expiry, PartitionState
+from tributary.state import DictBackend, Expiry, PartitionState
 from tributary.topics import Topic
 
 FREE = PayoutPolicy(min_payout_micros=1_000_000, fee_fixed_micros=0, fee_bps=0, max_fee_bps=10_000)

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from schemas import first_problem
 from streams.accrual import UNDER_REVIEW, AccrualBook, accrue, review_entries
 from streams.contracts import ContractBook
-from streams.state import DictBackend, PartitionState
 from tributary.money import UNATTRIBUTED
 from tributary.review import review_record
+from tributary.state import DictBackend, PartitionState
 
 
 def attribution(pool, weight_bps, shares):

@@ -1,6 +1,6 @@
 """The state of a transactional stage: one key-value store per input partition,
 mirrored to a compacted state topic in the same Kafka transaction as the stage's
-outputs and input offsets (:mod:`streams.txloop`).
+outputs and input offsets (:mod:`tributary.txloop`).
 
 - :class:`PartitionState` is what a stage's logic reads and writes while it handles a
   batch: writes stay in an overlay until the transaction commits (:meth:`commit`), or

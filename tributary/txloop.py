@@ -1,7 +1,7 @@
 """A confluent-kafka consume-transform-produce loop, exactly once.
 
 Each batch of input records is handled against the state of its partitions
-(:mod:`streams.state`); the outputs, the state changes (to the stage's compacted state
+(:mod:`tributary.state`); the outputs, the state changes (to the stage's compacted state
 topic, same partition number as the input) and the input offsets go to Kafka in one
 transaction. Either all of a batch happened or none of it did: after a crash, a
 broker restart or a rebalance, the next owner of a partition restores its state from
@@ -31,9 +31,9 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
-from streams.state import DictBackend, PartitionState, catch_up, topic_id
 from tributary import kafka
 from tributary.health import Health
+from tributary.state import DictBackend, PartitionState, catch_up, topic_id
 
 log = logging.getLogger("tributary.txloop")
 
