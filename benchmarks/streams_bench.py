@@ -244,9 +244,9 @@ class BalanceWatcher(threading.Thread):
         while not self.stop.is_set():
             for msg in self.consumer.consume(1000, 0.05):
                 key = msg.key()
-                if msg.error() or key is None or not key.startswith(b"h:h-"):
+                if msg.error() or key is None or not key.startswith(b"h:USD:h-"):
                     continue
-                self.seen.setdefault(key[4:].decode(), time.time())
+                self.seen.setdefault(key[len(b"h:USD:h-"):].decode(), time.time())
         self.consumer.close()
 
 

@@ -9,56 +9,16 @@ a crash loses or repeats nothing, so there are no marks to keep and nothing to r
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from tributary.ids import payout_id
 from tributary.ledger import PAYOUT_OUTCOMES
-from tributary.money import BPS_DENOMINATOR, whole_cents
+from tributary.money import payable
+from tributary.policy import PayoutPolicy
 
 CREDITS = {"accrual": 1, "accrual_reversal": -1}
-
-
-@dataclass(frozen=True)
-class PayoutPolicy:
-    """When a holder is paid. Per holder (``holder-policies`` topic) or the defaults."""
-
-    min_payout_micros: int = 1_000_000
-    # estimated Stripe Connect payout fee: fixed + bps of the amount
-    fee_fixed_micros: int = 250_000
-    fee_bps: int = 25
-    # no payout while the estimated fee exceeds this share of the amount
-    max_fee_bps: int = 1_000
-    # at most one payout per this many seconds of ledger time (0: no cadence)
-    min_interval_s: int = 0
-    paused: bool = False
-    # after a permanent failure (e.g. a restricted Connect account), wait this long
-    # (ledger time) before trying again, instead of failing on every new accrual
-    retry_failed_after_s: int = 86_400
-
-    def estimated_fee(self, amount_micros: int) -> int:
-        return self.fee_fixed_micros + -(-amount_micros * self.fee_bps // BPS_DENOMINATOR)
-
-    def blocked(self, amount_micros: int, since_last_s: float | None,
-                since_failure_s: float | None = None) -> str | None:
-        """Why a payout of ``amount_micros`` may not be issued now; None if it may."""
-        if self.paused:
-            return "payouts paused for this holder"
-        if since_failure_s is not None and since_failure_s < self.retry_failed_after_s:
-            return "the last payout failed: waiting before the next attempt"
-        if amount_micros < self.min_payout_micros:
-            return "below the minimum payout"
-        if self.estimated_fee(amount_micros) * BPS_DENOMINATOR > amount_micros * self.max_fee_bps:
-            return "estimated fees exceed the allowed share"
-        if self.min_interval_s and since_last_s is not None and since_last_s < self.min_interval_s:
-            return "cadence: too soon after the last payout"
-        return None
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any], defaults: PayoutPolicy) -> PayoutPolicy:
-        known = {k: raw[k] for k in asdict(defaults) if k in raw}
-        return replace(defaults, **known)
 
 
 @dataclass
@@ -105,13 +65,13 @@ def apply_amount(state: HolderBalance, entry_type: str, amount: int, at: str | N
 
 def payout_due(state: HolderBalance, policy: PayoutPolicy, entry_time: str) -> dict[str, Any] | None:
     """The payout request to issue now, if the policy allows one. Reserves it."""
-    amount = whole_cents(state.unpaid_micros)  # sub-cent remainders stay on the balance
+    amount = payable(state.unpaid_micros, state.currency)  # sub-cent (sub-yen) remainders stay on the balance
     if amount <= 0 or policy.blocked(amount, _seconds_between(state.last_payout_at, entry_time),
                                      _seconds_between(state.last_failure_at, entry_time)):
         return None
     request = {
         "schema_version": 1,
-        "payout_id": payout_id(state.holder_id, state.payout_sequence),
+        "payout_id": payout_id(state.holder_id, state.payout_sequence, state.currency),
         "holder_id": state.holder_id,
         "amount_micros": amount,
         "currency": state.currency,
@@ -130,6 +90,10 @@ def reserve(state: HolderBalance, request: dict[str, Any]) -> None:
     state.last_payout_at = max(filter(None, [state.last_payout_at, request["requested_at"]]))
 
 
+def balance_key(holder_id: str, currency: str) -> str:
+    return f"h:{currency}:{holder_id}"
+
+
 class BalanceState(Protocol):
     def get(self, key: str, default: Any = None) -> Any: ...
     def __setitem__(self, key: str, value: Any) -> None: ...
@@ -140,9 +104,10 @@ class BalanceState(Protocol):
 class BalanceBook:
     """The balances stage's logic over the state of one partition (``tributary.state``):
 
-        h:<holder_id>    the holder's balance
-        p:<payout_id>    a payout requested and not yet settled
-        pol:<holder_id>  the holder's payout policy
+        h:<currency>:<holder_id>  the holder's balance in that currency (never summed
+                                  across currencies; each has its own payouts)
+        p:<payout_id>             a payout requested and not yet settled
+        pol:<holder_id>           the holder's payout policy (amounts per currency)
 
     Accruals arrive exactly once (accrue commits them in transactions). Payout outcomes
     come from the Stripe sink, which may write one twice after a crash: an outcome
@@ -150,7 +115,7 @@ class BalanceBook:
     are produced in the same transaction as the state, so each is issued once."""
 
     default_policy: PayoutPolicy = field(default_factory=PayoutPolicy)
-    _open: dict[str, HolderBalance] = field(default_factory=dict)
+    _open: dict[tuple[str, str], HolderBalance] = field(default_factory=dict)
     _state: BalanceState | None = None
 
     def policy(self, state: BalanceState, holder_id: str) -> PayoutPolicy:
@@ -166,16 +131,22 @@ class BalanceBook:
         if self._state is not state:  # balances are cached per batch and per partition
             self.flush()
             self._state = state
-        if holder_id not in self._open:
-            raw = state.get(f"h:{holder_id}")
-            self._open[holder_id] = HolderBalance.from_json(raw) if raw else HolderBalance(holder_id, currency)
-        return self._open[holder_id]
+        key = (holder_id, currency)
+        if key not in self._open:
+            raw = state.get(balance_key(holder_id, currency))
+            if raw is None:  # a balance kept before balances were per currency (one per holder)
+                legacy = state.get(f"h:{holder_id}")
+                if legacy is not None and legacy.get("currency", "USD") == currency:
+                    raw = legacy
+                    state.pop(f"h:{holder_id}")  # moves to its per-currency key at the next flush
+            self._open[key] = HolderBalance.from_json(raw) if raw else HolderBalance(holder_id, currency)
+        return self._open[key]
 
     def flush(self) -> None:
         """Write the balances changed since the last flush to their state (end of batch)."""
         if self._state is not None:
-            for holder_id, balance in self._open.items():
-                self._state[f"h:{holder_id}"] = balance.to_json()
+            for (holder_id, currency), balance in self._open.items():
+                self._state[balance_key(holder_id, currency)] = balance.to_json()
         self._open.clear()
         self._state = None
 
@@ -192,7 +163,8 @@ class BalanceBook:
         apply_amount(balance, kind, int(entry["amount_micros"]), entry.get("created_at"))
         if kind not in ("accrual", "payout_reversal"):
             return []
-        request = payout_due(balance, self.policy(state, holder_id), entry.get("created_at") or "")
+        request = payout_due(balance, self.policy(state, holder_id).for_currency(balance.currency),
+                             entry.get("created_at") or "")
         if request is None:
             return []
         state[f"p:{request['payout_id']}"] = request

@@ -6,11 +6,13 @@ import argparse
 import json
 import os
 import sys
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tributary.config import ConfigError, PlatformConfig, load_pipeline, load_platform
 from tributary.errors import UserError
+from tributary.money import is_currency
 from tributary.platform.procs import PlatformError
 
 if TYPE_CHECKING:
@@ -54,16 +56,42 @@ def _platform_args(parser: argparse.ArgumentParser) -> None:
 
 def _policy_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("payout policy")
-    g.add_argument("--min-payout", type=float, metavar="USD", help="smallest payout, e.g. 5.00")
+    g.add_argument("--min-payout", type=Decimal, metavar="AMOUNT",
+                   help="smallest payout in any currency not given with --min-payout-in, e.g. 5.00")
+    g.add_argument("--min-payout-in", action="append", default=[], metavar="CUR=AMOUNT",
+                   help="smallest payout in one currency, e.g. JPY=1000 or EUR=5.00 (repeatable)")
     g.add_argument("--max-fee-share", type=float, metavar="FRACTION",
                    help="no payout while estimated fees exceed this share of it, e.g. 0.05")
     g.add_argument("--cadence-days", type=float, metavar="DAYS", help="at most one payout per this many days")
     g.add_argument("--pause", action="store_true", help="hold all payouts for this holder")
 
 
+def _currency(text: str) -> str:
+    if not is_currency(text.upper()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a currency code (e.g. USD, EUR, JPY)")
+    return text.upper()
+
+
+def _micros(amount: Decimal, what: str) -> int:
+    micros = amount * 1_000_000
+    if micros != micros.to_integral_value() or micros < 1:
+        raise UserError(f"{what} {amount}: must be positive and have at most six decimals")
+    return int(micros)
+
+
 def _policy_from_args(args: argparse.Namespace) -> dict[str, object]:
+    currencies: dict[str, dict[str, int]] = {}
+    for item in args.min_payout_in:
+        currency, _, amount = item.partition("=")
+        if not is_currency(currency):
+            raise UserError(f"--min-payout-in {item!r}: expected CUR=AMOUNT with a currency code like JPY or EUR")
+        try:
+            currencies[currency] = {"min_payout_micros": _micros(Decimal(amount), f"--min-payout-in {currency}")}
+        except InvalidOperation:
+            raise UserError(f"--min-payout-in {item!r}: {amount!r} is not an amount") from None
     return {
-        "min_payout_micros": round(args.min_payout * 1_000_000) if args.min_payout is not None else None,
+        "min_payout_micros": _micros(args.min_payout, "--min-payout") if args.min_payout is not None else None,
+        "currencies": currencies or None,
         "max_fee_bps": round(args.max_fee_share * 10_000) if args.max_fee_share is not None else None,
         "min_interval_s": round(args.cadence_days * 86_400) if args.cadence_days is not None else None,
         "paused": True if args.pause else None,
@@ -174,8 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("statement", help="a rights holder's statement: accruals, refunds, payouts, remainder",
                        description="The holder's unpaid balance brought forward, royalties per day/work/model, "
                                    "refunds, payouts (with Stripe transfer ids and failures) and the remainder "
-                                   "carried forward, for a period of ledger dates.")
+                                   "carried forward, for a period of ledger dates, in one currency (amounts "
+                                   "in different currencies are never added up).")
     p.add_argument("holder_id")
+    p.add_argument("--currency", type=_currency,
+                   help="the currency of the statement (needed when the holder earns in several)")
     _period_args(p)
     p.add_argument("--format", choices=["text", "csv", "html"], default="text")
     p.add_argument("--output", type=Path, help="write to this file instead of standard output")
@@ -537,13 +568,13 @@ def _reporting(args: argparse.Namespace, cfg: PlatformConfig) -> int:
             return 0
         since, until = reports.dates(args.since, args.until, args.last_days)
         if args.command == "statement":
-            st = reports.statement(run, args.holder_id, since, until)
+            st = reports.statement(run, args.holder_id, since, until, args.currency)
             render = {"text": reports.statement_text, "csv": reports.statement_csv, "html": reports.statement_html}
             text = render[args.format](st)
             if args.output:
                 _write_output(args.output, text, "--output")
                 print(f"wrote {args.output} ({len(st.lines)} lines; carried forward "
-                      f"{st.closing_micros} micros)")
+                      f"{st.closing_micros} micros {st.currency})")
             else:
                 print(text, end="")
             return 0

@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from streams.balances import PayoutPolicy
+from tributary.money import is_currency
+from tributary.policy import CURRENCY_AMOUNTS, PayoutPolicy
 
 
 class ConfigError(ValueError):
@@ -114,6 +113,10 @@ class PipelineConfig:
     # after a payout fails permanently (restricted account, ...), the holder's next attempt
     # waits this long in ledger time instead of failing again on every new accrual
     payout_retry_failed_after_s: int = 86_400
+    # the threshold and fixed fee in currencies where the amounts above make no sense:
+    # "CUR=min_payout_micros/fee_fixed_micros,..." (amounts in micros of that currency);
+    # currencies not listed use the amounts above
+    payout_currencies: str = "JPY=150000000/40000000"
     # a duplicate ledger entry is recognised within this many offsets of the original
     ledger_dedupe_window: int = 1_000_000
     # duplicate event_ids are caught within this much event time (older events are late)
@@ -149,12 +152,11 @@ class PipelineConfig:
 
     @property
     def payout_policy(self) -> PayoutPolicy:
-        from streams.balances import PayoutPolicy
-
         return PayoutPolicy(
             min_payout_micros=self.payout_threshold_micros, fee_fixed_micros=self.payout_fee_fixed_micros,
             fee_bps=self.payout_fee_bps, max_fee_bps=self.payout_max_fee_bps,
             min_interval_s=self.payout_min_interval_s, retry_failed_after_s=self.payout_retry_failed_after_s,
+            currencies=parse_currency_amounts(self.payout_currencies),
         )
 
     def validate(self) -> None:
@@ -167,6 +169,10 @@ class PipelineConfig:
             problems.append("dedupe_window_s and refund_window_s must be >= 3600")
         if self.ledger_dedupe_window < 1000:
             problems.append("ledger_dedupe_window must be >= 1000 offsets")
+        try:
+            parse_currency_amounts(self.payout_currencies)
+        except ValueError as exc:
+            problems.append(f"payout_currencies {exc}")
         if self.payout_threshold_micros < 10_000:
             problems.append("payout_threshold_micros must be >= 10000 (one cent)")
         if not 1 <= self.batch_max_size <= 4096:
@@ -198,6 +204,19 @@ def _coerce(kind: str, raw: object) -> object:
     if kind == "Path":
         return Path(str(raw)).expanduser().resolve()
     return str(raw)
+
+
+def parse_currency_amounts(text: str) -> dict[str, dict[str, int]]:
+    """``"JPY=150000000/40000000,EUR=1000000/250000"`` -> {currency: {min_payout_micros,
+    fee_fixed_micros}}; raises ValueError naming the part that is wrong."""
+    out: dict[str, dict[str, int]] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        currency, _, amounts = part.partition("=")
+        values = amounts.split("/")
+        if not is_currency(currency) or len(values) != 2 or not all(v.strip().isdigit() for v in values):
+            raise ValueError(f"{part!r}: expected CUR=min_payout_micros/fee_fixed_micros, e.g. JPY=150000000/40000000")
+        out[currency] = dict(zip(CURRENCY_AMOUNTS, (int(v) for v in values), strict=True))
+    return out
 
 
 def _collect(cls: type, prefix: str, overrides: dict[str, object]) -> dict[str, object]:

@@ -24,7 +24,7 @@ from tributary import catalog as catalog_ops
 from tributary.config import PipelineConfig, PlatformConfig
 from tributary.kafka import TopicReader
 from tributary.lag import LagReader
-from tributary.money import MICROS_PER_CENT, format_micros
+from tributary.money import format_micros, payable
 from tributary.platform import local
 from tributary.platform.procs import PlatformError
 from tributary.query import QueryError, query, scalar
@@ -194,24 +194,46 @@ def settle_probe(cfg: PlatformConfig, valid: int, invalid: int, refunds: int = 0
     return probe
 
 
+# the demo's payout thresholds in yen: low enough that its few yen-billed events pay out
+DEMO_ENV = {"TRIBUTARY_PAYOUT_CURRENCIES": "JPY=20000000/1000000"}
+
+
+def money_by_currency(cfg: PlatformConfig) -> dict[str, dict[str, int]]:
+    """Per currency: pool, refunded, credited to holders, escrow, paid out; never summed
+    across currencies."""
+    figures: dict[str, dict[str, int]] = {}
+
+    def put(name: str, rows: list[list[Any]]) -> None:
+        for currency, amount in rows:
+            figures.setdefault(str(currency), dict.fromkeys(
+                ("pool", "refunded", "credited", "escrow", "paid", "transfers"), 0))[name] = int(amount or 0)
+
+    put("pool", query(cfg, "SELECT currency, sum(pool_micros) FROM priced_events FINAL GROUP BY currency")[1])
+    put("refunded", query(cfg, "SELECT currency, sum(pool_micros) FROM priced_events FINAL WHERE event_id IN "
+                               "(SELECT event_id FROM corrections FINAL WHERE kind = 'refund') GROUP BY currency")[1])
+    put("credited", query(cfg, f"SELECT currency, sum({SIGNED}) FROM ledger_entries FINAL "
+                               "WHERE entry_type IN ('accrual', 'accrual_reversal') "
+                               "AND holder_id NOT LIKE 'escrow:%' GROUP BY currency")[1])
+    put("escrow", query(cfg, f"SELECT currency, sum({SIGNED}) FROM ledger_entries FINAL "
+                             "WHERE holder_id = 'escrow:unattributed' GROUP BY currency")[1])
+    put("paid", query(cfg, "SELECT currency, sum(amount_micros) FROM ledger_entries FINAL "
+                           "WHERE entry_type = 'payout' GROUP BY currency")[1])
+    put("transfers", query(cfg, "SELECT currency, count() FROM ledger_entries FINAL "
+                                "WHERE entry_type = 'payout' GROUP BY currency")[1])
+    return figures
+
+
 def summary(cfg: PlatformConfig, sample: dict[str, Any], published: int, invalid: int) -> bool:
     """Print the summary; returns False if the books do not balance."""
-    pool = int(scalar(cfg, "SELECT sum(pool_micros) FROM priced_events FINAL") or 0)
-    refunded = int(scalar(cfg, "SELECT sum(pool_micros) FROM priced_events FINAL WHERE event_id IN "
-                               "(SELECT event_id FROM corrections FINAL WHERE kind = 'refund')") or 0)
-    credited = int(scalar(cfg, f"SELECT sum({SIGNED}) FROM ledger_entries FINAL "
-                               "WHERE entry_type IN ('accrual', 'accrual_reversal') "
-                               "AND holder_id NOT LIKE 'escrow:%'") or 0)
-    escrow = int(scalar(cfg, f"SELECT sum({SIGNED}) FROM ledger_entries FINAL "
-                             "WHERE holder_id = 'escrow:unattributed'") or 0)
+    money = money_by_currency(cfg)
     _, holders = query(cfg, """
-        SELECT h.holder_id, h.name, h.stripe_account,
+        SELECT h.holder_id, h.name, h.stripe_account, ifNull(b.currency, ''),
                ifNull(b.accrued_micros, 0), ifNull(b.paid_micros, 0), ifNull(b.payouts, 0)
         FROM holders AS h FINAL LEFT JOIN holder_balances AS b ON h.holder_id = b.holder_id
-        ORDER BY h.holder_id""")
-    _, transfers = query(cfg, "SELECT holder_id, groupArray(transfer_id) FROM "
-                              "(SELECT holder_id, transfer_id FROM payout_results FINAL "
-                              "WHERE status = 'paid' ORDER BY completed_at) GROUP BY holder_id")
+        ORDER BY h.holder_id, b.currency SETTINGS join_use_nulls = 0""")
+    _, transfers = query(cfg, "SELECT holder_id, currency, groupArray(transfer_id) FROM "
+                              "(SELECT holder_id, currency, transfer_id FROM ledger_entries FINAL "
+                              "WHERE entry_type = 'payout' ORDER BY created_at) GROUP BY holder_id, currency")
     _, dlq = query(cfg, "SELECT error_code, count() FROM dead_letters FINAL GROUP BY error_code ORDER BY error_code")
     _, kinds = query(cfg, """
         SELECT JSONExtractString(p.metadata, 'demo_kind') AS kind, count() AS events,
@@ -221,20 +243,23 @@ def summary(cfg: PlatformConfig, sample: dict[str, Any], published: int, invalid
                countIf(NOT hasAll(JSONExtract(p.metadata, 'planted', 'Array(String)'), a.works)) AS wrong_work
         FROM priced_events AS p FINAL INNER JOIN attributions AS a FINAL ON p.event_id = a.event_id
         GROUP BY kind ORDER BY kind""")
-    paid_total = int(scalar(cfg, "SELECT sum(amount_micros) FROM payout_results FINAL WHERE status='paid'") or 0)
-    by_holder = dict((h, ids) for h, ids in transfers)
-    balanced = credited + escrow == pool - refunded
+    by_holder = {(h, c): ids for h, c, ids in transfers}
+    balanced = all(m["credited"] + m["escrow"] == m["pool"] - m["refunded"] for m in money.values())
+    payable_only = all(payable(m["paid"], c) == m["paid"] for c, m in money.items())
     print("\n================ tributary demo: summary ================")
     print(f"inference events published : {published} valid + {invalid} invalid")
-    print(f"royalty pool               : {format_micros(pool)}")
-    print(f"refunded (reversed)        : {format_micros(refunded)}")
-    net = pool - refunded
-    print(f"attributed to holders      : {format_micros(credited)} ({credited / net:.1%} of the net pool)" if net else "")
-    print(f"unattributed (escrow)      : {format_micros(escrow)}")
-    print(f"conservation               : credits + escrow {'==' if balanced else '!='} pool - refunds "
-          f"({'exact to the micro' if balanced else 'MISMATCH'})")
-    print(f"paid out via Stripe Connect: {format_micros(paid_total)} in "
-          f"{sum(len(v) for v in by_holder.values())} transfers")
+    print("money, per currency (never added across currencies):")
+    for currency, m in sorted(money.items()):
+        net = m["pool"] - m["refunded"]
+        exact = m["credited"] + m["escrow"] == net
+        print(f"  {currency}: royalty pool {format_micros(m['pool'], currency)}, refunded "
+              f"{format_micros(m['refunded'], currency)}")
+        print(f"       attributed to holders {format_micros(m['credited'], currency)}"
+              + (f" ({m['credited'] / net:.1%} of the net pool)" if net else "")
+              + f", unattributed (escrow) {format_micros(m['escrow'], currency)}")
+        print(f"       conservation: credits + escrow {'==' if exact else '!='} pool - refunds "
+              f"({'exact to the micro' if exact else 'MISMATCH'}); paid out via Stripe Connect "
+              f"{format_micros(m['paid'], currency)} in {m['transfers']} transfers")
     print("\nattribution by output kind (the demo plants its sources, so they can be checked):")
     print(f"  {'kind':<10} {'events':>6} {'attributed':>10} {'all planted works found':>24} "
           f"{'attributed to a work not planted':>33}")
@@ -242,12 +267,14 @@ def summary(cfg: PlatformConfig, sample: dict[str, Any], published: int, invalid
         found_text = f"{found}" if kind != "unrelated" else "-"
         print(f"  {kind:<10} {n:>6} {attributed:>10} {found_text:>24} {wrong:>33}")
     print("\nper holder:")
-    print(f"  {'holder':<10} {'account':<22} {'accrued':>18} {'paid':>18} {'unpaid':>16}  transfers")
-    for holder_id, _name, account, accrued, paid, payouts in holders:
-        ids = by_holder.get(holder_id, [])
+    print(f"  {'holder':<10} {'account':<22} {'accrued':>22} {'paid':>22} {'unpaid':>22}  transfers")
+    for holder_id, _name, account, currency, accrued, paid, payouts in holders:
+        ids = by_holder.get((holder_id, currency), [])
         shown = ", ".join(ids[:2]) + (f" (+{len(ids) - 2} more)" if len(ids) > 2 else "")
-        print(f"  {holder_id:<10} {account:<22} {format_micros(int(accrued)):>18} "
-              f"{format_micros(int(paid)):>18} {format_micros(int(accrued) - int(paid)):>16}  {payouts}: {shown}")
+        cur = currency or "USD"
+        print(f"  {holder_id:<10} {account:<22} {format_micros(int(accrued), cur):>22} "
+              f"{format_micros(int(paid), cur):>22} {format_micros(int(accrued) - int(paid), cur):>22}  "
+              f"{payouts}: {shown}")
     print("\ndead-lettered (reason codes):")
     for code, n in dlq:
         print(f"  {code:<28} {n}")
@@ -256,13 +283,15 @@ def summary(cfg: PlatformConfig, sample: dict[str, Any], published: int, invalid
     print("\nquery it yourself (ClickHouse engine, embedded):")
     base = f"  {cli} --data-dir {cfg.data_dir}"
     print(f"{base} report earnings --by holder,model")
-    print(f"{base} statement h-austen            # accruals, refunds, payouts, remainder (--format csv|html)")
+    print(f"{base} statement h-austen --currency USD  # accruals, refunds, payouts, remainder (--format csv|html)")
     print(f"{base} report payouts --holder h-austen   # then: explain <payout_id>, down to the matched passages")
     print(f"{base} review list --limit 5              # probable (paraphrase) attributions to accept or reject")
     print(f"{base} sql \"SELECT reason, count() FROM dead_letters FINAL GROUP BY reason\"")
-    print("  views: holder_earnings_daily, unattributed_escrow, attribution_coverage, holder_balances")
+    print(f"{base} trial-balance                    # every ledger account per currency: do the books close?")
+    print("  views: holder_earnings_daily, unattributed_escrow, attribution_coverage, holder_balances, "
+          "account_balances")
     print("==========================================================\n")
-    return balanced and paid_total % MICROS_PER_CENT == 0
+    return balanced and payable_only
 
 
 def run(base: PlatformConfig, pipeline: PipelineConfig, events: int, keep_running: bool,
@@ -275,7 +304,7 @@ def run(base: PlatformConfig, pipeline: PipelineConfig, events: int, keep_runnin
         print("[2/6] starting the platform (Kafka broker, stripe-mock, ClickHouse engine)")
         local.up(cfg, log=lambda m: print(f"  {m}"))
         print("[3/6] starting the pipeline stages, one process each")
-        start_stages(cfg)
+        start_stages(cfg, env=DEMO_ENV)
         print("[4/6] registering the sample catalog and onboarding holders")
         sample = register_and_index(cfg, pipeline, timeout)
         print(f"[5/6] publishing {events} inference events (+ the invalid examples from schemas/, "

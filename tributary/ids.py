@@ -19,8 +19,9 @@ def attribution_id(event_id: str, catalog_version: int, model_revision: str) -> 
     return derived_id("at", event_id, catalog_version, model_revision)
 
 
-def payout_id(holder_id: str, sequence: int) -> str:
-    return derived_id("po", holder_id, sequence)
+def payout_id(holder_id: str, sequence: int, currency: str) -> str:
+    """A holder's ``sequence``-th payout in ``currency`` (each currency counts its own)."""
+    return derived_id("po", holder_id, currency, sequence)
 
 
 def chunk_id(work_id: str, catalog_version: int, chunk_index: int) -> str:

@@ -66,9 +66,11 @@ def earnings(run: Query, by: list[str], since: date | None = None, until: date |
 def escrow(run: Query, since: date | None = None, until: date | None = None) -> tuple[list[str], list[list[Any]]]:
     """Unattributed money held in escrow, per day, provider and model."""
     where, params = _where(since, until, "day")
-    return run(f"""SELECT day, provider, model_name, sum(escrow_micros) AS escrow_micros, sum(events) AS events
+    return run(f"""SELECT day, provider, model_name, currency, sum(escrow_micros) AS escrow_micros,
+                          sum(events) AS events
                    FROM unattributed_escrow {where}
-                   GROUP BY day, provider, model_name ORDER BY day, provider, model_name""", params)
+                   GROUP BY day, provider, model_name, currency ORDER BY day, provider, model_name, currency""",
+               params)
 
 
 def coverage(run: Query, since: date | None = None, until: date | None = None) -> tuple[list[str], list[list[Any]]]:
@@ -87,7 +89,7 @@ def payouts(run: Query, since: date | None = None, until: date | None = None,
     """Every payout request with its outcome."""
     where, params = _where(since, until, "toDate(r.requested_at)", holder, holder_column="r.holder_id")
     return run(f"""
-        SELECT r.payout_id, r.holder_id, r.amount_micros, r.requested_at,
+        SELECT r.payout_id, r.holder_id, r.amount_micros, r.currency, r.requested_at,
                if(s.payout_id = '', 'pending', s.status) AS status, s.transfer_id, s.error
         FROM (SELECT * FROM payout_requests FINAL) AS r
         LEFT JOIN (SELECT * FROM payout_results FINAL) AS s ON r.payout_id = s.payout_id
@@ -134,6 +136,7 @@ class Statement:
     until: date | None
     opening_micros: int
     lines: list[dict[str, Any]] = field(default_factory=list)
+    currency: str = "USD"
 
     @property
     def accrued_micros(self) -> int:
@@ -152,20 +155,38 @@ class Statement:
         return self.opening_micros + sum(line["amount_micros"] for line in self.lines)
 
 
-def statement(run: Query, holder: str, since: date | None, until: date | None) -> Statement:
-    """A holder's statement for [since, until] (ledger dates, inclusive): the unpaid
-    balance brought forward, accruals per day/work/model, refunds, payouts with their
-    Stripe transfers and failures, and the remainder carried forward."""
+def holder_currencies(run: Query, holder: str) -> list[str]:
+    """The currencies a holder has ledger entries in."""
+    _, rows = run("SELECT DISTINCT currency FROM ledger_entries FINAL WHERE holder_id = {holder:String} "
+                  "ORDER BY currency", {"holder": holder})
+    return [str(r[0]) for r in rows]
+
+
+def statement(run: Query, holder: str, since: date | None, until: date | None,
+              currency: str | None = None) -> Statement:
+    """A holder's statement in one currency for [since, until] (ledger dates, inclusive):
+    the unpaid balance brought forward, accruals per day/work/model, refunds, payouts
+    with their Stripe transfers and failures, and the remainder carried forward. Without
+    ``currency``: the holder's only currency (an error naming them if there are several:
+    amounts in different currencies are never added up)."""
     h = {"holder": holder}
     _, names = run("SELECT name FROM holders FINAL WHERE holder_id = {holder:String}", h)
-    _, seen = run("SELECT count() FROM ledger_entries FINAL WHERE holder_id = {holder:String}", h)
-    if not names and not seen[0][0]:
+    currencies = holder_currencies(run, holder)
+    if not names and not currencies:
         raise ReportError(f"no holder {holder!r} in the ledger or the catalog; list them with "
                           "`tributary sql \"SELECT holder_id, name FROM holders FINAL\"`")
+    if currency is None:
+        if len(currencies) > 1:
+            raise ReportError(f"{holder} has earnings in {', '.join(currencies)}: a statement covers one currency, "
+                              "pass --currency " + currencies[0])
+        currency = currencies[0] if currencies else "USD"
+    h["currency"] = currency
     before = "toDate(created_at) < {since:Date}" if since else "0"
-    _, opening = run(f"SELECT sum({SIGNED}) FROM ledger_entries FINAL WHERE holder_id = {{holder:String}} AND {before}",
-                     {**h, "since": since} if since else h)
+    _, opening = run(f"SELECT sum({SIGNED}) FROM ledger_entries FINAL WHERE holder_id = {{holder:String}} "
+                     f"AND currency = {{currency:String}} AND {before}", {**h, "since": since} if since else h)
     period, params = _where(since, until, "toDate(l.created_at)", holder, holder_column="l.holder_id")
+    period = (period + " AND" if period else "WHERE") + " l.currency = {currency:String}"
+    params["currency"] = currency
     _, accruals = run(f"""
         SELECT toDate(l.created_at) AS day, l.entry_type, l.work_id, any(w.title), p.model_name,
                sum(l.amount_micros), count()
@@ -181,7 +202,7 @@ def statement(run: Query, holder: str, since: date | None, until: date | None) -
         LEFT JOIN (SELECT payout_id, error FROM payout_results FINAL) AS r ON l.payout_id = r.payout_id
         {period} AND l.entry_type IN ('payout', 'payout_reversal')
         ORDER BY l.created_at, l.payout_id SETTINGS join_use_nulls = 0""", params)
-    st = Statement(holder, names[0][0] if names else "", since, until, int(opening[0][0] or 0))
+    st = Statement(holder, names[0][0] if names else "", since, until, int(opening[0][0] or 0), currency=currency)
     for day, kind, work, title, model, amount, entries in accruals:
         refund = kind == "accrual_reversal"
         st.lines.append({"day": str(day), "kind": "refund" if refund else "accrual",
@@ -195,7 +216,8 @@ def statement(run: Query, holder: str, since: date | None, until: date | None) -
                              "work_id": "", "model": "", "reference": payout_id, "amount_micros": -int(amount)})
         else:
             st.lines.append({"day": str(day), "kind": "failed_payout",
-                             "description": f"payout of {format_micros(int(amount))} failed ({error or 'see explain'}); "
+                             "description": f"payout of {format_micros(int(amount), currency)} failed "
+                                            f"({error or 'see explain'}); "
                                             "the amount stays on the balance",
                              "work_id": "", "model": "", "reference": payout_id, "amount_micros": 0})
     st.lines.sort(key=lambda line: (line["day"], line["kind"] != "accrual", line["reference"]))
@@ -210,11 +232,11 @@ def statement_csv(st: Statement) -> str:
     writer = csv.writer(out)
     writer.writerow(STATEMENT_COLUMNS)
     writer.writerow(["", "opening", "unpaid balance brought forward", "", "", "", st.opening_micros,
-                     format_micros(st.opening_micros)])
+                     format_micros(st.opening_micros, st.currency)])
     for line in st.lines:
-        writer.writerow([*(line[c] for c in STATEMENT_COLUMNS[:-1]), format_micros(line["amount_micros"])])
+        writer.writerow([*(line[c] for c in STATEMENT_COLUMNS[:-1]), format_micros(line["amount_micros"], st.currency)])
     writer.writerow(["", "closing", "unpaid balance carried forward (below the payout threshold or "
-                     "awaiting payout)", "", "", "", st.closing_micros, format_micros(st.closing_micros)])
+                     "awaiting payout)", "", "", "", st.closing_micros, format_micros(st.closing_micros, st.currency)])
     return out.getvalue()
 
 
@@ -230,23 +252,24 @@ def _period(st: Statement) -> str:
 
 def statement_text(st: Statement) -> str:
     lines = [f"Statement for {st.name or st.holder_id} ({st.holder_id})", f"Period: {_period(st)}", ""]
-    lines += [f"  {label:<34} {format_micros(amount):>18}" for label, amount in _summary(st)]
+    lines += [f"  {label:<34} {format_micros(amount, st.currency):>18}" for label, amount in _summary(st)]
     lines += ["", f"  {'day':<10}  {'kind':<13}  {'amount':>16}  description"]
     for line in st.lines:
-        lines.append(f"  {line['day']:<10}  {line['kind']:<13}  {format_micros(line['amount_micros']):>16}  "
+        lines.append(f"  {line['day']:<10}  {line['kind']:<13}  {format_micros(line['amount_micros'], st.currency):>16}  "
                      f"{line['description']}{'  [' + line['reference'] + ']' if line['reference'] else ''}")
-    lines += ["", "Amounts are exact to the micro-dollar; sub-cent remainders stay on the balance. "
+    lines += ["", f"Amounts are exact to the micro-unit of {st.currency}; what a payout cannot move (below a cent, "
+                  "a yen) stays on the balance. "
                   "`tributary explain <payout_id>` shows the inferences and matched passages behind a payout."]
     return "\n".join(lines) + "\n"
 
 
 def statement_html(st: Statement) -> str:
     e = html.escape
-    summary = "".join(f"<tr><th>{e(label)}</th><td class=num>{e(format_micros(a))}</td></tr>"
+    summary = "".join(f"<tr><th>{e(label)}</th><td class=num>{e(format_micros(a, st.currency))}</td></tr>"
                       for label, a in _summary(st))
     rows = "".join(
         f"<tr><td>{e(line['day'])}</td><td>{e(line['kind'])}</td><td>{e(line['description'])}</td>"
-        f"<td>{e(line['reference'])}</td><td class=num>{e(format_micros(line['amount_micros']))}</td></tr>"
+        f"<td>{e(line['reference'])}</td><td class=num>{e(format_micros(line['amount_micros'], st.currency))}</td></tr>"
         for line in st.lines)
     return (f"<!doctype html><html><head><meta charset=utf-8><title>Statement {e(st.holder_id)}</title>"
             "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}"
@@ -257,10 +280,10 @@ def statement_html(st: Statement) -> str:
 
 
 # -- explain ---------------------------------------------------------------------
-def _entries_of(run: Query, holder: str) -> list[list[Any]]:
+def _entries_of(run: Query, holder: str, currency: str) -> list[list[Any]]:
     _, rows = run("""SELECT entry_id, entry_type, amount_micros, event_id, work_id, payout_id, created_at
-                     FROM ledger_entries FINAL WHERE holder_id = {holder:String}
-                     ORDER BY created_at, entry_id""", {"holder": holder})
+                     FROM ledger_entries FINAL WHERE holder_id = {holder:String} AND currency = {currency:String}
+                     ORDER BY created_at, entry_id""", {"holder": holder, "currency": currency})
     return rows
 
 
@@ -287,12 +310,12 @@ def payout_coverage(entries: list[list[Any]], payout_order: list[tuple[str, int]
     return out
 
 
-def _payout_order(run: Query, holder: str) -> list[tuple[str, int]]:
+def _payout_order(run: Query, holder: str, currency: str) -> list[tuple[str, int]]:
     _, rows = run("""
         SELECT r.payout_id, r.amount_micros FROM (SELECT * FROM payout_requests FINAL) AS r
         LEFT JOIN (SELECT payout_id, status FROM payout_results FINAL) AS s ON r.payout_id = s.payout_id
-        WHERE r.holder_id = {holder:String} AND s.status != 'failed'
-        ORDER BY r.sequence SETTINGS join_use_nulls = 0""", {"holder": holder})
+        WHERE r.holder_id = {holder:String} AND r.currency = {currency:String} AND s.status != 'failed'
+        ORDER BY r.sequence SETTINGS join_use_nulls = 0""", {"holder": holder, "currency": currency})
     return [(str(r[0]), int(r[1])) for r in rows]
 
 
@@ -320,7 +343,7 @@ def _evidence_lines(evidence_json: str, work_id: str, indent: str) -> list[str]:
 def explain(run: Query, ident: str, limit: int = 20) -> list[str]:
     """Human-readable lines walking from a payout or an event down to the evidence."""
     _, payout = run("""SELECT r.payout_id, r.holder_id, r.amount_micros, r.sequence, r.requested_at,
-                              s.status, s.transfer_id, s.destination, s.error
+                              s.status, s.transfer_id, s.destination, s.error, r.currency
                        FROM (SELECT * FROM payout_requests FINAL WHERE payout_id = {id:String}) AS r
                        LEFT JOIN (SELECT * FROM payout_results FINAL) AS s ON r.payout_id = s.payout_id
                        SETTINGS join_use_nulls = 0""", {"id": ident})
@@ -334,8 +357,9 @@ def explain(run: Query, ident: str, limit: int = 20) -> list[str]:
 
 
 def _explain_payout(run: Query, row: list[Any], limit: int) -> list[str]:
-    payout_id, holder, amount, sequence, requested_at, status, transfer, destination, error = row
-    lines = [f"payout {payout_id}: {format_micros(int(amount))} to {holder} (payout #{sequence} of this holder)",
+    payout_id, holder, amount, sequence, requested_at, status, transfer, destination, error, currency = row
+    lines = [f"payout {payout_id}: {format_micros(int(amount), currency)} to {holder} "
+             f"(payout #{sequence} of this holder in {currency})",
              f"  requested {requested_at} when the unpaid balance crossed the holder's payout threshold",
              f"  outcome: {status or 'pending'}"
              + (f", Stripe transfer {transfer} to {destination}" if transfer else "")
@@ -343,15 +367,15 @@ def _explain_payout(run: Query, row: list[Any], limit: int) -> list[str]:
     _, posted = run("""SELECT entry_type, entry_id, debit_account, credit_account, amount_micros, created_at
                        FROM ledger_entries FINAL WHERE payout_id = {payout:String}
                        ORDER BY created_at, entry_id""", {"payout": payout_id})
-    lines += [f"  ledger: {kind} {entry_id} {debit} -> {credit} {format_micros(int(micros))} at {at}"
+    lines += [f"  ledger: {kind} {entry_id} {debit} -> {credit} {format_micros(int(micros), currency)} at {at}"
               for kind, entry_id, debit, credit, micros, at in posted]
     if status == "failed":
         return [*lines, "  the amount went back to the holder's balance and is paid by a later payout"]
-    entries = _entries_of(run, holder)
-    cover = payout_coverage(entries, _payout_order(run, holder)).get(payout_id, [])
+    entries = _entries_of(run, holder, currency)
+    cover = payout_coverage(entries, _payout_order(run, holder, currency)).get(payout_id, [])
     by_id = {r[0]: r for r in entries}
     total = sum(m for _, m in cover)
-    lines.append(f"  settles {len(cover)} ledger credit(s) totalling {format_micros(total)} "
+    lines.append(f"  settles {len(cover)} ledger credit(s) totalling {format_micros(total, currency)} "
                  "(first in, first out over the holder's accruals net of refunds):")
     event_ids = sorted({by_id[e][3] for e, _ in cover[:limit]})  # the events shown below
     evidence: dict[str, str] = {}
@@ -361,7 +385,7 @@ def _explain_payout(run: Query, row: list[Any], limit: int) -> list[str]:
         evidence = {r[0]: r[1] for r in rows}
     for entry_id, micros in cover[:limit]:
         entry = by_id[entry_id]
-        lines.append(f"    {format_micros(micros):>14}  {entry[1]:<16} event {entry[3]}  work {entry[4]}  "
+        lines.append(f"    {format_micros(micros, currency):>14}  {entry[1]:<16} event {entry[3]}  work {entry[4]}  "
                      f"({entry_id})")
         lines += _evidence_lines(evidence.get(entry[3], ""), entry[4], " " * 20)[:3]
     if len(cover) > limit:
@@ -406,11 +430,12 @@ def _explain_event(run: Query, event_id: str) -> list[str]:
                         ORDER BY entry_type, holder_id, work_id""", e)
     lines.append(f"  ledger ({len(entries)} entries; credits + escrow = pool exactly):")
     for entry_id, kind, holder, work, amount, _source in entries:
-        lines.append(f"    {format_micros(int(amount)):>14}  {kind:<16} {holder:<22} {work or '':<24} {entry_id}")
+        lines.append(f"    {format_micros(int(amount), currency):>14}  {kind:<16} {holder:<22} {work or '':<24} "
+                     f"{entry_id}")
     for holder in sorted({e[2] for e in entries if not e[2].startswith("escrow:")}):
-        rows = _entries_of(run, holder)
+        rows = _entries_of(run, holder, currency)
         ours = {e[0] for e in entries}
-        settled = [pid for pid, parts in payout_coverage(rows, _payout_order(run, holder)).items()
+        settled = [pid for pid, parts in payout_coverage(rows, _payout_order(run, holder, currency)).items()
                    if any(entry_id in ours for entry_id, _ in parts)]
         lines.append(f"  {holder}: " + (f"paid in {', '.join(settled)}" if settled
                                         else "not paid out yet (still on the unpaid balance)"))

@@ -52,6 +52,13 @@ EDITS = {"very": "really", "little": "small", "large": "big", "great": "huge", "
          "quite": "rather", "never": "not ever", "most": "the most", "upon": "on", "whilst": "while"}
 
 KIND_WEIGHTS = {"quote": 35, "edit": 15, "mixed": 10, "unrelated": 40}
+# the contract of each event, by a uniform draw: dollars mostly, some euros and yen
+CONTRACTS = [(0.65, "standard-2026"), (0.75, "standard-eu-2026"), (0.85, "standard-jp-2026"), (1.0, "research-2026")]
+YEN_PER_DOLLAR = 150  # a JPY event bills about what a USD one does
+
+
+def _contract(draw: float) -> str:
+    return next(contract for upto, contract in CONTRACTS if draw < upto)
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,7 @@ def plan_events(catalog: dict[str, Any], count: int, seed: int = 7,
             text = " ".join(rng.sample(UNRELATED, rng.randint(2, 5)))
         by_revenue = rng.random() < 0.8
         revenue = rng.randint(50_000, 500_000)
+        contract = _contract(rng.random())
         tokens_in, tokens_out = rng.randint(100, 2000), rng.randint(20_000, 200_000)
         event = InferenceEvent(
             event_id=f"demo-{seed}-{i:06d}",
@@ -123,10 +131,11 @@ def plan_events(catalog: dict[str, Any], count: int, seed: int = 7,
             provider=rng.choice(["acme-ai", "nimbus-labs"]),
             model_name=rng.choice(["acme-chat-large", "acme-chat-small", "nimbus-writer"]),
             model_revision="2026-10-01",
-            contract_id="standard-2026" if rng.random() < 0.85 else "research-2026",
+            contract_id=contract,
             output_text=text,
             metadata={"demo_kind": kind, "planted": list(planted)},
-            revenue_micros=revenue if by_revenue else None,
+            revenue_micros=revenue * YEN_PER_DOLLAR if by_revenue and contract == "standard-jp-2026" else
+            revenue if by_revenue else None,
             input_tokens=None if by_revenue else tokens_in,
             output_tokens=None if by_revenue else tokens_out,
         )

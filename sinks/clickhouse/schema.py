@@ -146,6 +146,26 @@ MIGRATIONS.append((5, "the ledger's accounts: balances per account and currency,
        LEFT ANTI JOIN (SELECT payout_id FROM payout_results FINAL) AS s ON r.payout_id = s.payout_id""",
 ]))
 
+MIGRATIONS.append((6, "currencies: balances and escrow per currency, never summed across currencies", [
+    f"""CREATE OR REPLACE VIEW holder_balances AS
+       SELECT holder_id, currency,
+              sumIf({SIGNED}, entry_type IN ('accrual', 'accrual_reversal')) AS accrued_micros,
+              sumIf(amount_micros, entry_type = 'payout') AS paid_micros,
+              accrued_micros - paid_micros AS unpaid_micros,
+              countIf(entry_type = 'payout') AS payouts,
+              sumIf(amount_micros, entry_type = 'reservation')
+                - sumIf(amount_micros, entry_type IN ('payout', 'payout_reversal')) AS reserved_micros
+       FROM ledger_entries FINAL WHERE holder_id NOT LIKE 'escrow:%' GROUP BY holder_id, currency""",
+    f"""CREATE OR REPLACE VIEW unattributed_escrow AS
+       SELECT toDate(p.occurred_at) AS day, p.provider AS provider, p.model_name AS model_name,
+              l.currency AS currency, sum(l.signed_micros) AS escrow_micros, uniqExact(l.event_id) AS events
+       FROM (SELECT *, {SIGNED} AS signed_micros FROM ledger_entries FINAL
+             WHERE holder_id = 'escrow:unattributed') AS l
+       INNER JOIN (SELECT event_id, occurred_at, provider, model_name FROM priced_events FINAL) AS p
+         ON l.event_id = p.event_id
+       GROUP BY day, provider, model_name, currency""",
+]))
+
 LATEST = MIGRATIONS[-1][0]
 
 

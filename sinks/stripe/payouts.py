@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import stripe
 
-from tributary.money import MICROS_PER_CENT
+from tributary.money import from_stripe_amount, payable_step_micros, to_stripe_amount
 
 MAX_NETWORK_RETRIES = 3  # stripe-python's own retries per request (0.5 s .. 5 s apart)
 
@@ -45,11 +45,19 @@ class Outcome:
 @dataclass(frozen=True)
 class FoundTransfer:
     id: str
-    amount_cents: int
+    amount: int  # in the currency's Stripe minor units (cents, yen, fils)
     destination: str | None
     transfer_group: str | None
     payout_id: str | None  # from metadata
     created: int
+    currency: str = "usd"
+
+    @property
+    def amount_micros(self) -> int:
+        return from_stripe_amount(self.amount, self.currency)
+
+    def describe(self) -> str:
+        return f"{self.id} ({self.amount} {self.currency.upper()} minor units)"
 
 
 class TransferApi(Protocol):
@@ -82,7 +90,7 @@ class StripeTransfers:
     def create(self, payout: dict[str, Any], destination: str) -> str:
         transfer = self.client.v1.transfers.create(
             params={
-                "amount": payout["amount_micros"] // MICROS_PER_CENT,
+                "amount": to_stripe_amount(payout["amount_micros"], payout["currency"]),
                 "currency": payout["currency"].lower(),
                 "destination": destination,
                 "transfer_group": payout["payout_id"],
@@ -102,9 +110,9 @@ def _found(transfer: Any) -> FoundTransfer:
     destination = raw.get("destination")
     if isinstance(destination, dict):  # expanded
         destination = destination.get("id")
-    return FoundTransfer(id=str(raw["id"]), amount_cents=int(raw["amount"]), destination=destination,
+    return FoundTransfer(id=str(raw["id"]), amount=int(raw["amount"]), destination=destination,
                          transfer_group=raw.get("transfer_group"), payout_id=metadata.get("payout_id"),
-                         created=int(raw.get("created") or 0))
+                         created=int(raw.get("created") or 0), currency=str(raw.get("currency") or "usd"))
 
 
 def should_retry_header(exc: stripe.StripeError) -> bool | None:
@@ -129,8 +137,10 @@ def is_retryable(exc: Exception) -> bool:
 
 def execute(payout: dict[str, Any], destination: str | None, api: TransferApi) -> Outcome:
     """Pay ``payout`` once. Raises RetryableStripeError for transient failures."""
-    if payout["amount_micros"] % MICROS_PER_CENT:
-        return Outcome("failed", None, destination, "amount is not a whole number of cents")
+    currency = payout["currency"]
+    if payout["amount_micros"] % payable_step_micros(currency):
+        return Outcome("failed", None, destination, f"amount {payout['amount_micros']} micros is not payable in "
+                                                    f"{currency} (a multiple of {payable_step_micros(currency)})")
     if not destination:
         return Outcome("failed", None, None,
                        f"holder {payout['holder_id']} has no Connect account: onboard it with "
@@ -138,12 +148,12 @@ def execute(payout: dict[str, Any], destination: str | None, api: TransferApi) -
     try:
         existing = api.find(payout["payout_id"])
         if existing:
-            if existing.amount_cents * MICROS_PER_CENT != payout["amount_micros"]:
+            if not _same_amount(existing, payout):
                 # never report someone else's transfer as this payout: fail it loudly, its amount
                 # returns to the holder's balance, and `tributary reconcile` lists the conflict
                 return Outcome("failed", None, destination,
-                               f"transfer {existing.id} already exists for payout id {payout['payout_id']} "
-                               f"with {existing.amount_cents} cents, not {payout['amount_micros'] // MICROS_PER_CENT}")
+                               f"transfer {existing.describe()} already exists for payout id "
+                               f"{payout['payout_id']}, not {payout['amount_micros']} micros {currency}")
             return Outcome("paid", existing.id, destination)
         return Outcome("paid", api.create(payout, destination), destination)
     except Exception as exc:
@@ -165,9 +175,13 @@ def _lookup(api: TransferApi, payout: dict[str, Any], destination: str) -> Outco
         existing = api.find(payout["payout_id"])
     except stripe.StripeError as exc:
         raise RetryableStripeError(f"could not check whether the transfer was made: {exc}") from exc
-    if existing and existing.amount_cents * MICROS_PER_CENT == payout["amount_micros"]:
+    if existing and _same_amount(existing, payout):
         return Outcome("paid", existing.id, destination)
     return None
+
+
+def _same_amount(transfer: FoundTransfer, payout: dict[str, Any]) -> bool:
+    return (transfer.currency.upper(), transfer.amount_micros) == (payout["currency"], payout["amount_micros"])
 
 
 def result_record(payout: dict[str, Any], outcome: Outcome) -> dict[str, Any]:

@@ -7,7 +7,7 @@ Each payout is matched to transfers by ``transfer_group`` (= payout id, set on e
 transfer the sink creates), falling back to ``metadata.payout_id``. Findings:
 
   duplicate_transfers      more than one transfer for one payout (a double payment)
-  amount_mismatch          the transfer's amount differs from the ledger's payout
+  amount_mismatch          the transfer's amount or currency differs from the ledger's payout
   destination_mismatch     paid to another Connect account than the ledger says
   paid_without_transfer    the ledger says paid, Stripe has no such transfer
   transfer_id_mismatch     the ledger names a different transfer id than Stripe's
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sinks.stripe.payouts import FoundTransfer
-from tributary.money import MICROS_PER_CENT
 
 MISMATCHES = ("duplicate_transfers", "amount_mismatch", "destination_mismatch", "paid_without_transfer",
               "transfer_id_mismatch", "failed_but_transferred", "transfer_without_payout")
@@ -37,6 +36,7 @@ class LedgerPayout:
     status: str  # "paid" | "failed" | "pending"
     transfer_id: str = ""
     destination: str = ""
+    currency: str = "USD"
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def reconcile(payouts: list[LedgerPayout], transfers: list[FoundTransfer]) -> li
 
         if len(found) > 1:
             note("duplicate_transfers", f"{len(found)} transfers: " + ", ".join(
-                f"{t.id} ({t.amount_cents} cents)" for t in found))
+                t.describe() for t in found))
         if p.status == "pending":
             if found:
                 note("pending", f"no outcome in the ledger yet, but Stripe has {found[0].id}: the sink "
@@ -81,16 +81,15 @@ def reconcile(payouts: list[LedgerPayout], transfers: list[FoundTransfer]) -> li
         if p.status == "failed":
             if found:
                 note("failed_but_transferred", f"ledger says failed (amount returned to the balance) but "
-                                               f"Stripe has {found[0].id} for {found[0].amount_cents} cents")
+                                               f"Stripe has {found[0].describe()}")
             continue
         if not found:
             note("paid_without_transfer", f"ledger says paid by {p.transfer_id or '?'}; Stripe reports no "
                                           "transfer for this payout")
             continue
         transfer = found[0]
-        if transfer.amount_cents * MICROS_PER_CENT != p.amount_micros:
-            note("amount_mismatch", f"ledger {p.amount_micros} micros, Stripe {transfer.id} "
-                                    f"{transfer.amount_cents} cents")
+        if (transfer.currency.upper(), transfer.amount_micros) != (p.currency, p.amount_micros):
+            note("amount_mismatch", f"ledger {p.amount_micros} micros {p.currency}, Stripe {transfer.describe()}")
         if p.destination and transfer.destination and transfer.destination != p.destination:
             note("destination_mismatch", f"ledger {p.destination}, Stripe {transfer.destination}")
         if p.transfer_id and all(t.id != p.transfer_id for t in found):
@@ -99,13 +98,13 @@ def reconcile(payouts: list[LedgerPayout], transfers: list[FoundTransfer]) -> li
         if key not in known:
             for t in found:
                 findings.append(Finding("transfer_without_payout", key, "",
-                                        f"{t.id}: {t.amount_cents} cents to {t.destination}, no ledger payout"))
+                                        f"{t.describe()} to {t.destination}, no ledger payout"))
     return findings
 
 
 LEDGER_SQL = """
     SELECT r.payout_id, r.holder_id, r.amount_micros,
-           if(s.payout_id = '', 'pending', s.status) AS status, s.transfer_id, s.destination
+           if(s.payout_id = '', 'pending', s.status) AS status, s.transfer_id, s.destination, r.currency
     FROM (SELECT payout_id, holder_id, amount_micros FROM payout_requests FINAL) AS r
     LEFT JOIN (SELECT payout_id, status, transfer_id, destination FROM payout_results FINAL) AS s
       ON r.payout_id = s.payout_id
@@ -113,5 +112,5 @@ LEDGER_SQL = """
 
 
 def ledger_payouts(rows: list[list[Any]]) -> list[LedgerPayout]:
-    return [LedgerPayout(str(r[0]), str(r[1]), int(r[2]), str(r[3]), str(r[4] or ""), str(r[5] or ""))
+    return [LedgerPayout(str(r[0]), str(r[1]), int(r[2]), str(r[3]), str(r[4] or ""), str(r[5] or ""), str(r[6]))
             for r in rows]

@@ -24,6 +24,7 @@ from tributary import demo
 from tributary.cli import main
 from tributary.config import load_pipeline
 from tributary.kafka import TopicReader
+from tributary.money import from_stripe_amount
 from tributary.platform import kafka, local
 from tributary.query import query, scalar
 from tributary.sample import plan_events
@@ -124,17 +125,20 @@ def test_no_transfer_is_doubled_and_stripe_agrees_with_the_ledger(after_chaos):
     assert double.create_attempts > len(double.transfers)  # the injected failures were retried
     groups = double.by_group()
     assert all(len(ts) == 1 for ts in groups.values())  # one transfer per payout id, ever
-    _, ledger = query(cfg, "SELECT payout_id, amount_micros, transfer_id FROM ledger_entries FINAL "
+    _, ledger = query(cfg, "SELECT payout_id, amount_micros, transfer_id, currency FROM ledger_entries FINAL "
                            "WHERE entry_type = 'payout'")
     assert counts["payouts_done"] == len(ledger) == len(double.transfers) >= 5
-    for payout_id, amount, transfer_id in ledger:
+    for payout_id, amount, transfer_id, currency in ledger:
         [transfer] = groups[payout_id]
-        assert (transfer.id, transfer.amount * 10_000) == (transfer_id, amount)
-    found = [FoundTransfer(t.id, t.amount, t.destination, t.transfer_group, t.metadata.get("payout_id"), t.created)
-             for t in double.transfers]
+        assert (transfer.id, transfer.currency, from_stripe_amount(transfer.amount, currency)) == (
+            transfer_id, currency.lower(), amount)
+    found = [FoundTransfer(t.id, t.amount, t.destination, t.transfer_group, t.metadata.get("payout_id"), t.created,
+                           t.currency) for t in double.transfers]
     assert [f for f in reconcile(ledger_payouts(query(cfg, LEDGER_SQL)[1]), found) if f.is_mismatch] == []
-    for holder, accrued, paid, unpaid, _ in query(cfg, "SELECT * FROM holder_balances")[1]:
-        assert 0 <= paid <= accrued and unpaid == accrued - paid, holder
+    _, balances = query(cfg, "SELECT holder_id, accrued_micros, paid_micros, unpaid_micros, reserved_micros "
+                             "FROM holder_balances")
+    for holder, accrued, paid, unpaid, reserved in balances:
+        assert 0 <= paid <= accrued and unpaid == accrued - paid and reserved == 0, holder
 
 
 def test_the_trial_balance_closes_per_account_and_currency(after_chaos, capsys):

@@ -12,6 +12,7 @@ from producers.sdk import EventProducer
 from tests.conftest import reset_platform
 from tributary import demo
 from tributary.config import load_pipeline
+from tributary.money import from_stripe_amount
 from tributary.platform import local
 from tributary.query import query, scalar
 from tributary.sample import plan_events
@@ -90,15 +91,21 @@ def test_no_event_lost_or_counted_twice(after_chaos):
 
 def test_balances_and_payouts_are_exact_after_the_kills(after_chaos):
     cfg, _, recorder, counts, _ = after_chaos
-    _, requested = query(cfg, "SELECT holder_id, sum(amount_micros), count() FROM payout_requests FINAL "
-                              "GROUP BY holder_id")
-    balances = {row[0]: row[1:] for row in query(cfg, "SELECT * FROM holder_balances")[1]}
+    _, requested = query(cfg, "SELECT holder_id, currency, sum(amount_micros), count() FROM payout_requests FINAL "
+                              "GROUP BY holder_id, currency")
+    balances = {(r[0], r[1]): r[2:] for r in query(cfg, "SELECT holder_id, currency, accrued_micros, paid_micros "
+                                                        "FROM holder_balances")[1]}
     assert counts["payouts_done"] >= 5
-    for holder, amount, _ in requested:
-        accrued, paid, unpaid, _ = balances[holder]
+    for holder, currency, amount, _ in requested:
+        accrued, paid = balances[(holder, currency)]
         assert paid == amount  # every request was paid once
         assert accrued - amount >= 0, holder  # never reserved more than accrued
     keys = [t.idempotency_key for t in recorder.transfers()]
     assert len(keys) == len(set(keys)) == counts["payouts_done"]
-    paid_total = scalar(cfg, "SELECT sum(amount_micros) FROM ledger_entries FINAL WHERE entry_type = 'payout'")
-    assert sum(int(t.form["amount"]) * 10_000 for t in recorder.transfers()) == paid_total
+    paid = dict(query(cfg, "SELECT currency, sum(amount_micros) FROM ledger_entries FINAL "
+                           "WHERE entry_type = 'payout' GROUP BY currency")[1])
+    transferred: dict[str, int] = {}
+    for t in recorder.transfers():
+        currency = t.form["currency"].upper()
+        transferred[currency] = transferred.get(currency, 0) + from_stripe_amount(int(t.form["amount"]), currency)
+    assert transferred == paid

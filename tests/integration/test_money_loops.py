@@ -152,7 +152,7 @@ def test_balances_equal_the_ledger_and_each_payout_is_requested_once(money_run):
         if not e["holder_id"].startswith("escrow:") and e["entry_type"] in ("accrual", "accrual_reversal"):
             per_holder[e["holder_id"]] += e["amount_micros"] * (1 if e["entry_type"] == "accrual" else -1)
     state = latest_state(cfg, Topic.BALANCES_STATE)
-    balances = {k[2:]: v for k, v in state.items() if k.startswith("h:")}
+    balances = {k.split(":", 2)[2]: v for k, v in state.items() if k.startswith("h:USD:")}
     assert {h: b["accrued_micros"] for h, b in balances.items()} == dict(per_holder)
     requests = read_all(cfg, Topic.PAYOUT_REQUESTS)
     assert len({r["payout_id"] for r in requests}) == len(requests)  # none issued twice

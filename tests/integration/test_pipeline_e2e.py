@@ -19,6 +19,7 @@ from schemas import examples
 from tests.conftest import reset_platform
 from tributary import demo
 from tributary.config import load_pipeline
+from tributary.money import from_stripe_amount
 from tributary.platform import local
 from tributary.query import query, scalar
 from tributary.sample import plan_events
@@ -32,7 +33,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.stripe, pyt
               pytest.mark.e2e]
 
 EVENTS = 300
-THRESHOLD = 250_000  # $0.25, so every holder is paid several times
+THRESHOLD = 250_000  # $0.25 (0.25 EUR), so every holder is paid several times
+YEN_THRESHOLD = 5_000_000  # 5 yen: the few yen-billed events pay out too
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,7 @@ def settled(platform_cfg):
     reset_platform(cfg)
     recorder = StripeRecorder(cfg.stripe_api_base).start()
     env = {"TRIBUTARY_STRIPE_API_BASE": recorder.url, "TRIBUTARY_PAYOUT_THRESHOLD_MICROS": str(THRESHOLD),
-           "TRIBUTARY_PAYOUT_FEE_FIXED_MICROS": "10000"}
+           "TRIBUTARY_PAYOUT_FEE_FIXED_MICROS": "10000", "TRIBUTARY_PAYOUT_CURRENCIES": f"JPY={YEN_THRESHOLD}/100000"}
     demo.start_stages(cfg, log=lambda m: None, env=env)
     try:
         sample = demo.register_and_index(cfg, load_pipeline(), 600, log=lambda m: None)
@@ -103,12 +105,18 @@ def test_each_event_pool_is_split_exactly_and_refunds_reverse_it_exactly(settled
     for event_id, pool, credited, reversed_ in rows:
         assert credited == pool, event_id
         assert reversed_ == (pool if event_id in refunded else 0), event_id
-    pool = scalar(cfg, "SELECT sum(pool_micros) FROM priced_events FINAL")
-    holders = scalar(cfg, "SELECT sum(accrued_micros) FROM holder_balances")
-    escrow = scalar(cfg, "SELECT sum(escrow_micros) FROM unattributed_escrow")
-    refunded_pool = sum(p for e, p, _, _ in rows if e in refunded)
-    assert pool > 0 and holders > 0 and escrow > 0 and refunded_pool > 0
-    assert holders + escrow == pool - refunded_pool
+    # per currency (never summed across them): holders + escrow = pool - refunds
+    pools = dict(query(cfg, "SELECT currency, sum(pool_micros) FROM priced_events FINAL GROUP BY currency")[1])
+    holders = dict(query(cfg, "SELECT currency, sum(accrued_micros) FROM holder_balances GROUP BY currency")[1])
+    escrow = dict(query(cfg, "SELECT currency, sum(escrow_micros) FROM unattributed_escrow GROUP BY currency")[1])
+    _, refunded_rows = query(cfg, "SELECT currency, sum(pool_micros) FROM priced_events FINAL "
+                                  "WHERE has({ids:Array(String)}, event_id) GROUP BY currency",
+                             {"ids": sorted(refunded)})
+    refunded_pool = dict(refunded_rows)
+    assert set(pools) == {"USD", "EUR", "JPY"} and sum(refunded_pool.values()) > 0
+    for currency, pool in pools.items():
+        assert pool > 0 and holders[currency] > 0 and escrow[currency] > 0, currency
+        assert holders[currency] + escrow[currency] == pool - refunded_pool.get(currency, 0), currency
 
 
 def test_no_ledger_entry_is_visible_twice(settled):
@@ -134,7 +142,7 @@ def test_no_ledger_entry_is_visible_twice(settled):
 
 def test_stripe_transfers_equal_the_payouts_in_the_ledger(settled):
     cfg, _, recorder, counts, _, _ = settled
-    _, ledger = query(cfg, "SELECT payout_id, amount_micros, transfer_id FROM ledger_entries FINAL "
+    _, ledger = query(cfg, "SELECT payout_id, amount_micros, transfer_id, currency FROM ledger_entries FINAL "
                            "WHERE entry_type = 'payout' ORDER BY payout_id")
     transfers = recorder.transfers()
     assert counts["payouts_done"] >= 5  # every holder was paid at this threshold
@@ -144,13 +152,17 @@ def test_stripe_transfers_equal_the_payouts_in_the_ledger(settled):
     assert len(keys) == len(set(keys))
     assert sorted(keys) == [row[0] for row in ledger]
     by_key = {t.idempotency_key: t for t in transfers}
-    for payout_id, amount, transfer_id in ledger:
+    for payout_id, amount, transfer_id, currency in ledger:
         form = by_key[payout_id].form
-        assert int(form["amount"]) * 10_000 == amount
+        # in the payout's currency and that currency's minor unit: cents, or whole yen
+        assert form["currency"] == currency.lower()
+        assert from_stripe_amount(int(form["amount"]), currency) == amount
         assert form["transfer_group"] == payout_id and form["metadata[payout_id]"] == payout_id
         assert transfer_id.startswith("tr_")
-    for holder, accrued, paid, _, _ in query(cfg, "SELECT * FROM holder_balances")[1]:
-        assert 0 <= paid <= accrued, holder  # payouts never exceed what was accrued
+    assert {row[3] for row in ledger} == {"USD", "EUR", "JPY"}  # every currency paid out
+    for holder, currency, accrued, paid in query(cfg, "SELECT holder_id, currency, accrued_micros, paid_micros "
+                                                      "FROM holder_balances")[1]:
+        assert 0 <= paid <= accrued, (holder, currency)  # payouts never exceed what was accrued
 
 
 def test_the_trial_balance_closes(settled, capsys):
@@ -168,14 +180,15 @@ def test_no_holder_is_left_above_the_threshold(settled):
     cfg = settled[0]
     # what is left is below the threshold, except where the holder's own policy holds it
     # (sample catalog: h-austen pays from $2.00, h-gothic at most weekly, so once in this run)
-    balances = {row[0]: row[1:] for row in query(cfg, "SELECT * FROM holder_balances")[1]}
-    for holder, (_accrued, _paid, unpaid, payouts) in balances.items():
+    _, rows = query(cfg, "SELECT holder_id, currency, unpaid_micros, payouts FROM holder_balances")
+    for holder, currency, unpaid, payouts in rows:
+        threshold = YEN_THRESHOLD if currency == "JPY" else THRESHOLD
         if holder == "h-gothic":
-            assert payouts == 1
-        elif holder == "h-austen":
+            assert payouts <= 1 and (payouts == 1 or currency != "USD"), currency
+        elif holder == "h-austen" and currency != "JPY":  # its own minimum; in yen the default's
             assert unpaid < 2_000_000
         else:
-            assert unpaid < THRESHOLD, holder
+            assert unpaid < threshold, (holder, currency)
 
 
 def test_invalid_and_duplicate_events_are_dead_lettered_with_reasons(settled):
@@ -267,35 +280,44 @@ def test_reports_statement_and_explain_agree_with_the_ledger(settled, tmp_path, 
 
     cfg = settled[0]
     run = reports.runner(cfg)
-    balances = {row[0]: row[1:] for row in query(cfg, "SELECT * FROM holder_balances")[1]}
-    # earnings per holder (by inference day) add up to what each holder accrued
+    balances = {(r[0], r[1]): r[2:] for r in query(cfg, "SELECT holder_id, currency, accrued_micros, paid_micros, "
+                                                       "unpaid_micros, payouts FROM holder_balances")[1]}
+    # earnings per holder and currency (by inference day) add up to what each holder accrued
     _, rows = reports.earnings(run, ["holder"])
-    assert {r[0]: r[2] for r in rows} == {h: b[0] for h, b in balances.items()}
+    assert {(r[0], r[1]): r[2] for r in rows} == {k: b[0] for k, b in balances.items()}
     _, by_model = reports.earnings(run, ["holder", "model", "day"], holder="h-austen")
-    assert sum(r[4] for r in by_model) == balances["h-austen"][0] and {r[0] for r in by_model} == {"h-austen"}
+    assert {r[0] for r in by_model} == {"h-austen"}
+    for currency in ("USD", "EUR", "JPY"):
+        assert sum(r[4] for r in by_model if r[3] == currency) == balances[("h-austen", currency)][0]
+    # a statement covers one currency: asked without one for a holder earning in three, it says so
+    with pytest.raises(reports.ReportError, match="pass --currency"):
+        reports.statement(run, "h-austen", None, None)
     # a statement over all time carries forward exactly the unpaid balance
-    holder = max(balances, key=lambda h: balances[h][3])  # the holder paid most often
-    st = reports.statement(run, holder, None, None)
-    assert st.opening_micros == 0
-    assert [st.accrued_micros - st.reversed_micros, st.paid_micros, st.closing_micros] == list(balances[holder][:3])
+    holder, currency = max(balances, key=lambda k: balances[k][3])  # the holder paid most often, in that currency
+    st = reports.statement(run, holder, None, None, currency)
+    assert st.opening_micros == 0 and st.currency == currency
+    assert [st.accrued_micros - st.reversed_micros, st.paid_micros, st.closing_micros] == list(
+        balances[(holder, currency)][:3])
     # periods are ledger dates: a period after today brings everything forward and changes nothing
-    later = reports.statement(run, holder, date.today() + timedelta(days=1), None)
-    assert later.opening_micros == later.closing_micros == balances[holder][2] and later.lines == []
+    later = reports.statement(run, holder, date.today() + timedelta(days=1), None, currency)
+    assert later.opening_micros == later.closing_micros == balances[(holder, currency)][2] and later.lines == []
     # explain a payout: the credits it settles add up to its amount, and name their evidence
     [[payout_id, amount, transfer]] = query(cfg, f"SELECT payout_id, amount_micros, transfer_id FROM "
                                                  f"ledger_entries FINAL WHERE entry_type = 'payout' AND holder_id = "
-                                                 f"'{holder}' ORDER BY created_at LIMIT 1")[1]
+                                                 f"'{holder}' AND currency = '{currency}' ORDER BY created_at "
+                                                 "LIMIT 1")[1]
     lines = reports.explain(run, payout_id, limit=1000)
     assert transfer in lines[2]
     assert [line.split()[1] for line in lines if line.startswith("  ledger: ")] == ["reservation", "payout"]
-    assert any(f"totalling {reports.format_micros(amount)}" in line for line in lines if "settles" in line)
+    assert any(f"totalling {reports.format_micros(amount, currency)}" in line for line in lines if "settles" in line)
     assert any("matched unit" in line or "copied verbatim" in line for line in lines)
     # the CLI: csv statement to a file, an event explained, a clear error for an unknown id
     out = tmp_path / "statement.csv"
     argv = cli_args(cfg)
-    assert main([*argv, "statement", holder, "--format", "csv", "--output", str(out)]) == 0
+    assert main([*argv, "statement", holder, "--currency", currency.lower(), "--format", "csv",
+                 "--output", str(out)]) == 0
     *_, closing = csv.reader(out.read_text().splitlines())
-    assert closing[1] == "closing" and int(closing[-2]) == balances[holder][2]
+    assert closing[1] == "closing" and int(closing[-2]) == balances[(holder, currency)][2]
     event_id = query(cfg, f"SELECT event_id FROM ledger_entries FINAL WHERE holder_id = '{holder}' "
                           "AND entry_type = 'accrual' LIMIT 1")[1][0][0]
     capsys.readouterr()

@@ -55,7 +55,7 @@ class Committed:
         return out
 
     def balance(self, holder: str = "h1") -> HolderBalance:
-        return HolderBalance.from_json(PartitionState(0, self.backend).get(f"h:{holder}"))
+        return HolderBalance.from_json(PartitionState(0, self.backend).get(f"h:USD:{holder}"))
 
 
 def test_policy_minimum_fee_share_cadence_and_pause():
@@ -198,7 +198,7 @@ def test_exact_whatever_the_batches_and_the_crashes(spec, cuts, crashes):
         loop.batch(entries[start:])
     assert [r["payout_id"] for r in loop.sent] == [r["payout_id"] for r in expected]
     for holder in ("h1", "h2", "h3"):
-        if ref_state.get(f"h:{holder}"):
+        if ref_state.get(f"h:USD:{holder}"):
             assert loop.balance(holder) == reference.balance(ref_state, holder)
 
 

@@ -123,7 +123,7 @@ def test_balances_requests_a_payout_once_and_never_pays_escrow():
     stage.end_batch(state)
     request = json.loads(out.value)
     assert out.topic == Topic.PAYOUT_REQUESTS.value and out.key == b"h1" and request["amount_micros"] == 5_000_000
-    assert state.get("h:h1")["reserved_micros"] == 5_000_000 and state.get("h:escrow:unattributed") is None
+    assert state.get("h:USD:h1")["reserved_micros"] == 5_000_000 and state.get("h:USD:escrow:unattributed") is None
     # the request's reservation, in the same transaction: payable -> reserved, naming the payout
     entry_out = json.loads(reserved.value)
     assert (reserved.topic, reserved.key) == (Topic.ROYALTY_LEDGER.value, b"h1")
@@ -133,7 +133,7 @@ def test_balances_requests_a_payout_once_and_never_pays_escrow():
     # read back from the ledger, it changes nothing
     assert stage.handle(Msg(Topic.ROYALTY_LEDGER.value, reserved.value, 0, b"h1"), state) == []
     stage.end_batch(state)
-    assert state.get("h:h1")["reserved_micros"] == 5_000_000
+    assert state.get("h:USD:h1")["reserved_micros"] == 5_000_000
 
 
 def test_policies_are_stored_beside_the_balances_and_invalid_ones_ignored():
