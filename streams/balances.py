@@ -106,6 +106,9 @@ class BalanceBook:
 
         h:<currency>:<holder_id>  the holder's balance in that currency (never summed
                                   across currencies; each has its own payouts)
+        cur:<holder_id>           the currencies the holder has balances in
+        acct:<holder_id>          whether the holder's Connect account can receive
+                                  transfers, and why not (payouts wait while it cannot)
         p:<payout_id>             a payout requested and not yet settled
         pol:<holder_id>           the holder's payout policy (amounts per currency)
 
@@ -127,6 +130,29 @@ class BalanceBook:
         state[f"pol:{raw['holder_id']}"] = asdict(policy)
         return policy
 
+    def waiting_reason(self, state: BalanceState, holder_id: str) -> str | None:
+        """Why this holder's payouts wait on their Connect account; None if they need not."""
+        account = state.get(f"acct:{holder_id}")
+        return None if account is None or account["ready"] else str(account["reason"] or "account not ready")
+
+    def set_readiness(self, state: BalanceState, raw: dict[str, Any]) -> list[dict[str, Any]]:
+        """Whether the holder's Connect account can receive transfers (holder-account.v1).
+        While it cannot, no payout is requested; when it becomes ready, whatever is due in
+        each of the holder's currencies is requested at once (returned)."""
+        holder_id = raw["holder_id"]
+        state[f"acct:{holder_id}"] = {"ready": bool(raw["transfers_ready"]), "reason": raw["reason"],
+                                      "account": raw["stripe_account"], "checked_at": raw["checked_at"]}
+        if not raw["transfers_ready"]:
+            return []
+        out = []
+        for currency in state.get(f"cur:{holder_id}") or []:
+            balance = self.balance(state, holder_id, currency)
+            request = payout_due(balance, self.policy(state, holder_id).for_currency(currency), raw["checked_at"])
+            if request is not None:
+                state[f"p:{request['payout_id']}"] = request
+                out.append(request)
+        return out
+
     def balance(self, state: BalanceState, holder_id: str, currency: str = "USD") -> HolderBalance:
         if self._state is not state:  # balances are cached per batch and per partition
             self.flush()
@@ -137,8 +163,13 @@ class BalanceBook:
             if raw is None:  # a balance kept before balances were per currency (one per holder)
                 legacy = state.get(f"h:{holder_id}")
                 if legacy is not None and legacy.get("currency", "USD") == currency:
-                    raw = legacy
                     state.pop(f"h:{holder_id}")  # moves to its per-currency key at the next flush
+                    state[f"cur:{holder_id}"] = [currency]
+                    raw = legacy
+            if raw is None:  # the holder's first balance in this currency: listed for set_readiness
+                known = state.get(f"cur:{holder_id}") or []
+                if currency not in known:
+                    state[f"cur:{holder_id}"] = sorted([*known, currency])
             self._open[key] = HolderBalance.from_json(raw) if raw else HolderBalance(holder_id, currency)
         return self._open[key]
 
@@ -161,8 +192,8 @@ class BalanceBook:
             return []  # a repeated (or unknown) outcome: settled already
         balance = self.balance(state, holder_id, entry.get("currency", "USD"))
         apply_amount(balance, kind, int(entry["amount_micros"]), entry.get("created_at"))
-        if kind not in ("accrual", "payout_reversal"):
-            return []
+        if kind not in ("accrual", "payout_reversal") or self.waiting_reason(state, holder_id):
+            return []  # no payout while the holder's Connect account cannot receive transfers
         request = payout_due(balance, self.policy(state, holder_id).for_currency(balance.currency),
                              entry.get("created_at") or "")
         if request is None:

@@ -33,6 +33,7 @@ log = logging.getLogger("tributary.money")
 ATTRIBUTIONS, HOLDER_POLICIES = Topic.ATTRIBUTIONS.value, Topic.HOLDER_POLICIES.value
 LEDGER, PAYOUT_REQUESTS = Topic.ROYALTY_LEDGER.value, Topic.PAYOUT_REQUESTS.value
 ESCROW_KEY = b"escrow:"  # ledger records are keyed by holder_id
+ACCOUNT_KEY_SUFFIX = b"#account"  # a holder's Connect account readiness on holder-policies
 
 REJECTED = Counter("tributary_stage_rejected_total", "Input records that could not be handled (logged, skipped)",
                    ["stage", "reason"])
@@ -101,6 +102,15 @@ class BalancesStage:
 
     def handle(self, msg: Message, state: PartitionState) -> list[Output]:
         if msg.topic() == HOLDER_POLICIES:
+            if (msg.key() or b"").endswith(ACCOUNT_KEY_SUFFIX):
+                account = _decode(self.name, msg, "holder-account.v1")
+                if account is None:
+                    return []
+                self.book.flush()
+                requests = self.book.set_readiness(state, account)
+                log.info("connect account holder=%s transfers_ready=%s reason=%s", account["holder_id"],
+                         account["transfers_ready"], account["reason"] or "-")
+                return self._issue(requests)
             raw = _decode(self.name, msg, "holder-policy.v1")
             if raw is not None:
                 self.book.flush()
@@ -111,8 +121,11 @@ class BalancesStage:
         entry = _decode(self.name, msg)
         if entry is None or entry["holder_id"].startswith("escrow:"):
             return []
+        return self._issue(self.book.apply(state, entry))
+
+    def _issue(self, requests: list[dict[str, Any]]) -> list[Output]:
         out = []
-        for request in self.book.apply(state, entry):
+        for request in requests:
             PAYOUTS_REQUESTED.inc()
             log.info("payout requested payout_id=%s holder=%s amount_micros=%d", request["payout_id"],
                      request["holder_id"], request["amount_micros"])

@@ -18,6 +18,12 @@ balance, knows restricted accounts, and injects failures on request:
                        the transfer is created, then a 500 with ``Stripe-Should-Retry: false``
 
 ``prune_idempotency_keys()`` forgets every key, as Stripe does after 24 hours.
+
+Connect accounts follow Stripe's Express lifecycle: ``POST /v1/accounts`` makes one whose
+transfers capability is ``inactive`` with requirements due, Account Links and login links
+are issued for it, and a transfer to it is refused (``insufficient_capabilities_for_transfer``)
+until ``complete_onboarding(account)`` (the holder finished Stripe's hosted onboarding).
+Destinations the double never created are taken as onboarded.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ class ConnectDouble:
     faults: deque[str] = field(default_factory=deque)
     create_attempts: int = 0
     create_keys: list[str | None] = field(default_factory=list)  # the idempotency key of each attempt
+    accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
     _keys: dict[str, tuple[dict[str, Any], int, dict[str, Any]]] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -71,6 +78,12 @@ class ConnectDouble:
     def prune_idempotency_keys(self) -> None:
         with self._lock:
             self._keys.clear()
+
+    def complete_onboarding(self, account: str) -> None:
+        with self._lock:
+            self.accounts[account].update(details_submitted=True, payouts_enabled=True,
+                                          capabilities={"transfers": "active"},
+                                          requirements={"currently_due": [], "past_due": [], "disabled_reason": None})
 
     def by_group(self) -> dict[str, list[Transfer]]:
         groups: dict[str, list[Transfer]] = {}
@@ -110,6 +123,13 @@ class ConnectDouble:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 url = urlparse(self.path)
+                if url.path.startswith("/v1/accounts/"):
+                    account = double.accounts.get(url.path.rsplit("/", 1)[1])
+                    if account is None:
+                        self._reply(404, _error("invalid_request_error", "resource_missing", "No such account"))
+                    else:
+                        self._reply(200, account)
+                    return
                 if url.path != "/v1/transfers":
                     self._reply(404, _error("invalid_request_error", "resource_missing", f"no {url.path}"))
                     return
@@ -119,7 +139,11 @@ class ConnectDouble:
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
                 form = {k: v[-1] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-                if urlparse(self.path).path != "/v1/transfers":
+                path = urlparse(self.path).path
+                if path in ("/v1/accounts", "/v1/account_links") or path.endswith("/login_links"):
+                    self._reply(*double.accounts_api(path, form))
+                    return
+                if path != "/v1/transfers":
                     self._reply(404, _error("invalid_request_error", "resource_missing", self.path))
                     return
                 status, body, replayed, fault = double.create_transfer(form, self.headers.get("Idempotency-Key"))
@@ -152,6 +176,33 @@ class ConnectDouble:
         page = found[:limit]
         return {"object": "list", "url": "/v1/transfers", "has_more": len(found) > limit,
                 "data": [t.json() for t in page]}
+
+    def accounts_api(self, path: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            if path == "/v1/accounts":
+                holder = form.get("metadata[holder_id]", "")
+                found = [a for a in self.accounts.values() if a["metadata"].get("holder_id") == holder and holder]
+                if found:  # the idempotency key is the holder id: the same account again
+                    return 200, found[0]
+                account = {"id": f"acct_double{next(self._ids):06d}", "object": "account",
+                           "type": form.get("type"), "email": form.get("email"), "details_submitted": False,
+                           "payouts_enabled": False, "capabilities": {"transfers": "inactive"},
+                           "requirements": {"currently_due": ["external_account", "tos_acceptance.date"],
+                                            "past_due": [], "disabled_reason": "requirements.past_due"},
+                           "metadata": {"holder_id": holder}}
+                self.accounts[account["id"]] = account
+                return 200, account
+            account_id = form.get("account") if path == "/v1/account_links" else path.split("/")[3]
+            if account_id not in self.accounts:
+                return 404, _error("invalid_request_error", "resource_missing", f"No such account: {account_id}")
+            if path == "/v1/account_links":
+                return 200, {"object": "account_link", "url": f"https://connect.double.invalid/setup/{account_id}",
+                             "expires_at": int(time.time()) + 300, "created": int(time.time())}
+            if not self.accounts[account_id]["details_submitted"]:
+                return 400, _error("invalid_request_error", None, "Cannot create a login link for an account "
+                                                                  "that has not completed onboarding.")
+            return 200, {"object": "login_link", "url": f"https://connect.double.invalid/express/{account_id}",
+                         "created": int(time.time())}
 
     def create_transfer(self, form: dict[str, str], key: str | None) -> tuple[int, dict[str, Any], bool, str | None]:
         """(status, body, replayed, fault) for one POST /v1/transfers."""
@@ -191,6 +242,11 @@ class ConnectDouble:
             return 400, _error("invalid_request_error", "parameter_missing", "amount: a positive integer")
         if amount <= 0 or not p.get("currency") or not p.get("destination"):
             return 400, _error("invalid_request_error", "parameter_invalid_integer", "bad amount/currency/destination")
+        known = self.accounts.get(p["destination"])
+        if known is not None and known["capabilities"].get("transfers") != "active":
+            return 400, _error("invalid_request_error", "insufficient_capabilities_for_transfer",
+                               f"Your destination account {p['destination']} needs to have the transfers "
+                               "capability enabled.")
         if p["destination"] in self.restricted:
             return 400, _error("invalid_request_error", "account_invalid",
                                f"The account {p['destination']} is restricted and cannot receive transfers.")

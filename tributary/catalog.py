@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from tributary.platform.procs import PlatformError
 from tributary.topics import Topic
 
 if TYPE_CHECKING:
-    import stripe
+    from sinks.stripe.accounts import ConnectAccounts
 
 # The largest catalog record (key + JSON value) we produce. librdkafka refuses a message
 # over its ``message.max.bytes`` (1,000,000 by default; the broker's default limit is
@@ -26,32 +27,51 @@ class CatalogError(UserError, ValueError):
     pass
 
 
-def onboard_holder(holder: dict[str, Any], stripe_key: str, stripe_api_base: str | None) -> str:
-    """Create the holder's Connect account (custom, transfers capability); its id."""
+@dataclass(frozen=True)
+class Onboarded:
+    account: str
+    onboarding_url: str  # Stripe's hosted onboarding (an Account Link: expires within minutes)
+    ready: bool
+    reason: str
+
+
+def connect_accounts(stripe_key: str, stripe_api_base: str | None, return_url: str) -> ConnectAccounts:
     try:
-        import stripe  # only onboarding needs the Stripe client (the ``sinks`` extra)
+        from sinks.stripe.accounts import ConnectAccounts  # the ``sinks`` extra
     except ImportError:
         raise PlatformError("onboarding a holder needs the Stripe client: pip install 'tributary[sinks]'") from None
-    client = stripe.StripeClient(stripe_key, base_addresses={"api": stripe_api_base} if stripe_api_base else None)
+    return ConnectAccounts(stripe_key, stripe_api_base, return_url=return_url)
+
+
+def onboard_holder(holder: dict[str, Any], accounts: ConnectAccounts) -> Onboarded:
+    """Create the holder's Express account (transfers requested) and its onboarding link."""
+    import stripe
+
     try:
-        account = _create_account(client, holder)
+        account = accounts.create(holder["holder_id"], holder.get("name", holder["holder_id"]),
+                                  holder.get("email") or f"{holder['holder_id']}@example.invalid")
+        url = accounts.onboarding_link(account)
+        readiness = accounts.readiness(account)
     except stripe.StripeError as exc:
         raise PlatformError(
             f"Stripe refused to onboard holder {holder['holder_id']}: {exc.user_message or exc} "
             "(check STRIPE_API_KEY and that stripe-mock or Stripe is reachable)"
         ) from None
-    return str(account.id)
+    return Onboarded(account, url, readiness.ready, readiness.reason)
 
 
-def _create_account(client: stripe.StripeClient, holder: dict[str, Any]) -> Any:
-    return client.v1.accounts.create(params={
-        "type": "custom",
-        "country": "US",
-        "email": holder.get("email", f"{holder['holder_id']}@example.invalid"),
-        "business_profile": {"name": holder.get("name", holder["holder_id"])},
-        "capabilities": {"transfers": {"requested": True}},
-        "metadata": {"holder_id": holder["holder_id"]},
-    }, options={"idempotency_key": f"onboard-{holder['holder_id']}"})
+def readiness_record(holder_id: str, account: str, ready: bool, reason: str) -> dict[str, Any]:
+    from sinks.stripe.accounts import Readiness
+
+    return Readiness(account, ready, reason).record(holder_id)
+
+
+def publish_readiness(bootstrap: str, records: list[dict[str, Any]]) -> None:
+    """Tell balances whether each holder's account can receive transfers (their payouts wait until it can)."""
+    from sinks.stripe.accounts import readiness_key
+
+    kafka.publish(bootstrap, Topic.HOLDER_POLICIES.value, [(f"{r['holder_id']}#account", r) for r in records],
+                  "account readiness", partition=lambda key: readiness_key(key.rsplit("#", 1)[0])[1])
 
 
 def holder_record(holder: dict[str, Any], stripe_account: str) -> dict[str, Any]:

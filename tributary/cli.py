@@ -158,9 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
                                        "from then on (past ledger entries stand)")
     c.add_argument("work_id")
     c.add_argument("--reason", default="", help="recorded with the withdrawal")
-    p = sub.add_parser("holders", help="onboard rights holders")
+    p = sub.add_parser("holders", help="onboard rights holders, their Connect accounts and payout policies",
+                       description="Holders are paid through Stripe Connect Express accounts: `add` creates "
+                                   "the account and prints Stripe's hosted onboarding link for the holder; "
+                                   "until Stripe can send the account transfers, that holder's payouts wait "
+                                   "(`status` shows why) and are issued once it can.")
     hsub = p.add_subparsers(dest="holders_command", metavar="ACTION", required=True)
-    h = hsub.add_parser("add", help="create the holder's Stripe Connect account and register it")
+    h = hsub.add_parser("add", help="create the holder's Express account, register it, print its onboarding link")
     h.add_argument("--id", required=True, dest="holder_id")
     h.add_argument("--name", required=True)
     h.add_argument("--email", required=True)
@@ -168,6 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     h = hsub.add_parser("policy", help="set a holder's payout policy (unset fields keep the defaults)")
     h.add_argument("--id", required=True, dest="holder_id")
     _policy_args(h)
+    h = hsub.add_parser("link", help="a fresh onboarding link for a holder (they expire within minutes)")
+    h.add_argument("--id", required=True, dest="holder_id")
+    h = hsub.add_parser("login", help="a link to the holder's Stripe Express dashboard (after onboarding)")
+    h.add_argument("--id", required=True, dest="holder_id")
+    h = hsub.add_parser("status", help="whether each holder's account can receive transfers, and why not",
+                        description="Asks Stripe about each holder's Connect account and tells the balances "
+                                    "stage (payouts wait while an account cannot receive transfers, and are "
+                                    "issued once it can).")
+    h.add_argument("--id", dest="holder_id", help="only this holder (default: every holder)")
 
     p = sub.add_parser("loadgen", help="publish synthetic inference events at a steady rate",
                        description="Publish --count events at --rate per second through the producer "
@@ -231,9 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "json"], default="table")
 
     p = sub.add_parser("reconcile", help="compare the ledger's payouts with the transfers Stripe reports",
-                       description="Lists every mismatch: duplicate transfers, amounts or destinations that "
-                                   "differ, payouts paid in the ledger but absent at Stripe, transfers no "
-                                   "payout explains, failed payouts that were transferred anyway. Exit code 1 "
+                       description="Payout requests, their results, their ledger entries (reservation and "
+                                   "outcome) and Stripe's transfers, each against the others, per currency. "
+                                   "Lists every mismatch with what to do: duplicate transfers, amounts, currencies "
+                                   "or destinations that differ, payouts paid in the ledger but absent at Stripe, "
+                                   "transfers no payout explains, failed payouts that were transferred anyway, "
+                                   "requests never reserved, results never posted to the ledger. Exit code 1 "
                                    "if any mismatch. Uses TRIBUTARY_STRIPE_API_KEY / TRIBUTARY_STRIPE_API_BASE. "
                                    "stripe-mock keeps no state (it lists one fixture transfer), so run this "
                                    "against Stripe itself.")
@@ -470,24 +486,7 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
                   + (" ..." if len(records) > 10 else ""))
         return 0
     if args.command == "holders":
-        from tributary import catalog
-
-        settings = _policy_from_args(args)
-        try:
-            policy = catalog.policy_record(args.holder_id, **settings)
-        except catalog.CatalogError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        if args.holders_command == "add":
-            holder = {"holder_id": args.holder_id, "name": args.name, "email": args.email}
-            account = catalog.onboard_holder(holder, load_pipeline().stripe_api_key, cfg.stripe_api_base)
-            catalog.publish(cfg.bootstrap_servers, [catalog.holder_record(holder, account)])
-            print(f"onboarded {args.holder_id} as Connect account {account}")
-        if args.holders_command == "policy" or any(v is not None for v in settings.values()):
-            catalog.publish_policies(cfg.bootstrap_servers, [policy])
-            print(f"payout policy for {args.holder_id}: "
-                  + (", ".join(f"{k}={v}" for k, v in settings.items() if v is not None) or "defaults"))
-        return 0
+        return _holders(args, cfg)
     if args.command == "loadgen":
         from tributary import loadgen
 
@@ -606,6 +605,69 @@ def _emit(columns: list[str], rows: list[list[object]], fmt: str) -> None:
         _print_table(columns, rows)
 
 
+def _holders(args: argparse.Namespace, cfg: PlatformConfig) -> int:
+    from tributary import catalog
+
+    pipeline = load_pipeline()
+    accounts = catalog.connect_accounts(pipeline.stripe_api_key, cfg.stripe_api_base, pipeline.onboarding_return_url)
+    if args.holders_command in ("add", "policy"):
+        settings = _policy_from_args(args)
+        try:
+            policy = catalog.policy_record(args.holder_id, **settings)
+        except catalog.CatalogError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.holders_command == "add":
+            holder = {"holder_id": args.holder_id, "name": args.name, "email": args.email}
+            onboarded = catalog.onboard_holder(holder, accounts)
+            catalog.publish(cfg.bootstrap_servers, [catalog.holder_record(holder, onboarded.account)])
+            catalog.publish_readiness(cfg.bootstrap_servers, [catalog.readiness_record(
+                args.holder_id, onboarded.account, onboarded.ready, onboarded.reason)])
+            print(f"onboarded {args.holder_id} as Express account {onboarded.account}")
+            print(f"send the holder this onboarding link (Stripe-hosted, expires within minutes; "
+                  f"`tributary holders link --id {args.holder_id}` makes a new one):\n  {onboarded.onboarding_url}")
+            if not onboarded.ready:
+                print(f"payouts wait until Stripe can send this account transfers: {onboarded.reason}")
+        if args.holders_command == "policy" or any(v is not None for v in settings.values()):
+            catalog.publish_policies(cfg.bootstrap_servers, [policy])
+            print(f"payout policy for {args.holder_id}: "
+                  + (", ".join(f"{k}={v}" for k, v in settings.items() if v is not None) or "defaults"))
+        return 0
+    import stripe
+
+    from sinks.stripe.service import HolderDirectory
+
+    known = HolderDirectory(cfg.bootstrap_servers).accounts
+    wanted = [args.holder_id] if args.holder_id else sorted(known)
+    missing = [h for h in wanted if h not in known]
+    if missing:
+        raise UserError(f"no Connect account registered for {', '.join(missing)}: onboard with "
+                        "`tributary holders add --id ... --name ... --email ...`")
+    try:
+        if args.holders_command == "link":
+            print(accounts.onboarding_link(known[args.holder_id]))
+            return 0
+        if args.holders_command == "login":
+            print(accounts.login_link(known[args.holder_id]))
+            return 0
+        rows: list[list[object]] = []
+        records = []
+        for holder_id in wanted:
+            readiness = accounts.readiness(known[holder_id])
+            records.append(readiness.record(holder_id))
+            rows.append([holder_id, readiness.account, "yes" if readiness.ready else "no",
+                         readiness.reason or "-"])
+    except stripe.StripeError as exc:
+        raise UserError(f"Stripe at {cfg.stripe_api_base} did not answer: {exc.user_message or exc} "
+                        "(check STRIPE_API_KEY and TRIBUTARY_STRIPE_API_BASE)") from None
+    catalog.publish_readiness(cfg.bootstrap_servers, records)
+    _print_table(["holder_id", "account", "can_receive_transfers", "why_not"], rows)
+    waiting = sum(1 for r in records if not r["transfers_ready"])
+    print(f"{len(rows)} holders; {waiting} whose payouts wait on their account" if waiting
+          else f"{len(rows)} holders; every account can receive transfers")
+    return 0
+
+
 def _trial_balance(args: argparse.Namespace, run: Query) -> int:
     from tributary import ledger, reports
 
@@ -642,7 +704,7 @@ def _reconcile(args: argparse.Namespace, cfg: PlatformConfig, run: object) -> in
         from sinks.stripe.payouts import StripeTransfers
     except ImportError:
         raise UserError("reconcile needs the Stripe client: pip install 'tributary[sinks]'") from None
-    from sinks.stripe.reconcile import LEDGER_SQL, ledger_payouts, reconcile
+    from sinks.stripe.reconcile import ACTIONS, LEDGER_SQL, ledger_payouts, reconcile
     from tributary.query import query
 
     pipeline = load_pipeline()
@@ -660,6 +722,8 @@ def _reconcile(args: argparse.Namespace, cfg: PlatformConfig, run: object) -> in
     else:
         _print_table(["kind", "payout_id", "holder_id", "detail"],
                      [[f.kind, f.payout_id, f.holder_id, f.detail] for f in findings])
+        for kind in sorted({f.kind for f in mismatches}):
+            print(f"what to do about {kind}: {ACTIONS[kind]}")
         print(f"{len(payouts)} ledger payouts, {len(transfers)} Stripe transfers: "
               + (f"{len(mismatches)} MISMATCH(ES)" if mismatches else "books agree"))
     return 1 if mismatches else 0

@@ -117,6 +117,11 @@ class PipelineConfig:
     # "CUR=min_payout_micros/fee_fixed_micros,..." (amounts in micros of that currency);
     # currencies not listed use the amounts above
     payout_currencies: str = "JPY=150000000/40000000"
+    # the Stripe sink asks Stripe again this often about holders whose Connect account
+    # could not receive transfers (their payouts wait meanwhile); 0: only `holders status`
+    account_recheck_s: float = 300.0
+    # where Stripe's hosted onboarding sends a holder back (Account Links): your portal
+    onboarding_return_url: str = "http://127.0.0.1:8400/onboarding/done"
     # a duplicate ledger entry is recognised within this many offsets of the original
     ledger_dedupe_window: int = 1_000_000
     # duplicate event_ids are caught within this much event time (older events are late)

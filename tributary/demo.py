@@ -110,13 +110,19 @@ def refund_plan(planned: list[Any]) -> list[InferenceRefund]:
 
 def register_catalog(cfg: PlatformConfig, pipeline: PipelineConfig, log: Any = print) -> dict[str, Any]:
     sample = load_catalog()
-    records = []
+    records, readiness = [], []
+    accounts = catalog_ops.connect_accounts(pipeline.stripe_api_key, cfg.stripe_api_base,
+                                            pipeline.onboarding_return_url)
     for holder in sample["holders"]:
-        account = catalog_ops.onboard_holder(holder, pipeline.stripe_api_key, cfg.stripe_api_base)
-        records.append(catalog_ops.holder_record(holder, account))
-        log(f"  onboarded {holder['holder_id']} as Connect account {account}")
+        onboarded = catalog_ops.onboard_holder(holder, accounts)
+        records.append(catalog_ops.holder_record(holder, onboarded.account))
+        readiness.append(catalog_ops.readiness_record(holder["holder_id"], onboarded.account, onboarded.ready,
+                                                      onboarded.reason))
+        log(f"  onboarded {holder['holder_id']} as Express account {onboarded.account}; onboarding link "
+            f"{onboarded.onboarding_url}")
     records += [catalog_ops.work_record(w) for w in sample["works"]]
     catalog_ops.publish(cfg.bootstrap_servers, records)
+    catalog_ops.publish_readiness(cfg.bootstrap_servers, readiness)
     policies = [catalog_ops.policy_record(h["holder_id"], **h["policy"]) for h in sample["holders"] if h.get("policy")]
     catalog_ops.publish_policies(cfg.bootstrap_servers, policies)
     for policy in policies:

@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -31,9 +32,11 @@ def producer(bootstrap: str, **extra: Any) -> Producer:
     return Producer(config)
 
 
-def publish(bootstrap: str, topic: str, items: list[tuple[str, Any]], what: str) -> None:
+def publish(bootstrap: str, topic: str, items: list[tuple[str, Any]], what: str,
+            partition: Callable[[str], int] | None = None) -> None:
     """Produce ``(key, value)`` records for a command-line tool and wait until Kafka has
-    them all; a refused record or a missing acknowledgement is a PlatformError that says so."""
+    them all; a refused record or a missing acknowledgement is a PlatformError that says so.
+    ``partition``: the partition of each key, when it is not the key's own."""
     from confluent_kafka import KafkaException
 
     from tributary.platform.procs import PlatformError
@@ -41,7 +44,10 @@ def publish(bootstrap: str, topic: str, items: list[tuple[str, Any]], what: str)
     out = producer(bootstrap)
     for key, value in items:
         try:
-            out.produce(topic, key=key.encode(), value=dumps(value))
+            if partition is None:
+                out.produce(topic, key=key.encode(), value=dumps(value))
+            else:
+                out.produce(topic, key=key.encode(), value=dumps(value), partition=partition(key))
         except (KafkaException, BufferError) as exc:
             raise PlatformError(f"Kafka at {bootstrap} did not take the {what} for {key}: {exc}; nothing after it "
                                 "was sent") from None

@@ -136,10 +136,13 @@ def run_sink_stripe(platform: PlatformConfig, pipeline: PipelineConfig, http_por
     from sinks.stripe.payouts import StripeTransfers
 
     stop = stop_on_signals()
+    from sinks.stripe.accounts import ConnectAccounts
+
     api = StripeTransfers(pipeline.stripe_api_key, platform.stripe_api_base)
+    accounts = ConnectAccounts(pipeline.stripe_api_key, platform.stripe_api_base)
     health = _health(http_port)
     _exit_when_stalled(health, stop)
-    service.run(platform.bootstrap_servers, api, stop, health, worker_id)
+    service.run(platform.bootstrap_servers, api, stop, health, worker_id, accounts, pipeline.account_recheck_s)
 
 
 def run_money(platform: PlatformConfig, pipeline: PipelineConfig, stage: str, http_port: int,

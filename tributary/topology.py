@@ -47,8 +47,8 @@ def stages() -> dict[str, Stage]:
         Stage("sink-clickhouse", "tributary-sink-clickhouse", CLICKHOUSE_SOURCES, (Topic.SINK_CLICKHOUSE_DLQ,),
               transactional=False),
         Stage("sink-stripe", "tributary-sink-stripe", (Topic.PAYOUT_REQUESTS,),
-              (Topic.PAYOUT_RESULTS, Topic.ROYALTY_LEDGER), transactional=True,
-              reads=(Topic.CATALOG_UPDATES, Topic.PAYOUT_RESULTS)),
+              (Topic.PAYOUT_RESULTS, Topic.ROYALTY_LEDGER, Topic.HOLDER_POLICIES), transactional=True,
+              reads=(Topic.CATALOG_UPDATES, Topic.PAYOUT_RESULTS, Topic.HOLDER_POLICIES)),
     )}
 
 

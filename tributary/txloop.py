@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 from confluent_kafka import KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -79,6 +80,7 @@ class LoopConfig:
     batch_wait_s: float = 0.05
     state_dir: Path | None = None  # None: state in memory (rebuilt from the state topic on every assignment)
     consumer_extra: dict[str, Any] = field(default_factory=dict)
+    fetch_stuck_s: float = 60.0  # see FetchWatchdog
 
 
 class Interrupted(Exception):
@@ -89,18 +91,68 @@ class FatalStageError(RuntimeError):
     """The producer was fenced or failed for good: exit, to be restarted from Kafka."""
 
 
+class FetchWatchdog:
+    """Exits a loop whose consumer holds partitions it has stopped fetching from.
+
+    Seen in the chaos suite: a stage restarted just before the broker restarted got its
+    assignment, the fetch of its committed offsets failed (NOT_COORDINATOR), and
+    librdkafka never fetched those partitions again: the group stable, the main loop
+    alive and idle, 800 records waiting for good. librdkafka's statistics (every
+    ``STATS_INTERVAL_MS``) tell each partition's fetch state; an assigned partition that
+    is not ``active`` for ``stuck_s`` raises FatalStageError: the process exits, its
+    supervisor (or Kubernetes) restarts it, and the new consumer starts from the
+    committed offsets. (Lag alone cannot tell: an aborted transaction at a partition's
+    tail leaves records no read_committed consumer will ever be given.)"""
+
+    STATS_INTERVAL_MS = 5_000
+
+    def __init__(self, stage: str, stuck_s: float):
+        self.stage, self.stuck_s = stage, stuck_s
+        self.consumer: Any = None
+        self._not_active_since: dict[tuple[str, int], tuple[str, float]] = {}
+
+    def on_stats(self, raw: str) -> None:
+        """librdkafka's statistics callback (called from the consumer's poll)."""
+        now = time.monotonic()
+        try:
+            topics = orjson.loads(raw).get("topics") or {}
+        except orjson.JSONDecodeError:
+            return
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()} if self.consumer else set()
+        seen: dict[tuple[str, int], tuple[str, float]] = {}
+        for topic, info in topics.items():
+            for partition, p in (info.get("partitions") or {}).items():
+                key = (topic, int(partition))
+                if key not in assigned or p.get("fetch_state") == "active":
+                    continue
+                state = str(p.get("fetch_state"))
+                seen[key] = (state, self._not_active_since.get(key, (state, now))[1])
+        self._not_active_since = seen
+
+    def check(self) -> None:
+        now = time.monotonic()
+        stuck = {f"{t}/{p} ({state})": now - since for (t, p), (state, since) in self._not_active_since.items()
+                 if now - since >= self.stuck_s}
+        if stuck:
+            raise FatalStageError(f"stage {self.stage}: assigned partitions not fetched for {self.stuck_s:.0f}s or "
+                                  f"more: {', '.join(sorted(stuck))}; exiting to restart from the committed offsets")
+
+
 class TransactionalLoop:
     def __init__(self, stage: Stage, cfg: LoopConfig, *, on_commit: Callable[[int], None] | None = None):
         self.stage = stage
         self.cfg = cfg
         self.group = f"tributary-{stage.name}"
         self.on_commit = on_commit
+        self.watchdog = FetchWatchdog(stage.name, cfg.fetch_stuck_s)
         self.consumer = kafka.consumer(cfg.bootstrap, self.group, **{
+            "statistics.interval.ms": FetchWatchdog.STATS_INTERVAL_MS, "stats_cb": self.watchdog.on_stats,
             "partition.assignment.strategy": "range",
             # under load, fewer and fuller fetches (less CPU per record here and in the
             # broker); an idle partition's record waits at most 10 ms more
             "fetch.min.bytes": 64 * 1024, "fetch.wait.max.ms": 10,
             **cfg.consumer_extra})
+        self.watchdog.consumer = self.consumer
         self.producer = kafka.producer(cfg.bootstrap, **{
             "transactional.id": f"{self.group}-{cfg.instance_id}",
             "transaction.timeout.ms": 30_000,
@@ -165,6 +217,7 @@ class TransactionalLoop:
                     self.consumer.consume(num_messages=self.cfg.batch_max, timeout=self.cfg.batch_wait_s))
                 if messages:
                     self._batch(messages)
+                self.watchdog.check()
         finally:
             self.consumer.close()
             for state in self.states.values():

@@ -15,11 +15,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Any
 
+import stripe
 from confluent_kafka import Message
 from prometheus_client import Counter
 
+from sinks.stripe.accounts import ConnectAccounts, Readiness, readiness_key
 from sinks.stripe.payouts import (
     Outcome,
     RetryableStripeError,
@@ -83,6 +86,74 @@ def completed_payouts(bootstrap: str) -> dict[str, dict[str, Any]]:
     return done
 
 
+class AccountCheck:
+    """Connect account readiness, asked of Stripe at most every ``ttl_s`` per account."""
+
+    def __init__(self, accounts: ConnectAccounts, ttl_s: float = 60.0):
+        self.accounts, self.ttl_s = accounts, ttl_s
+        self._seen: dict[str, tuple[float, Readiness]] = {}
+
+    def check(self, account: str) -> Readiness | None:
+        """The account's readiness; None when Stripe could not say (the transfer then tells)."""
+        cached = self._seen.get(account)
+        if cached and time.monotonic() - cached[0] < self.ttl_s:
+            return cached[1]
+        try:
+            readiness = self.accounts.readiness(account)
+        except stripe.StripeError as exc:
+            log.warning("could not read Connect account %s: %s", account, exc)
+            return None
+        self._seen[account] = (time.monotonic(), readiness)
+        return readiness
+
+
+class AccountWatcher:
+    """Holders whose Connect account could not receive transfers (their latest readiness
+    record on ``holder-policies``) are asked about again every ``every_s``; once Stripe
+    says the account can, a ready record tells balances, which requests what is due.
+    (With Stripe webhooks, ``account.updated`` would tell sooner; this needs none.)"""
+
+    def __init__(self, bootstrap: str, accounts: ConnectAccounts, every_s: float):
+        self.accounts, self.every_s = accounts, every_s
+        self.latest: dict[str, dict[str, Any]] = {}
+        self._reader = TopicReader(bootstrap, Topic.HOLDER_POLICIES.value)
+        self._producer = kafka.producer(bootstrap)
+
+    def _apply(self, msg: Message) -> None:
+        if (msg.key() or b"").endswith(b"#account") and msg.value():
+            record = json.loads(kafka.payload(msg))
+            self.latest[record["holder_id"]] = record
+
+    def recheck(self) -> list[str]:
+        """Ask Stripe about every holder not ready; the holders now ready (told to balances)."""
+        self._reader.read_to_end(self._apply)
+        now_ready = []
+        for holder, record in sorted(self.latest.items()):
+            if record["transfers_ready"]:
+                continue
+            try:
+                readiness = self.accounts.readiness(record["stripe_account"])
+            except stripe.StripeError as exc:
+                log.warning("could not read Connect account %s of holder %s: %s", record["stripe_account"], holder, exc)
+                continue
+            if readiness.ready:
+                key, partition = readiness_key(holder)
+                self._producer.produce(Topic.HOLDER_POLICIES.value, key=key, partition=partition,
+                                       value=kafka.dumps(readiness.record(holder)))
+                now_ready.append(holder)
+                log.info("connect account ready holder=%s account=%s: its payouts resume", holder, readiness.account)
+        if self._producer.flush(30):
+            log.warning("account readiness records not acknowledged by Kafka; asking again next time")
+        return now_ready
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.every_s):
+            try:
+                self.recheck()
+            except Exception:  # a watcher failing must not stop payouts
+                log.exception("account readiness check failed; trying again in %.0fs", self.every_s)
+
+
 class PayoutStage:
     """Payout requests (keyed by holder_id) -> transfer, result and ledger entry."""
 
@@ -91,8 +162,9 @@ class PayoutStage:
     state_topic = None  # payout ids handled since start, in memory: the results topic is the record
 
     def __init__(self, api: TransferApi, holders: HolderDirectory, done: dict[str, dict[str, Any]],
-                 stop: threading.Event, health: Health):
+                 stop: threading.Event, health: Health, accounts: AccountCheck | None = None):
         self.api, self.holders, self.done, self.stop, self.health = api, holders, done, stop, health
+        self.accounts = accounts
 
     def handle(self, msg: Message, state: PartitionState) -> list[Output]:
         payout = json.loads(kafka.payload(msg))
@@ -100,7 +172,19 @@ class PayoutStage:
         if payout_id in self.done or payout_id in state:
             log.info("payout already completed, skipping payout_id=%s", payout_id)
             return []
-        outcome = self._execute(payout)
+        out: list[Output] = []
+        destination = self.holders.account(payout["holder_id"])
+        readiness = self.accounts.check(destination) if self.accounts and destination else None
+        if readiness is not None and not readiness.ready:
+            # Stripe would refuse the transfer: fail it (the amount returns to the balance) and
+            # tell balances, which holds the holder's payouts until the account is ready
+            outcome = Outcome("failed", None, destination,
+                              f"the Connect account cannot receive transfers yet: {readiness.reason}")
+            key, partition = readiness_key(payout["holder_id"])
+            out.append(Output(Topic.HOLDER_POLICIES.value, key, kafka.dumps(readiness.record(payout["holder_id"])),
+                              partition))
+        else:
+            outcome = self._execute(payout)
         result = result_record(payout, outcome)
         entry = ledger.payout_outcome(result, payout["currency"], result["completed_at"])
         state[payout_id] = outcome.status  # committed with the result, forgotten if the batch aborts
@@ -108,7 +192,7 @@ class PayoutStage:
         log.info("payout %s payout_id=%s holder=%s amount_micros=%d transfer=%s error=%s", outcome.status,
                  payout_id, payout["holder_id"], payout["amount_micros"], outcome.transfer_id, outcome.error)
         key = payout["holder_id"].encode()
-        return [Output(Topic.PAYOUT_RESULTS.value, key, kafka.dumps(result)),
+        return [*out, Output(Topic.PAYOUT_RESULTS.value, key, kafka.dumps(result)),
                 Output(Topic.ROYALTY_LEDGER.value, key, kafka.dumps(entry))]
 
     def _execute(self, payout: dict[str, Any]) -> Outcome:
@@ -132,12 +216,15 @@ class PayoutStage:
 
 
 def run(bootstrap: str, api: TransferApi, stop: threading.Event, health: Health | None = None,
-        worker_id: str = "0") -> None:
+        worker_id: str = "0", accounts: ConnectAccounts | None = None, account_recheck_s: float = 300) -> None:
     health = health or Health()
     holders = HolderDirectory(bootstrap)
     done = completed_payouts(bootstrap)
     log.info("stripe sink ready holders=%d completed_payouts=%d", len(holders.accounts), len(done))
-    stage = PayoutStage(api, holders, done, stop, health)
+    stage = PayoutStage(api, holders, done, stop, health, AccountCheck(accounts) if accounts else None)
+    if accounts is not None and account_recheck_s > 0:
+        watcher = AccountWatcher(bootstrap, accounts, account_recheck_s)
+        threading.Thread(target=watcher.run, args=(stop,), name="account-watcher", daemon=True).start()
     # one payout per transaction at most a few: each waits on Stripe before the commit
     TransactionalLoop(stage, LoopConfig(bootstrap, instance_id=worker_id, batch_max=50, batch_wait_s=0.5)).run(
         stop, health)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import orjson
+
 from tributary.config import PlatformConfig
+from tributary.kafka import TopicReader
 from tributary.query import scalar
+from tributary.topics import Topic
 
 MISSPLIT_SQL = """
     SELECT count() FROM (
@@ -24,3 +28,14 @@ def cli_args(cfg: PlatformConfig) -> list[str]:
     return ["--data-dir", str(cfg.data_dir), "--kafka-port", str(cfg.kafka_port),
             "--kafka-controller-port", str(cfg.kafka_controller_port), "--stripe-port", str(cfg.stripe_port),
             "--clickhouse-query-port", str(cfg.clickhouse_query_port)]
+
+
+def read_topic(cfg: PlatformConfig, topic: Topic) -> list[dict]:
+    """Every record of ``topic`` (read_committed, from the beginning) as JSON."""
+    out: list[dict] = []
+    reader = TopicReader(cfg.bootstrap_servers, topic.value)
+    try:
+        reader.read_to_end(lambda m: out.append(orjson.loads(m.value())) if m.value() else None, timeout=30)
+    finally:
+        reader.close()
+    return out

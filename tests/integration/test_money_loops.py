@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from tests.conftest import reset_platform
+from tests.integration.checks import read_topic
 from tributary import demo
 from tributary.kafka import TopicReader, producer
 from tributary.platform.procs import ManagedProcess
@@ -44,16 +45,6 @@ def refund(event_id: str) -> dict:
     return {"schema_version": 1, "kind": "refund", "correction_id": f"rf-{event_id}", "event_id": event_id,
             "provider": "acme", "reason": "chargeback", "occurred_at": "2026-11-20T01:00:00Z",
             "source": {"topic": "inference-events", "partition": 0, "offset": 0}}
-
-
-def read_all(cfg, topic: Topic) -> list[dict]:
-    out: list[dict] = []
-    reader = TopicReader(cfg.bootstrap_servers, topic.value)
-    try:
-        reader.read_to_end(lambda m: out.append(orjson.loads(m.value())) if m.value() else None, timeout=30)
-    finally:
-        reader.close()
-    return out
 
 
 def latest_state(cfg, topic: Topic) -> dict[str, dict]:
@@ -132,7 +123,7 @@ def money_run(platform_cfg):
 def test_every_entry_once_and_every_event_conserved(money_run):
     cfg, kills, _ = money_run
     assert kills == ["accrue-0", "balances-1", "accrue-1"]
-    entries = read_all(cfg, Topic.ROYALTY_LEDGER)
+    entries = read_topic(cfg, Topic.ROYALTY_LEDGER)
     ids = Counter(e["entry_id"] for e in entries)
     assert [i for i, n in ids.items() if n > 1] == []
     net: dict[str, int] = defaultdict(int)
@@ -146,7 +137,7 @@ def test_every_entry_once_and_every_event_conserved(money_run):
 
 def test_balances_equal_the_ledger_and_each_payout_is_requested_once(money_run):
     cfg, _, _ = money_run
-    entries = read_all(cfg, Topic.ROYALTY_LEDGER)
+    entries = read_topic(cfg, Topic.ROYALTY_LEDGER)
     per_holder: dict[str, int] = defaultdict(int)
     for e in entries:
         if not e["holder_id"].startswith("escrow:") and e["entry_type"] in ("accrual", "accrual_reversal"):
@@ -154,7 +145,7 @@ def test_balances_equal_the_ledger_and_each_payout_is_requested_once(money_run):
     state = latest_state(cfg, Topic.BALANCES_STATE)
     balances = {k.split(":", 2)[2]: v for k, v in state.items() if k.startswith("h:USD:")}
     assert {h: b["accrued_micros"] for h, b in balances.items()} == dict(per_holder)
-    requests = read_all(cfg, Topic.PAYOUT_REQUESTS)
+    requests = read_topic(cfg, Topic.PAYOUT_REQUESTS)
     assert len({r["payout_id"] for r in requests}) == len(requests)  # none issued twice
     assert len(requests) >= len(HOLDERS)  # every holder crossed the threshold at least once
     for holder, balance in balances.items():
@@ -172,8 +163,8 @@ def test_each_request_was_reserved_in_the_ledger_and_the_trial_balance_closes(mo
     from tributary import ledger
 
     cfg, _, _ = money_run
-    entries = read_all(cfg, Topic.ROYALTY_LEDGER)
-    requests = read_all(cfg, Topic.PAYOUT_REQUESTS)
+    entries = read_topic(cfg, Topic.ROYALTY_LEDGER)
+    requests = read_topic(cfg, Topic.PAYOUT_REQUESTS)
     reservations = [e for e in entries if e["entry_type"] == "reservation"]
     assert sorted(e["payout_id"] for e in reservations) == sorted(r["payout_id"] for r in requests)
     for e in entries:

@@ -15,10 +15,11 @@ import pytest
 from sinks.stripe.payouts import StripeTransfers
 from sinks.stripe.service import PayoutStage, completed_payouts
 from tests.conftest import reset_platform
+from tests.integration.checks import read_topic
 from tests.stripe_double import ConnectDouble
 from tributary import ledger
 from tributary.health import Health
-from tributary.kafka import TopicReader, producer
+from tributary.kafka import producer
 from tributary.topics import Topic
 from tributary.txloop import LoopConfig, TransactionalLoop
 
@@ -42,16 +43,6 @@ class DiesAtCommit:
 
     def commit_transaction(self, *_args):
         raise Died
-
-
-def read_all(cfg, topic: Topic) -> list[dict]:
-    out: list[dict] = []
-    reader = TopicReader(cfg.bootstrap_servers, topic.value)
-    try:
-        reader.read_to_end(lambda m: out.append(orjson.loads(m.value())) if m.value() else None, timeout=30)
-    finally:
-        reader.close()
-    return out
 
 
 def request(holder: str) -> dict:
@@ -89,14 +80,14 @@ def crashed_then_resumed(platform_cfg):
         first.producer = DiesAtCommit(first.producer)  # type: ignore[assignment]
         with pytest.raises(Died):
             first.run(stop)
-        after_crash = (len(double.transfers), read_all(cfg, Topic.PAYOUT_RESULTS),
-                       read_all(cfg, Topic.ROYALTY_LEDGER))
+        after_crash = (len(double.transfers), read_topic(cfg, Topic.PAYOUT_RESULTS),
+                       read_topic(cfg, Topic.ROYALTY_LEDGER))
         # its successor, same transactional id
         second = sink(cfg, double, stop)
         runner = threading.Thread(target=second.run, args=(stop,))
         runner.start()
         deadline = time.monotonic() + 60
-        while len(read_all(cfg, Topic.PAYOUT_RESULTS)) < len(HOLDERS) and time.monotonic() < deadline:
+        while len(read_topic(cfg, Topic.PAYOUT_RESULTS)) < len(HOLDERS) and time.monotonic() < deadline:
             time.sleep(0.5)
         time.sleep(2)  # anything more it would (wrongly) post
         stop.set()
@@ -115,8 +106,8 @@ def test_nothing_of_the_dead_sinks_transaction_is_visible(crashed_then_resumed):
 def test_the_successor_posts_each_payout_once_with_stripes_transfer(crashed_then_resumed):
     cfg, double, _ = crashed_then_resumed
     assert len(double.transfers) == len(HOLDERS)  # found at Stripe, not made again
-    results = read_all(cfg, Topic.PAYOUT_RESULTS)
-    entries = read_all(cfg, Topic.ROYALTY_LEDGER)
+    results = read_topic(cfg, Topic.PAYOUT_RESULTS)
+    entries = read_topic(cfg, Topic.ROYALTY_LEDGER)
     by_group = {t.transfer_group: t.id for t in double.transfers}
     assert sorted(r["payout_id"] for r in results) == sorted(f"po_{h}" for h in HOLDERS)
     assert all(r["status"] == "paid" and r["transfer_id"] == by_group[r["payout_id"]] for r in results)

@@ -225,3 +225,21 @@ def test_a_permanently_failed_payout_is_not_retried_on_every_accrual():
     [second] = loop.batch([entry(4, "accrual", 10_000, "2026-11-20T11:00:06+00:00")])
     assert second["amount_micros"] == 1_520_000 and second["payout_id"] != first["payout_id"]
     assert loop.balance().reserved_micros == 1_520_000
+
+
+def test_payouts_wait_while_the_connect_account_cannot_receive_transfers():
+    """An Express account not yet onboarded: nothing is requested, with the reason kept;
+    once Stripe says it can receive transfers, what is due in each currency is requested."""
+    book, state = BalanceBook(FREE), partition()
+    account = {"schema_version": 1, "kind": "account", "holder_id": "h1", "stripe_account": "acct_1",
+               "transfers_ready": False, "reason": "Stripe still needs: external_account",
+               "checked_at": T0.isoformat()}
+    assert book.set_readiness(state, account) == []
+    assert book.apply(state, entry("e1", 1_500_000)) == []
+    assert book.apply(state, entry("e2", 2_000_000, currency="EUR")) == []
+    assert book.waiting_reason(state, "h1") == "Stripe still needs: external_account"
+    assert book.waiting_reason(state, "h2") is None  # no record: not held
+    requests = book.set_readiness(state, {**account, "transfers_ready": True, "reason": ""})
+    assert sorted((r["currency"], r["amount_micros"]) for r in requests) == [("EUR", 2_000_000), ("USD", 1_500_000)]
+    assert all(f"p:{r['payout_id']}" in state for r in requests)
+    assert book.set_readiness(state, {**account, "transfers_ready": True, "reason": ""}) == []  # nothing more due

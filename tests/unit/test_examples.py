@@ -38,6 +38,8 @@ def schema_for(topic: str, payload: object) -> str:
         return schemas["v1-batch"]
     if isinstance(payload, dict) and payload.get("kind") == "refund" and "v1-refund" in schemas:
         return schemas["v1-refund"]
+    if isinstance(payload, dict) and payload.get("kind") == "account" and "v1-account" in schemas:
+        return schemas["v1-account"]
     return schemas["v1"]
 
 
@@ -163,6 +165,11 @@ def test_balances_over_every_ledger_example():
 
 def test_policy_agent_accepts_valid_and_refuses_invalid_policies():
     for policy in valid("holder-policies"):
+        if policy.get("kind") == "account":  # a Connect account's readiness: balances, below
+            book, state = BalanceBook(PayoutPolicy()), PartitionState(0, DictBackend())
+            assert book.set_readiness(state, policy) == []
+            assert (book.waiting_reason(state, policy["holder_id"]) is None) == policy["transfers_ready"]
+            continue
         assert PayoutPolicy.from_json(policy, PayoutPolicy()).min_payout_micros == policy["min_payout_micros"]
     for raw in invalid("holder-policies"):
         assert first_problem("holder-policy.v1", json.loads(raw)) is not None

@@ -39,3 +39,27 @@ def test_every_kind_of_mismatch_is_listed():
         ("transfer_id_mismatch", "po_wrong_id"), ("pending", "po_pending"), ("transfer_without_payout", "po_stray")])
     assert [f.is_mismatch for f in findings if f.kind == "pending"] == [False]
     assert all(f.detail for f in findings)
+
+
+def test_the_ledgers_own_entries_are_reconciled_with_the_results():
+    """Request, reservation, result and outcome entry against each other (the ledger side
+    filled in, as LEDGER_SQL reads it)."""
+    ok = LedgerPayout("po_ok", "h1", 1_000_000, "paid", "tr_1", "acct_1", "USD", 1_000_000, "payout", 1_000_000,
+                      "tr_1")
+    failed = LedgerPayout("po_failed", "h1", 1_000_000, "failed", "", "", "USD", 1_000_000, "payout_reversal",
+                          1_000_000)
+    payouts = [
+        ok, failed,
+        LedgerPayout("po_unreserved", "h1", 1_000_000, "pending", reserved_micros=0),
+        LedgerPayout("po_lost_entry", "h2", 1_000_000, "paid", "tr_2", "acct_1", "USD", 1_000_000),
+        LedgerPayout("po_wrong_kind", "h2", 1_000_000, "paid", "tr_3", "acct_1", "USD", 1_000_000,
+                     "payout_reversal", 1_000_000),
+        LedgerPayout("po_orphan", "h3", 1_000_000, "pending", "", "", "USD", 1_000_000, "payout", 1_000_000, "tr_9"),
+    ]
+    transfers = [t("tr_1", "po_ok", 100), t("tr_2", "po_lost_entry", 100), t("tr_3", "po_wrong_kind", 100),
+                 t("tr_9", "po_orphan", 100)]
+    findings = reconcile(payouts, transfers)
+    assert sorted((f.kind, f.payout_id) for f in findings if f.is_mismatch) == sorted([
+        ("not_reserved", "po_unreserved"), ("outcome_not_posted", "po_lost_entry"),
+        ("outcome_mismatch", "po_wrong_kind"), ("entry_without_result", "po_orphan")])
+    assert all(f.action and f.as_dict()["action"] == f.action for f in findings)
