@@ -34,7 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from schemas import topic_manifests
 from schemas.batches import BATCH_MAX_EVENTS
-from streams.contracts import ContractBook
+from streams.contracts import ContractBook, ContractFeed
 from streams.dlq_limit import INGEST_TABLE, DeadLetterLimit
 from streams.ingest import (
     IngestBook,
@@ -472,6 +472,28 @@ async def _assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
 
 
 SOURCES = (Topic.INFERENCE_EVENTS.value,)
+
+
+CONTRACTS_REFRESH_S = 10.0
+contract_feed: list[ContractFeed] = []  # set when the worker starts (not in unit tests' test_context)
+
+
+@app.task
+async def follow_contracts() -> None:
+    """Contract versions published on the contracts topic join the built-in ones: read at
+    start, every CONTRACTS_REFRESH_S, and (at most every 2 s) before an event is refused
+    for an unknown contract or version."""
+    feed = ContractFeed(platform.bootstrap_servers, contracts)
+    feed.refresh()
+    contract_feed.append(feed)
+    contracts.on_miss = lambda: feed.refresh(force=False)
+    log.info("contracts: %d versions known", len(contracts.versions()))
+
+
+@app.timer(interval=CONTRACTS_REFRESH_S)
+async def refresh_contracts() -> None:
+    for feed in contract_feed:
+        feed.refresh()
 
 
 @app.timer(interval=WATCHDOG_INTERVAL_S)

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import os
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from schemas import first_problem
+from tributary.kafka import TopicReader
+from tributary.topics import Topic
+
+log = logging.getLogger("tributary.contracts")
 
 DEFAULT_CONTRACTS = Path(__file__).resolve().parents[1] / "tributary" / "data" / "contracts.json"
 
@@ -58,10 +66,44 @@ def _bps(value: Any, item: dict[str, Any]) -> int:
     return value
 
 
+def parse_contract(item: dict[str, Any]) -> Contract:
+    """A contract version from its JSON (contract.v1 fields); ValueError naming what is wrong."""
+    try:
+        contract = Contract(
+            contract_id=str(item["contract_id"]),
+            version=int(item["version"]),
+            currency=str(item["currency"]),
+            royalty_rate_bps=int(item["royalty_rate_bps"]),
+            price_per_1k_input_tokens_micros=int(item["price_per_1k_input_tokens_micros"]),
+            price_per_1k_output_tokens_micros=int(item["price_per_1k_output_tokens_micros"]),
+            valid_from=parse_time(item["valid_from"]),
+            valid_to=parse_time(item["valid_to"]),
+            models=tuple(item.get("models", ())),
+            probable_weight_bps=_bps(item.get("probable_weight_bps", 10_000), item),
+        )
+    except KeyError as exc:
+        raise ValueError(f"contract {item.get('contract_id')} v{item.get('version')}: {exc.args[0]} is missing") from None
+    if contract.valid_to <= contract.valid_from:
+        raise ValueError(f"contract {contract.contract_id} v{contract.version}: valid_to must be after valid_from")
+    return contract
+
+
+def contract_key(contract: Contract) -> str:
+    """Its key on the contracts topic (compacted: one record per version, forever)."""
+    return f"{contract.contract_id}@{contract.version}"
+
+
+def contract_record(contract: Contract) -> dict[str, Any]:
+    return {"schema_version": 1, **contract.summary(), "models": list(contract.models)}
+
+
 class ContractBook:
     """All contract versions; ``find`` picks the newest version in force at a time."""
 
     def __init__(self, contracts: list[Contract]):
+        # asked before an event is refused for an unknown contract or version (the
+        # contracts feed reads what was published since; rate-limited there)
+        self.on_miss: Any = None
         self._by_id: dict[str, list[Contract]] = {}
         for c in contracts:
             self._by_id.setdefault(c.contract_id, []).append(c)
@@ -70,31 +112,78 @@ class ContractBook:
 
     @classmethod
     def load(cls, path: Path | None = None) -> ContractBook:
-        path = path or Path(os.environ.get("TRIBUTARY_CONTRACTS_FILE", DEFAULT_CONTRACTS))
-        raw = json.loads(Path(path).read_text())
-        contracts = []
-        for item in raw["contracts"]:
-            contracts.append(
-                Contract(
-                    contract_id=item["contract_id"],
-                    version=int(item["version"]),
-                    currency=item["currency"],
-                    royalty_rate_bps=int(item["royalty_rate_bps"]),
-                    price_per_1k_input_tokens_micros=int(item["price_per_1k_input_tokens_micros"]),
-                    price_per_1k_output_tokens_micros=int(item["price_per_1k_output_tokens_micros"]),
-                    valid_from=parse_time(item["valid_from"]),
-                    valid_to=parse_time(item["valid_to"]),
-                    models=tuple(item.get("models", ())),
-                    probable_weight_bps=_bps(item.get("probable_weight_bps", 10_000), item),
-                )
-            )
-        return cls(contracts)
+        """The contracts of a file ({"contracts": [...]}): ``TRIBUTARY_CONTRACTS_FILE``, by
+        default the built-in sample contracts; ``none`` for no file (the contracts topic only)."""
+        setting = os.environ.get("TRIBUTARY_CONTRACTS_FILE", str(DEFAULT_CONTRACTS))
+        if path is None and setting.lower() == "none":
+            return cls([])
+        raw = json.loads(Path(path or setting).read_text())
+        return cls([parse_contract(item) for item in raw["contracts"]])
+
+    def versions(self) -> list[Contract]:
+        return sorted((c for cs in self._by_id.values() for c in cs), key=lambda c: (c.contract_id, c.version))
+
+    def get(self, contract_id: str, version: int) -> Contract | None:
+        return next((c for c in self._by_id.get(contract_id, []) if c.version == version), None)
+
+    def add(self, contract: Contract) -> str | None:
+        """Add a version; a version already known with other terms is refused (versions are
+        immutable: new terms are a new version). Returns why it was refused, or None."""
+        known = self.get(contract.contract_id, contract.version)
+        if known is not None:
+            return None if known == contract else (
+                f"contract {contract.contract_id} v{contract.version} already exists with other terms; "
+                f"publish the new terms as v{max(c.version for c in self._by_id[contract.contract_id]) + 1}")
+        versions = self._by_id.setdefault(contract.contract_id, [])
+        versions.append(contract)
+        versions.sort(key=lambda c: c.version, reverse=True)
+        return None
 
     def known(self, contract_id: str) -> bool:
+        if contract_id not in self._by_id and self.on_miss is not None:
+            self.on_miss()
         return contract_id in self._by_id
 
     def find(self, contract_id: str, when: datetime) -> Contract | None:
+        found = self._in_force(contract_id, when)
+        if found is None and self.on_miss is not None:
+            self.on_miss()
+            found = self._in_force(contract_id, when)
+        return found
+
+    def _in_force(self, contract_id: str, when: datetime) -> Contract | None:
         for contract in self._by_id.get(contract_id, []):
             if contract.covers(when):
                 return contract
         return None
+
+
+class ContractFeed:
+    """Keeps a :class:`ContractBook` up to date with the contracts topic: everything on it
+    at start, then what arrives (``refresh``). A record that fails its schema, or that
+    redefines a known version, is logged and ignored: the first definition stands."""
+
+    def __init__(self, bootstrap: str, book: ContractBook, min_interval_s: float = 2.0):
+        self.book, self.min_interval_s = book, min_interval_s
+        self._reader = TopicReader(bootstrap, Topic.CONTRACTS.value)
+        self._last = 0.0
+
+    def _apply(self, msg: Any) -> None:
+        try:
+            item = json.loads(msg.value() or b"")
+            problem = first_problem("contract.v1", item)
+            if problem is not None:
+                raise ValueError(str(problem))
+            refused = self.book.add(parse_contract(item))
+        except ValueError as exc:
+            refused = str(exc)
+        if refused:
+            log.error("contract record %s ignored: %s", (msg.key() or b"").decode(errors="replace"), refused)
+
+    def refresh(self, force: bool = True) -> None:
+        """Read what arrived on the topic (not more than once per ``min_interval_s`` unless forced)."""
+        now = time.monotonic()
+        if not force and now - self._last < self.min_interval_s:
+            return
+        self._last = now
+        self._reader.read_to_end(self._apply)

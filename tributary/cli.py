@@ -112,8 +112,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wipe", action="store_true", help="also delete Kafka and ClickHouse data")
     p = sub.add_parser("topics", help="create the pipeline's topics from schemas/topics (any Kafka)")
     tsub = p.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
-    tsub.add_parser("create", help="create missing topics (TRIBUTARY_KAFKA_BOOTSTRAP for an external cluster); "
-                                   "a topic whose partition count differs from its manifest is an error")
+    t = tsub.add_parser("create", help="create missing topics (TRIBUTARY_KAFKA_BOOTSTRAP for an external cluster); "
+                                       "a topic whose partition count differs from its manifest is an error")
+    t.add_argument("--contracts", type=Path, metavar="FILE",
+                   help="then publish the contract versions in FILE that are not on the contracts topic yet "
+                        "(as `contracts add`; the chart's topics job passes its `contracts` values)")
+
+    p = sub.add_parser("contracts", help="royalty contracts: publish new versions, list them",
+                       description="Contracts are data: each version (rate, currency, token prices, validity, "
+                                   "models) is a contract.v1 record on the compacted contracts topic, immutable "
+                                   "once published (new terms are a new version). Ingest prices each event "
+                                   "with the version in force at its occurred_at, and every ledger entry "
+                                   "names that version. The built-in sample contracts (TRIBUTARY_CONTRACTS_FILE, "
+                                   "`none` to leave them out) are known too.")
+    csub2 = p.add_subparsers(dest="contracts_command", metavar="ACTION", required=True)
+    c2 = csub2.add_parser("add", help="validate and publish the versions in a file",
+                          description="FILE: {\"contracts\": [...]}, a JSON list, one contract object, or "
+                                      "JSON Lines; fields as schemas/json/contract.v1.json (schema_version "
+                                      "optional). A version already published with other terms is refused.")
+    c2.add_argument("file", type=Path)
+    c2 = csub2.add_parser("list", help="every known contract version")
+    c2.add_argument("--format", choices=["table", "json"], default="table")
     sub.add_parser("status", help="what is running, healthy, halted, where, and its log file")
     p = sub.add_parser("resume", help="resume ingest after the dead-letter rate limit halted it",
                        description="When most recent events were dead-lettered (a bad producer deploy), the "
@@ -390,7 +409,11 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
             print(f"error: could not create topics on {cfg.bootstrap_servers}: {exc}", file=sys.stderr)
             return 1
         print(f"topics present on {cfg.bootstrap_servers}")
-        return 0
+        return _contracts_add(cfg, args.contracts) if args.contracts else 0
+    if args.command == "contracts":
+        if args.contracts_command == "add":
+            return _contracts_add(cfg, args.file)
+        return _contracts_list(cfg, args.format)
     if args.command == "status":
         from tributary.platform import local
 
@@ -603,6 +626,84 @@ def _emit(columns: list[str], rows: list[list[object]], fmt: str) -> None:
         writer.writerows(rows)
     else:
         _print_table(columns, rows)
+
+
+def _read_contract_file(path: Path) -> list[dict[str, object]]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            raw = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}: not JSON or JSON Lines (line {exc.lineno}: {exc.msg})") from None
+    items = raw.get("contracts", [raw]) if isinstance(raw, dict) else raw
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise UserError(f"{path}: expected contract objects ({{\"contracts\": [...]}}, a list, or JSON Lines)")
+    return items
+
+
+def _contracts_add(cfg: PlatformConfig, path: Path) -> int:
+    from schemas import first_problem
+    from streams.contracts import (
+        ContractBook,
+        ContractFeed,
+        contract_key,
+        contract_record,
+        parse_contract,
+    )
+    from tributary import kafka
+    from tributary.topics import Topic
+
+    book = ContractBook.load()
+    ContractFeed(cfg.bootstrap_servers, book).refresh()
+    problems, new = [], []
+    for n, item in enumerate(_read_contract_file(path), 1):
+        record = {"schema_version": 1, **item}
+        where = f"{path} contract {n} ({item.get('contract_id')} v{item.get('version')})"
+        problem = first_problem("contract.v1", record)
+        if problem is not None:
+            problems.append(f"{where}: {problem}")
+            continue
+        try:
+            contract = parse_contract(record)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        if book.get(contract.contract_id, contract.version) == contract:
+            continue  # published before: nothing to do
+        refused = book.add(contract)
+        if refused:
+            problems.append(f"{where}: {refused}")
+        else:
+            new.append(contract)
+    if problems:
+        print("error: nothing published:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    kafka.publish(cfg.bootstrap_servers, Topic.CONTRACTS.value,
+                  [(contract_key(c), contract_record(c)) for c in new], "contracts")
+    print(f"published {len(new)} new contract version(s)"
+          + (": " + ", ".join(f"{c.contract_id} v{c.version} ({c.currency})" for c in new) if new else
+             " (every version in the file was already known)"))
+    return 0
+
+
+def _contracts_list(cfg: PlatformConfig, fmt: str) -> int:
+    from streams.contracts import ContractBook, ContractFeed
+
+    book = ContractBook.load()
+    builtin = {(c.contract_id, c.version) for c in book.versions()}
+    ContractFeed(cfg.bootstrap_servers, book).refresh()
+    columns = ["contract_id", "version", "currency", "royalty_rate_bps", "valid_from", "valid_to", "models", "source"]
+    rows: list[list[object]] = [
+        [c.contract_id, c.version, c.currency, c.royalty_rate_bps, c.valid_from.isoformat(), c.valid_to.isoformat(),
+         ",".join(c.models) or "*", "built-in" if (c.contract_id, c.version) in builtin else "contracts topic"]
+        for c in book.versions()]
+    _emit(columns, rows, fmt)
+    return 0
 
 
 def _holders(args: argparse.Namespace, cfg: PlatformConfig) -> int:

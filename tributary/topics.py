@@ -18,5 +18,6 @@ class Topic(StrEnum):
     CORRECTIONS = "corrections"
     CATALOG_UPDATES = "catalog-updates"
     CATALOG_CHUNKS = "catalog-chunks"
+    CONTRACTS = "contracts"
     ACCRUE_STATE = "accrue-state"  # internal state of the money stages (streams.money)
     BALANCES_STATE = "balances-state"

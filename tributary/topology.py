@@ -26,7 +26,7 @@ class Stage:
 CLICKHOUSE_SOURCES = (
     Topic.ATTRIBUTION_REQUESTS, Topic.ATTRIBUTIONS, Topic.ROYALTY_LEDGER, Topic.PAYOUT_REQUESTS,
     Topic.PAYOUT_RESULTS, Topic.INFERENCE_EVENTS_DLQ, Topic.CATALOG_UPDATES, Topic.CORRECTIONS,
-    Topic.SINK_CLICKHOUSE_DLQ,
+    Topic.SINK_CLICKHOUSE_DLQ, Topic.CONTRACTS,
 )
 
 
@@ -35,7 +35,7 @@ def stages() -> dict[str, Stage]:
     return {s.name: s for s in (
         Stage("streams", streams_app_id(), (Topic.INFERENCE_EVENTS,),
               (Topic.ATTRIBUTION_REQUESTS, Topic.CORRECTIONS, Topic.INFERENCE_EVENTS_DLQ, Topic.INFERENCE_EVENTS),
-              transactional=False),
+              transactional=False, reads=(Topic.CONTRACTS,)),
         Stage("indexer", "tributary-indexer", (Topic.CATALOG_UPDATES,), (Topic.CATALOG_CHUNKS,),
               transactional=True, reads=(Topic.CATALOG_CHUNKS,)),
         Stage("attribution", "tributary-attribution", (Topic.ATTRIBUTION_REQUESTS,), (Topic.ATTRIBUTIONS,),

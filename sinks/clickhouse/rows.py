@@ -100,6 +100,17 @@ def correction(v: dict[str, Any]) -> Row:
     }
 
 
+def contract(v: dict[str, Any]) -> Row:
+    return {
+        "contract_id": v["contract_id"], "version": v["version"], "currency": v["currency"],
+        "royalty_rate_bps": v["royalty_rate_bps"],
+        "price_per_1k_input_tokens_micros": v["price_per_1k_input_tokens_micros"],
+        "price_per_1k_output_tokens_micros": v["price_per_1k_output_tokens_micros"],
+        "valid_from": _time(v["valid_from"]), "valid_to": _time(v["valid_to"]),
+        "models": list(v.get("models") or []), "probable_weight_bps": v.get("probable_weight_bps", 10_000),
+    }
+
+
 def catalog_update(v: dict[str, Any], offset: int) -> tuple[str, Row] | None:
     kind = v.get("kind")
     if kind in ("work", "work_removed"):
@@ -141,6 +152,8 @@ def to_rows(topic: str, partition: int, offset: int, value: bytes | None) -> lis
             return [] if converted is None else [converted]
         case Topic.CORRECTIONS:
             return [("corrections", correction(v))]
+        case Topic.CONTRACTS:
+            return [("contracts", contract(v))]
     return []
 
 

@@ -166,6 +166,15 @@ MIGRATIONS.append((6, "currencies: balances and escrow per currency, never summe
        GROUP BY day, provider, model_name, currency""",
 ]))
 
+MIGRATIONS.append((7, "contracts as data: every version from the contracts topic", [
+    f"""CREATE TABLE IF NOT EXISTS contracts (
+        contract_id String, version UInt32, currency LowCardinality(String), royalty_rate_bps UInt32,
+        price_per_1k_input_tokens_micros Int64, price_per_1k_output_tokens_micros Int64,
+        valid_from DateTime64(3, 'UTC'), valid_to DateTime64(3, 'UTC'), models Array(String),
+        probable_weight_bps UInt32, {V}
+    ) ENGINE = ReplacingMergeTree(ingested_at) ORDER BY (contract_id, version)""",
+]))
+
 LATEST = MIGRATIONS[-1][0]
 
 

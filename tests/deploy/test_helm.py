@@ -88,7 +88,7 @@ def test_every_component_is_a_probed_scraped_deployment(scenario):
     services = by_kind(docs, "Service")
     assert len(services) == len(COMPONENTS)
     job = by_kind(docs, "Job")["rel-tributary-topics"]
-    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["topics", "create"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["topics", "create"]
     assert "pre-install" in job["metadata"]["annotations"]["helm.sh/hook"]
     pdbs = by_kind(docs, "PodDisruptionBudget")
     assert {"rel-tributary-streams", "rel-tributary-attribution"} <= set(pdbs)
@@ -180,6 +180,24 @@ def test_a_config_change_rolls_the_pods():
     assert checksum() != checksum("pipeline.payoutThresholdMicros=5000000")
 
 
+def test_contracts_set_in_values_are_published_by_the_topics_job():
+    """The chart's contracts reach the contracts topic: a hook ConfigMap created before the
+    topics Job, which passes it to `tributary topics create --contracts`."""
+    import json
+
+    docs = render("values-external.yaml")
+    config = by_kind(docs, "ConfigMap")["rel-tributary-contracts"]
+    assert config["metadata"]["annotations"]["helm.sh/hook-weight"] == "-6"
+    [contract] = json.loads(config["data"]["contracts.json"])["contracts"]
+    assert (contract["contract_id"], contract["currency"]) == ("standard-2027", "EUR")
+    job = by_kind(docs, "Job")["rel-tributary-topics"]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["topics", "create", "--contracts", "/etc/tributary/contracts/contracts.json"]
+    assert by_kind(docs, "ConfigMap")["rel-tributary-pipeline"]["data"]["TRIBUTARY_PAYOUT_CURRENCIES"].startswith("JPY=")
+    minimal = by_kind(render("values-minimal.yaml"), "Job")["rel-tributary-topics"]
+    assert minimal["spec"]["template"]["spec"]["containers"][0]["args"] == ["topics", "create"]
+
+
 @pytest.mark.parametrize("bad,named", [
     ("components:\n  attribution:\n    replicas: two\n", "/components/attribution/replicas"),
     ("components:\n  streams:\n    replicas: 13\n", "/components/streams/replicas"),  # 12 partitions: 13 cannot all work
@@ -191,6 +209,8 @@ def test_a_config_change_rolls_the_pods():
     ("pipeline:\n  similarityThreshold: 0.5\n  similarityMargin: -0.1\n", "/pipeline/similarityMargin"),
     ("pipeline:\n  calibrationTrim: 0.9\n", "/pipeline/calibrationTrim"),
     ("compnents: {}\n", "compnents"),
+    ("contracts:\n  - {contract_id: x, version: 1, currency: usd}\n", "/contracts/0"),
+    ("pipeline:\n  payoutCurrencies: yen=5\n", "/pipeline/payoutCurrencies"),
 ])
 def test_bad_values_are_refused_naming_the_value(tmp_path, bad, named):
     values = tmp_path / "bad.yaml"

@@ -24,7 +24,7 @@ from tributary.topics import Topic
 pytestmark = [pytest.mark.kafka, pytest.mark.stripe]
 
 HOLDER = "h-onboard"
-ACCRUALS = [400_000, 500_000, 600_000]  # 1.50: above the 1.00 default threshold after the third
+ACCRUALS = [1_000_000, 1_500_000, 1_000_000]  # 3.50: past the default threshold and fee share
 CONTRACT = {"contract_id": "standard-2026", "version": 1, "currency": "USD"}
 
 
@@ -94,7 +94,7 @@ def test_payouts_wait_for_onboarding_then_are_paid(onboarding, capsys):
                                                if r["holder_id"] == HOLDER])
     assert result["status"] == "paid" and result["amount_micros"] == sum(ACCRUALS)
     [transfer] = double.transfers
-    assert (transfer.destination, transfer.amount, transfer.id) == (account, 150, result["transfer_id"])
+    assert (transfer.destination, transfer.amount, transfer.id) == (account, 350, result["transfer_id"])
     entries = [e for e in read_topic(cfg, Topic.ROYALTY_LEDGER) if e["entry_type"] in ("reservation", "payout")]
     assert [e["entry_type"] for e in entries] == ["reservation", "payout"]
     assert main([*argv, "holders", "login", "--id", HOLDER]) == 0
