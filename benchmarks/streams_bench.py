@@ -185,8 +185,9 @@ class Stages:
         return out
 
     def balanced(self) -> float:
-        """Ledger entries balances has committed."""
-        return metric(self.ports["balances"], 'tributary_stage_records_in_total{stage="balances"}')
+        """Ledger entries balances has read (accrue posts a holder's entries of a transaction
+        in one record; a batch record counts its entries)."""
+        return metric(self.ports["balances"], "tributary_balances_ledger_entries_total")
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -316,6 +317,7 @@ def hops(cfg, emitted: dict[str, float], seen: dict[str, float]) -> None:  # typ
     reader(Topic.ATTRIBUTION_REQUESTS, "ingest", batch_ids("requests"))
     reader(Topic.ATTRIBUTIONS, "attributor", lambda m: [(m.key() or b"").decode()])
     reader(Topic.ROYALTY_LEDGER, "accrue", lambda m: [(m.key() or b"")[2:].decode()])  # key h-<event_id>
+    # (a latency event's own holder h-<event_id> has one entry per transaction: never a batch)
     stamps["balances"] = {e: t for e, t in seen.items() if e in emitted}
     previous = "emit"
     stamps["emit"] = emitted

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 BATCH_MAX_EVENTS = 1000  # the schemas' maxItems
+BATCH_MAX_ENTRIES = 500  # ledger-batch.v1's maxItems (a record of ~300 KB at most)
 
 
 def items(value: Any, field: str) -> list[Any] | None:

@@ -20,9 +20,11 @@ from confluent_kafka import Message
 from prometheus_client import Counter
 
 from schemas import first_problem
+from schemas.batches import BATCH_MAX_ENTRIES, items
 from streams.accrual import AccrualBook
 from streams.balances import BalanceBook, PayoutPolicy
 from tributary import kafka, ledger
+from tributary.ledger import LedgerEntry
 from tributary.state import Expiry, PartitionState
 from tributary.topics import Topic
 from tributary.topology import stages
@@ -33,11 +35,17 @@ log = logging.getLogger("tributary.money")
 ATTRIBUTIONS, HOLDER_POLICIES = Topic.ATTRIBUTIONS.value, Topic.HOLDER_POLICIES.value
 LEDGER, PAYOUT_REQUESTS = Topic.ROYALTY_LEDGER.value, Topic.PAYOUT_REQUESTS.value
 ESCROW_KEY = b"escrow:"  # ledger records are keyed by holder_id
+# how a ledger-batch.v1 record starts as accrue writes it (kafka.dumps sorts keys: a single
+# entry starts with "amount_micros"): an escrow batch is decoded only to count its entries
+BATCH_PREFIX = b'{"entries":'
+
 ACCOUNT_KEY_SUFFIX = b"#account"  # a holder's Connect account readiness on holder-policies
 
 REJECTED = Counter("tributary_stage_rejected_total", "Input records that could not be handled (logged, skipped)",
                    ["stage", "reason"])
 ENTRIES_OUT = Counter("tributary_ledger_entries_total", "Ledger entries produced by accrue")
+ENTRIES_IN = Counter("tributary_balances_ledger_entries_total",
+                     "Ledger entries balances read (a batch record counts its entries)")
 PAYOUTS_REQUESTED = Counter("tributary_payout_requests_total", "Payout requests issued by balances")
 
 
@@ -72,6 +80,7 @@ class AccrueStage:
     def __init__(self, refund_window_s: float):
         self.book = AccrualBook(refund_window_s)
         self.expiry = Expiry(refund_window_s)
+        self._posted: dict[str, list[LedgerEntry]] = {}  # holder_id -> this transaction's entries
 
     def handle(self, msg: Message, state: PartitionState) -> list[Output]:
         if msg.topic() == ATTRIBUTIONS:
@@ -81,13 +90,32 @@ class AccrueStage:
             correction = _decode(self.name, msg, "correction.v1")
             entries = self.book.on_correction(state, correction, _now()) if correction else []
         ENTRIES_OUT.inc(len(entries))
-        return [Output(LEDGER, e["holder_id"].encode(), kafka.dumps(e)) for e in entries]
+        for e in entries:
+            self._posted.setdefault(e["holder_id"], []).append(e)
+        return []
 
     def end_batch(self, state: PartitionState) -> list[Output]:
         added = [(k, t) for k, t in self.book.added if k in state]
         self.book.added.clear()
         self.expiry.track(state, added)
-        return []
+        return self._ledger_records()
+
+    def _ledger_records(self) -> list[Output]:
+        """The transaction's entries, one record per holder (a ledger-batch.v1 of their
+        entries in posting order, or the entry itself when alone): a thousand events make
+        a few records per holder, not thousands, for accrue to produce and balances to read.
+        (end_batch runs once per partition of the batch; the first call posts them all.)"""
+        out = []
+        for holder_id, entries in self._posted.items():
+            key = holder_id.encode()
+            if len(entries) == 1:
+                out.append(Output(LEDGER, key, kafka.dumps(entries[0])))
+                continue
+            for i in range(0, len(entries), BATCH_MAX_ENTRIES):
+                out.append(Output(LEDGER, key, kafka.dumps(
+                    {"schema_version": 1, "kind": "batch", "entries": entries[i:i + BATCH_MAX_ENTRIES]})))
+        self._posted.clear()
+        return out
 
 
 class BalancesStage:
@@ -116,12 +144,21 @@ class BalancesStage:
                 self.book.flush()
                 log.info("payout policy holder=%s %s", raw["holder_id"], self.book.set_policy(state, raw))
             return []
-        if (msg.key() or b"").startswith(ESCROW_KEY):  # escrow is never paid out: not even decoded
+        value = msg.value() or b""
+        if (msg.key() or b"").startswith(ESCROW_KEY) and not value.startswith(BATCH_PREFIX):
+            ENTRIES_IN.inc()  # escrow is never paid out: a single escrow entry is not even decoded
             return []
-        entry = _decode(self.name, msg)
-        if entry is None or entry["holder_id"].startswith("escrow:"):
+        record = _decode(self.name, msg)
+        if record is None:
             return []
-        return self._issue(self.book.apply(state, entry))
+        entries = items(record, "entries")  # a holder's entries of one accrue transaction, in order
+        entries = [record] if entries is None else entries
+        ENTRIES_IN.inc(len(entries))
+        requests = []
+        for entry in entries:
+            if not entry["holder_id"].startswith("escrow:"):
+                requests += self.book.apply(state, entry)
+        return self._issue(requests)
 
     def _issue(self, requests: list[dict[str, Any]]) -> list[Output]:
         out = []

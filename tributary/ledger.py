@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, TypedDict
 
 from tributary.ids import ledger_entry_id
@@ -81,6 +82,7 @@ class InvalidEntry(ValueError):
     """An entry the ledger refuses: unbalanced, an unknown account or a flow not permitted."""
 
 
+@lru_cache(maxsize=1 << 16)  # accounts repeat: every entry of a holder names the same few
 def account_kind(account: str) -> tuple[Kind, str | None]:
     """The kind of ``account`` and the holder it belongs to (None for provider and escrow
     accounts). Raises InvalidEntry for a name outside the chart."""
@@ -128,6 +130,9 @@ NORMAL_SIDE: Mapping[Kind, int] = {
 }
 
 
+_ESCROW = {Kind.ESCROW_UNATTRIBUTED: ESCROW_UNATTRIBUTED, Kind.ESCROW_REVIEW: ESCROW_REVIEW}
+
+
 class LedgerEntry(TypedDict):
     """One ledger line, as on ``royalty-ledger`` (schemas/json/ledger-entry.v1.json)."""
 
@@ -167,10 +172,9 @@ def check(entry: LedgerEntry) -> LedgerEntry:
         if holder is not None and holder != entry["holder_id"]:
             raise InvalidEntry(f"entry {entry['entry_id']}: account of holder {holder} on an entry of "
                                f"holder {entry['holder_id']}")
-    escrow = {Kind.ESCROW_UNATTRIBUTED: ESCROW_UNATTRIBUTED, Kind.ESCROW_REVIEW: ESCROW_REVIEW}
     for side in (debit, credit):
-        if side in escrow and entry["holder_id"] != escrow[side]:
-            raise InvalidEntry(f"entry {entry['entry_id']}: an entry on {escrow[side]} must name it as its holder_id")
+        if side in _ESCROW and entry["holder_id"] != _ESCROW[side]:
+            raise InvalidEntry(f"entry {entry['entry_id']}: an entry on {_ESCROW[side]} must name it as its holder_id")
     return entry
 
 

@@ -128,8 +128,8 @@ def catalog_update(v: dict[str, Any], offset: int) -> tuple[str, Row] | None:
 
 def to_rows(topic: str, partition: int, offset: int, value: bytes | None) -> list[tuple[str, Row]]:
     """The (table, row)s a record becomes, all in one table: one row for most records, one
-    per request of a batch record on attribution-requests, none for records the sink does
-    not store."""
+    per item of a batch record (requests on attribution-requests, entries on
+    royalty-ledger), none for records the sink does not store."""
     if value is None:
         return []
     v = json.loads(value)
@@ -140,7 +140,8 @@ def to_rows(topic: str, partition: int, offset: int, value: bytes | None) -> lis
         case Topic.ATTRIBUTIONS:
             return [("attributions", attribution(v))]
         case Topic.ROYALTY_LEDGER:
-            return [("ledger_entries", ledger_entry(v))]
+            entries = items(v, "entries")
+            return [("ledger_entries", ledger_entry(e)) for e in ([v] if entries is None else entries)]
         case Topic.PAYOUT_REQUESTS:
             return [("payout_requests", payout_request(v))]
         case Topic.PAYOUT_RESULTS:

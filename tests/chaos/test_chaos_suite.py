@@ -11,19 +11,17 @@ from __future__ import annotations
 import threading
 import time
 
-import orjson
 import pytest
 
 from producers.sdk import EventProducer
 from sinks.stripe.payouts import FoundTransfer
 from sinks.stripe.reconcile import LEDGER_SQL, ledger_payouts, reconcile
 from tests.conftest import reset_platform
-from tests.integration.checks import cli_args, events_not_split_exactly
+from tests.integration.checks import cli_args, events_not_split_exactly, read_topic
 from tests.stripe_double import ConnectDouble
 from tributary import demo
 from tributary.cli import main
 from tributary.config import load_pipeline
-from tributary.kafka import TopicReader
 from tributary.money import from_stripe_amount
 from tributary.platform import kafka, local
 from tributary.query import query, scalar
@@ -107,14 +105,7 @@ def test_the_money_stages_wrote_every_entry_and_request_once_to_kafka(after_chao
     """Not only deduplicated by ClickHouse's FINAL: in the topics themselves, accrue posted
     each entry once and balances issued each payout request once, through every kill."""
     cfg = after_chaos[0]
-    entries: list[dict] = []
-    requests: list[dict] = []
-    for topic, out in ((Topic.ROYALTY_LEDGER, entries), (Topic.PAYOUT_REQUESTS, requests)):
-        reader = TopicReader(cfg.bootstrap_servers, topic.value)
-        try:
-            reader.read_to_end(lambda m, out=out: out.append(orjson.loads(m.value())), timeout=30)
-        finally:
-            reader.close()
+    entries, requests = read_topic(cfg, Topic.ROYALTY_LEDGER), read_topic(cfg, Topic.PAYOUT_REQUESTS)
     accruals = [e["entry_id"] for e in entries if e["entry_type"] in ("accrual", "accrual_reversal")]
     assert len(accruals) == len(set(accruals)) > 0
     assert len(requests) == len({r["payout_id"] for r in requests}) > 0

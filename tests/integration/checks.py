@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import orjson
+from confluent_kafka import Message
 
+from schemas.batches import items
 from tributary.config import PlatformConfig
 from tributary.kafka import TopicReader
 from tributary.query import scalar
@@ -31,11 +33,19 @@ def cli_args(cfg: PlatformConfig) -> list[str]:
 
 
 def read_topic(cfg: PlatformConfig, topic: Topic) -> list[dict]:
-    """Every record of ``topic`` (read_committed, from the beginning) as JSON."""
+    """Every record of ``topic`` (read_committed, from the beginning) as JSON, batch records
+    opened into their items (entries, events, requests)."""
     out: list[dict] = []
+
+    def keep(msg: Message) -> None:
+        if msg.value():
+            value = orjson.loads(msg.value())
+            found = next((items(value, f) for f in ("entries", "events", "requests") if items(value, f)), None)
+            out.extend(found if found is not None else [value])
+
     reader = TopicReader(cfg.bootstrap_servers, topic.value)
     try:
-        reader.read_to_end(lambda m: out.append(orjson.loads(m.value())) if m.value() else None, timeout=30)
+        reader.read_to_end(keep, timeout=30)
     finally:
         reader.close()
     return out

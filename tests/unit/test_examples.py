@@ -22,6 +22,7 @@ from streams.accrual import AccrualBook
 from streams.balances import BalanceBook, PayoutPolicy
 from streams.contracts import ContractBook
 from streams.ingest import IngestBook, Source
+from tributary import ledger
 from tributary.config import PipelineConfig
 from tributary.sample import load_catalog
 from tributary.state import DictBackend, PartitionState
@@ -29,7 +30,8 @@ from tributary.state import DictBackend, PartitionState
 TOPICS = sorted(topic_manifests())
 ALL = [(t, name, raw) for t in TOPICS for name, raw in examples(t)]
 NOW = datetime(2026, 11, 3, tzinfo=UTC)
-BATCH_FIELDS = {"inference-events": "events", "attribution-requests": "requests"}  # schemas.batches
+BATCH_FIELDS = {"inference-events": "events", "attribution-requests": "requests",
+                "royalty-ledger": "entries"}  # schemas.batches
 
 
 def schema_for(topic: str, payload: object) -> str:
@@ -79,9 +81,9 @@ def test_every_batch_schema_has_a_batch_example_whose_items_share_a_home_partiti
 
     batches = [p for p in valid(topic) if p.get("kind") == "batch"]
     assert batches and set(BATCH_FIELDS) >= {topic}
-    partitions = topic_manifests()[topic].partitions
+    manifest = topic_manifests()[topic]
     for batch in batches:
-        homes = {home_partition(item["event_id"], partitions) for item in unbatched(topic, batch)}
+        homes = {home_partition(item[manifest.key], manifest.partitions) for item in unbatched(topic, batch)}
         assert len(homes) == 1, homes
 
 
@@ -157,7 +159,8 @@ def test_accrue_over_every_attribution_and_correction_example():
 
 def test_balances_over_every_ledger_example():
     book, state = BalanceBook(PayoutPolicy()), PartitionState(0, DictBackend())
-    for entry in valid("royalty-ledger"):
+    for entry in valid_items("royalty-ledger"):
+        assert ledger.check(entry)  # every example is a permitted flow of the chart of accounts
         if not entry["holder_id"].startswith("escrow:"):
             for request in book.apply(state, entry):
                 assert first_problem("payout-request.v1", request) is None

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas import first_problem
+from schemas.batches import BATCH_MAX_ENTRIES, items
 from streams.balances import PayoutPolicy
 from streams.money import AccrueStage, BalancesStage
 from tributary.state import DictBackend, Expiry, PartitionState
@@ -61,33 +63,82 @@ def refund(event_id: str) -> Msg:
     return Msg(Topic.CORRECTIONS.value, json.dumps(value).encode())
 
 
-def test_accrue_sends_entries_keyed_by_holder_that_sum_to_the_pool_once():
+def post(stage: AccrueStage, state: PartitionState, msgs: list[Msg]) -> list[dict]:
+    """One transaction of accrue: its ledger entries, batch records opened."""
+    for msg in msgs:
+        assert stage.handle(msg, state) == []  # entries are posted at the end of the batch
+    out = []
+    for record in (json.loads(o.value) for o in stage.end_batch(state)):
+        out += items(record, "entries") or [record]
+    return out
+
+
+def test_accrue_posts_entries_keyed_by_holder_that_sum_to_the_pool_once():
     stage, state = AccrueStage(30 * 86_400), PartitionState(0, DictBackend())
-    out = stage.handle(attribution("e1", 1001, [("h1", "w1", 500_000), ("h2", "w2", 250_000)]), state)
-    entries = [json.loads(o.value) for o in out]
+    entries = post(stage, state, [attribution("e1", 1001, [("h1", "w1", 500_000), ("h2", "w2", 250_000)])])
     assert sum(e["amount_micros"] for e in entries) == 1001
-    assert all(o.topic == Topic.ROYALTY_LEDGER.value and o.key == e["holder_id"].encode()
-               for o, e in zip(out, entries, strict=True))
-    assert stage.handle(attribution("e1", 1001, [("h1", "w1", 500_000)]), state) == []  # again: nothing
+    assert post(stage, state, [attribution("e1", 1001, [("h1", "w1", 500_000)])]) == []  # again: nothing
+
+
+def test_accrue_posts_one_record_per_holder_per_transaction():
+    """A thousand events make a few records per holder, each a ledger-batch.v1 of that
+    holder's entries in posting order (or the entry itself when alone), keyed by holder."""
+    stage, state = AccrueStage(30 * 86_400), PartitionState(0, DictBackend())
+    for n in range(300):
+        shares = [("h1", "w1", 500_000)] + ([("h2", "w2", 250_000)] if n % 2 else []) + (
+            [("h3", "w3", 100_000)] if n == 7 else [])
+        assert stage.handle(attribution(f"e{n}", 1000 + n, shares), state) == []
+    out = stage.end_batch(state)
+    records = {o.key: json.loads(o.value) for o in out}
+    assert {o.topic for o in out} == {Topic.ROYALTY_LEDGER.value} and len(out) == len(records) == 4
+    assert records[b"h3"]["entry_type"] == "accrual"  # alone: the entry itself
+    for key in (b"h1", b"h2", b"escrow:unattributed"):
+        record = records[key]
+        assert first_problem("ledger-batch.v1", record) is None and record["kind"] == "batch"
+        assert {e["holder_id"].encode() for e in record["entries"]} == {key}
+        assert [e["event_id"] for e in record["entries"]] == sorted(
+            (e["event_id"] for e in record["entries"]), key=lambda i: int(i[1:]))  # posting order
+    assert len(records[b"h1"]["entries"]) == 300 and len(records[b"h2"]["entries"]) == 150
+    assert stage.end_batch(state) == []  # posted once
+
+
+def test_a_holders_batch_is_split_at_the_schemas_limit():
+    stage, state = AccrueStage(30 * 86_400), PartitionState(0, DictBackend())
+    for n in range(BATCH_MAX_ENTRIES + 20):
+        stage.handle(attribution(f"e{n}", 100, [("h1", "w1", 1_000_000)]), state)
+    sizes = sorted(len(json.loads(o.value).get("entries", [1])) for o in stage.end_batch(state) if o.key == b"h1")
+    assert sizes == [20, BATCH_MAX_ENTRIES]
+
+
+def test_balances_reads_batch_records_entry_by_entry():
+    accrue, balances = AccrueStage(30 * 86_400), BalancesStage(FREE)
+    astate, bstate = PartitionState(0, DictBackend()), PartitionState(0, DictBackend())
+    for n in range(5):
+        accrue.handle(attribution(f"e{n}", 500_000, [("h1", "w1", 1_000_000)]), astate)
+    [record] = [o for o in accrue.end_batch(astate) if o.key == b"h1"]
+    out = balances.handle(Msg(Topic.ROYALTY_LEDGER.value, record.value, 0, b"h1"), bstate)
+    balances.end_batch(bstate)
+    requests = [json.loads(o.value) for o in out if o.topic == Topic.PAYOUT_REQUESTS.value]
+    # applied one by one: the threshold is crossed at the second entry, then at the fourth
+    assert [r["amount_micros"] for r in requests] == [1_000_000, 1_000_000]
+    assert bstate.get("h:USD:h1")["accrued_micros"] == 2_500_000
 
 
 def test_accrue_skips_an_invalid_record_and_goes_on():
     stage, state = AccrueStage(30 * 86_400), PartitionState(0, DictBackend())
-    assert stage.handle(Msg(Topic.ATTRIBUTIONS.value, b"not json"), state) == []
-    assert stage.handle(Msg(Topic.CORRECTIONS.value, b'{"kind": "refund"}'), state) == []  # fails correction.v1
-    assert stage.handle(attribution("e2", 10, [("h1", "w1", 1_000_000)]), state)
+    assert post(stage, state, [Msg(Topic.ATTRIBUTIONS.value, b"not json"),
+                               Msg(Topic.CORRECTIONS.value, b'{"kind": "refund"}'),  # fails correction.v1
+                               attribution("e2", 10, [("h1", "w1", 1_000_000)])])
 
 
 def test_accrual_records_expire_after_the_refund_window_and_a_late_refund_reverses_nothing():
     stage, state = AccrueStage(2 * 86_400), PartitionState(0, DictBackend())
     stage.expiry = Expiry(2 * 86_400, bucket_s=3_600)
-    stage.handle(attribution("old", 100, [("h1", "w1", 1_000_000)], day=1), state)
-    stage.end_batch(state)
-    stage.handle(attribution("new", 100, [("h1", "w1", 1_000_000)], day=10), state)
-    stage.end_batch(state)
+    post(stage, state, [attribution("old", 100, [("h1", "w1", 1_000_000)], day=1)])
+    post(stage, state, [attribution("new", 100, [("h1", "w1", 1_000_000)], day=10)])
     assert "ac:old" not in state and "ac:new" in state
-    assert stage.handle(refund("old"), state) == []  # no record left: nothing to reverse
-    reversals = [json.loads(o.value) for o in stage.handle(refund("new"), state)]
+    reversals = post(stage, state, [refund("old"), refund("new")])
+    assert {r["event_id"] for r in reversals} == {"new"}  # no record of "old" left: nothing to reverse
     assert {r["entry_type"] for r in reversals} == {"accrual_reversal"}
     assert sum(r["amount_micros"] for r in reversals) == 100
 
@@ -167,8 +218,7 @@ def test_accrue_posts_every_entry_once_whatever_the_batches_and_the_crashes(spec
         if not batch:
             break
         for attempt in ("abort", "commit") if n in crashes else ("commit",):
-            out = [json.loads(o.value) for m in batch for o in stage.handle(m, state)]
-            stage.end_batch(state)
+            out = post(stage, state, batch)
             if attempt == "abort":
                 state.rollback()
             else:
