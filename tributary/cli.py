@@ -16,6 +16,7 @@ from tributary.money import is_currency
 from tributary.platform.procs import PlatformError
 
 if TYPE_CHECKING:
+    from sinks.stripe.accounts import ConnectAccounts
     from tributary.reports import Query
 
 DESCRIPTION = """\
@@ -710,7 +711,10 @@ def _holders(args: argparse.Namespace, cfg: PlatformConfig) -> int:
     from tributary import catalog
 
     pipeline = load_pipeline()
-    accounts = catalog.connect_accounts(pipeline.stripe_api_key, cfg.stripe_api_base, pipeline.onboarding_return_url)
+
+    def accounts() -> ConnectAccounts:  # only what talks to Stripe needs its client (the sinks extra)
+        return catalog.connect_accounts(pipeline.stripe_api_key, cfg.stripe_api_base, pipeline.onboarding_return_url)
+
     if args.holders_command in ("add", "policy"):
         settings = _policy_from_args(args)
         try:
@@ -720,7 +724,7 @@ def _holders(args: argparse.Namespace, cfg: PlatformConfig) -> int:
             return 2
         if args.holders_command == "add":
             holder = {"holder_id": args.holder_id, "name": args.name, "email": args.email}
-            onboarded = catalog.onboard_holder(holder, accounts)
+            onboarded = catalog.onboard_holder(holder, accounts())
             catalog.publish(cfg.bootstrap_servers, [catalog.holder_record(holder, onboarded.account)])
             catalog.publish_readiness(cfg.bootstrap_servers, [catalog.readiness_record(
                 args.holder_id, onboarded.account, onboarded.ready, onboarded.reason)])
@@ -738,6 +742,7 @@ def _holders(args: argparse.Namespace, cfg: PlatformConfig) -> int:
 
     from sinks.stripe.service import HolderDirectory
 
+    stripe_accounts = accounts()
     known = HolderDirectory(cfg.bootstrap_servers).accounts
     wanted = [args.holder_id] if args.holder_id else sorted(known)
     missing = [h for h in wanted if h not in known]
@@ -746,15 +751,15 @@ def _holders(args: argparse.Namespace, cfg: PlatformConfig) -> int:
                         "`tributary holders add --id ... --name ... --email ...`")
     try:
         if args.holders_command == "link":
-            print(accounts.onboarding_link(known[args.holder_id]))
+            print(stripe_accounts.onboarding_link(known[args.holder_id]))
             return 0
         if args.holders_command == "login":
-            print(accounts.login_link(known[args.holder_id]))
+            print(stripe_accounts.login_link(known[args.holder_id]))
             return 0
         rows: list[list[object]] = []
         records = []
         for holder_id in wanted:
-            readiness = accounts.readiness(known[holder_id])
+            readiness = stripe_accounts.readiness(known[holder_id])
             records.append(readiness.record(holder_id))
             rows.append([holder_id, readiness.account, "yes" if readiness.ready else "no",
                          readiness.reason or "-"])
