@@ -140,21 +140,29 @@ class AccrualBook:
     the newest event of their partition; refunds after that are recorded on the
     corrections topic but reverse nothing.
 
-    ``added`` collects (key, event time) of the records created since it was last read,
-    for the stage's :class:`tributary.state.Expiry`."""
+    ``added`` collects (state, key, event time) of the records created since it was last
+    read, for the stage's :class:`tributary.state.Expiry` (per partition: ``taken``)."""
 
     refund_window_s: float = 30 * 86_400
-    added: list[tuple[str, float]] = field(default_factory=list)
+    added: list[tuple[AccrualState, str, float]] = field(default_factory=list)
+
+    def taken(self, state: AccrualState) -> list[tuple[str, float]]:
+        """The (key, event time) of records created in ``state`` since the last call for it."""
+        mine = [(k, t) for s, k, t in self.added if s is state]
+        self.added = [a for a in self.added if a[0] is not state]
+        return mine
 
     def _changed(self, state: AccrualState, key: str, before: dict[str, Any], after: dict[str, Any],
                  t: float) -> list[LedgerEntry]:
         if after == before:
             return []
+        # entries first: one the ledger refuses (InvalidEntry) leaves the state untouched
+        known = {e["entry_id"] for e in record_entries(before)} if before else set()
+        new = [e for e in record_entries(after) if e["entry_id"] not in known]
         state[key] = after
         if not before:
-            self.added.append((key, t))
-        known = {e["entry_id"] for e in record_entries(before)} if before else set()
-        return [e for e in record_entries(after) if e["entry_id"] not in known]
+            self.added.append((state, key, t))
+        return new
 
     def on_attribution(self, state: AccrualState, attribution: dict[str, Any], now: str) -> list[LedgerEntry]:
         key = f"ac:{attribution['event_id']}"

@@ -140,6 +140,7 @@ class BalanceBook:
         While it cannot, no payout is requested; when it becomes ready, whatever is due in
         each of the holder's currencies is requested at once (returned)."""
         holder_id = raw["holder_id"]
+        was_waiting = self.waiting_reason(state, holder_id) is not None
         state[f"acct:{holder_id}"] = {"ready": bool(raw["transfers_ready"]), "reason": raw["reason"],
                                       "account": raw["stripe_account"], "checked_at": raw["checked_at"]}
         if not raw["transfers_ready"]:
@@ -147,6 +148,8 @@ class BalanceBook:
         out = []
         for currency in state.get(f"cur:{holder_id}") or []:
             balance = self.balance(state, holder_id, currency)
+            if was_waiting:  # the payouts that failed on the account are not held back any more
+                balance.last_failure_at = None
             request = payout_due(balance, self.policy(state, holder_id).for_currency(currency), raw["checked_at"])
             if request is not None:
                 state[f"p:{request['payout_id']}"] = request
@@ -164,7 +167,7 @@ class BalanceBook:
                 legacy = state.get(f"h:{holder_id}")
                 if legacy is not None and legacy.get("currency", "USD") == currency:
                     state.pop(f"h:{holder_id}")  # moves to its per-currency key at the next flush
-                    state[f"cur:{holder_id}"] = [currency]
+                    state[f"cur:{holder_id}"] = sorted({*(state.get(f"cur:{holder_id}") or []), currency})
                     raw = legacy
             if raw is None:  # the holder's first balance in this currency: listed for set_readiness
                 known = state.get(f"cur:{holder_id}") or []

@@ -24,7 +24,7 @@ from schemas.batches import BATCH_MAX_ENTRIES, items
 from streams.accrual import AccrualBook
 from streams.balances import BalanceBook, PayoutPolicy
 from tributary import kafka, ledger
-from tributary.ledger import LedgerEntry
+from tributary.ledger import InvalidEntry, LedgerEntry
 from tributary.state import Expiry, PartitionState
 from tributary.topics import Topic
 from tributary.topology import stages
@@ -83,21 +83,28 @@ class AccrueStage:
         self._posted: dict[str, list[LedgerEntry]] = {}  # holder_id -> this transaction's entries
 
     def handle(self, msg: Message, state: PartitionState) -> list[Output]:
-        if msg.topic() == ATTRIBUTIONS:
-            attribution = _decode(self.name, msg)
-            entries = self.book.on_attribution(state, attribution, _now()) if attribution else []
-        else:
-            correction = _decode(self.name, msg, "correction.v1")
-            entries = self.book.on_correction(state, correction, _now()) if correction else []
+        try:
+            if msg.topic() == ATTRIBUTIONS:
+                attribution = _decode(self.name, msg)
+                entries = self.book.on_attribution(state, attribution, _now()) if attribution else []
+            else:
+                correction = _decode(self.name, msg, "correction.v1")
+                entries = self.book.on_correction(state, correction, _now()) if correction else []
+        except (InvalidEntry, KeyError, TypeError, ValueError) as exc:
+            # a record the ledger cannot post (e.g. an account name outside the chart): skipped
+            # and said so, instead of failing the batch on it again and again
+            REJECTED.labels(self.name, "unpostable").inc()
+            topic, partition, offset = kafka.position(msg)
+            log.error("stage=%s skipped unpostable record %s/%d@%d: %s: %s", self.name, topic, partition, offset,
+                      type(exc).__name__, exc)
+            return []
         ENTRIES_OUT.inc(len(entries))
         for e in entries:
             self._posted.setdefault(e["holder_id"], []).append(e)
         return []
 
     def end_batch(self, state: PartitionState) -> list[Output]:
-        added = [(k, t) for k, t in self.book.added if k in state]
-        self.book.added.clear()
-        self.expiry.track(state, added)
+        self.expiry.track(state, [(k, t) for k, t in self.book.taken(state) if k in state])
         return self._ledger_records()
 
     def _ledger_records(self) -> list[Output]:

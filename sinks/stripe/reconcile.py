@@ -15,7 +15,9 @@ transfer the sink creates), falling back to ``metadata.payout_id``. Findings:
   failed_but_transferred   the ledger says failed (amount returned to the holder),
                            yet Stripe has a transfer for it
   transfer_without_payout  a transfer Stripe reports that no ledger payout explains
-  not_reserved             a request whose reservation (payable -> reserved) is not in the ledger
+  not_reserved             a request with no reservation (payable -> reserved) in the ledger:
+                           informational (requests made before reservations were posted)
+  reservation_mismatch     a reservation of another amount than the request
   outcome_not_posted       a result with no payout / payout_reversal entry in the ledger
   outcome_mismatch         the ledger's outcome entry disagrees with the result (status,
                            amount or transfer id)
@@ -34,8 +36,8 @@ from typing import Any
 from sinks.stripe.payouts import FoundTransfer
 
 MISMATCHES = ("duplicate_transfers", "amount_mismatch", "destination_mismatch", "paid_without_transfer",
-              "transfer_id_mismatch", "failed_but_transferred", "transfer_without_payout", "not_reserved",
-              "outcome_not_posted", "outcome_mismatch", "entry_without_result")
+              "transfer_id_mismatch", "failed_but_transferred", "transfer_without_payout",
+              "reservation_mismatch", "outcome_not_posted", "outcome_mismatch", "entry_without_result")
 
 ACTIONS = {
     "duplicate_transfers": "reverse the extra transfer in Stripe (Transfers > Reverse) after checking which one "
@@ -52,8 +54,10 @@ ACTIONS = {
                               "transfer in Stripe, or the holder is paid twice",
     "transfer_without_payout": "a transfer no payout explains: find who made it (metadata, dashboard) and reverse "
                                "it if it is not ours",
-    "not_reserved": "a request from before the ledger posted reservations, or a lost entry: "
-                    "`tributary trial-balance` shows the holder's reserved account",
+    "not_reserved": "nothing if the request predates reservations (issue 14's upgrade); otherwise its "
+                    "reservation entry is missing: `tributary trial-balance` shows the holder's reserved account",
+    "reservation_mismatch": "the reservation differs from the request: escalate; `tributary trial-balance` "
+                            "shows the holder's reserved account",
     "outcome_not_posted": "the payout's result exists but its ledger entry does not (a sink older than the "
                           "transactional one crashed between them): the holder's balance is wrong until it is posted",
     "outcome_mismatch": "the ledger and the payout result disagree: the result is what Stripe answered; "
@@ -108,8 +112,10 @@ def ledger_findings(p: LedgerPayout) -> list[Finding]:
     def note(kind: str, detail: str) -> None:
         out.append(Finding(kind, p.payout_id, p.holder_id, detail))
 
-    if p.reserved_micros != p.amount_micros:
-        note("not_reserved", f"requested {p.amount_micros} micros {p.currency}, reserved {p.reserved_micros}")
+    if p.reserved_micros == 0:
+        note("not_reserved", f"requested {p.amount_micros} micros {p.currency}, no reservation in the ledger")
+    elif p.reserved_micros != p.amount_micros:
+        note("reservation_mismatch", f"requested {p.amount_micros} micros {p.currency}, reserved {p.reserved_micros}")
     expected = {"paid": "payout", "failed": "payout_reversal"}.get(p.status, "")
     if p.status == "pending":
         if p.entry_type:

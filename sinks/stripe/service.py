@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from typing import Any
 
 import stripe
@@ -87,24 +86,19 @@ def completed_payouts(bootstrap: str) -> dict[str, dict[str, Any]]:
 
 
 class AccountCheck:
-    """Connect account readiness, asked of Stripe at most every ``ttl_s`` per account."""
+    """Asks Stripe whether a Connect account can receive transfers, after a payout to it
+    failed (never cached: a stale "not ready" would fail the payout the watcher just freed)."""
 
-    def __init__(self, accounts: ConnectAccounts, ttl_s: float = 60.0):
-        self.accounts, self.ttl_s = accounts, ttl_s
-        self._seen: dict[str, tuple[float, Readiness]] = {}
+    def __init__(self, accounts: ConnectAccounts):
+        self.accounts = accounts
 
     def check(self, account: str) -> Readiness | None:
-        """The account's readiness; None when Stripe could not say (the transfer then tells)."""
-        cached = self._seen.get(account)
-        if cached and time.monotonic() - cached[0] < self.ttl_s:
-            return cached[1]
+        """The account's readiness; None when Stripe could not say."""
         try:
-            readiness = self.accounts.readiness(account)
+            return self.accounts.readiness(account)
         except stripe.StripeError as exc:
             log.warning("could not read Connect account %s: %s", account, exc)
             return None
-        self._seen[account] = (time.monotonic(), readiness)
-        return readiness
 
 
 class AccountWatcher:
@@ -173,18 +167,19 @@ class PayoutStage:
             log.info("payout already completed, skipping payout_id=%s", payout_id)
             return []
         out: list[Output] = []
-        destination = self.holders.account(payout["holder_id"])
-        readiness = self.accounts.check(destination) if self.accounts and destination else None
+        outcome = self._execute(payout)  # looks for the transfer at Stripe before it makes one
+        destination = outcome.destination
+        readiness = self.accounts.check(destination) if outcome.status == "failed" and self.accounts and \
+            destination else None
         if readiness is not None and not readiness.ready:
-            # Stripe would refuse the transfer: fail it (the amount returns to the balance) and
-            # tell balances, which holds the holder's payouts until the account is ready
+            # the account cannot receive transfers (not onboarded, or restricted since): the
+            # amount returns to the balance, and balances holds this holder's payouts until the
+            # account is ready again (the watcher tells it), instead of failing every one
             outcome = Outcome("failed", None, destination,
-                              f"the Connect account cannot receive transfers yet: {readiness.reason}")
+                              f"the Connect account cannot receive transfers: {readiness.reason} ({outcome.error})")
             key, partition = readiness_key(payout["holder_id"])
             out.append(Output(Topic.HOLDER_POLICIES.value, key, kafka.dumps(readiness.record(payout["holder_id"])),
                               partition))
-        else:
-            outcome = self._execute(payout)
         result = result_record(payout, outcome)
         entry = ledger.payout_outcome(result, payout["currency"], result["completed_at"])
         state[payout_id] = outcome.status  # committed with the result, forgotten if the batch aborts

@@ -4,6 +4,7 @@ ledger is cut into transactions and whichever of them crash before committing.""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -243,3 +244,32 @@ def test_payouts_wait_while_the_connect_account_cannot_receive_transfers():
     assert sorted((r["currency"], r["amount_micros"]) for r in requests) == [("EUR", 2_000_000), ("USD", 1_500_000)]
     assert all(f"p:{r['payout_id']}" in state for r in requests)
     assert book.set_readiness(state, {**account, "transfers_ready": True, "reason": ""}) == []  # nothing more due
+
+
+def test_a_payout_failed_on_the_account_is_retried_as_soon_as_the_account_is_ready():
+    """The sink fails a payout to an account that cannot receive transfers (the amount
+    returns) and says so; once the account is ready the amount is requested again at once,
+    not a day later (retry_failed_after_s) or only on a next accrual."""
+    from tributary.ledger import payout_outcome
+
+    book, state = BalanceBook(replace(FREE, retry_failed_after_s=86_400)), partition()
+    [request] = book.apply(state, entry("e1", 1_500_000))
+    failed = payout_outcome({**request, "status": "failed"}, "USD", T0.isoformat())
+    assert book.apply(state, failed) == []
+    account = {"schema_version": 1, "kind": "account", "holder_id": "h1", "stripe_account": "acct_1",
+               "transfers_ready": False, "reason": "restricted", "checked_at": T0.isoformat()}
+    assert book.set_readiness(state, account) == []
+    later = (T0 + timedelta(minutes=10)).isoformat()
+    [again] = book.set_readiness(state, {**account, "transfers_ready": True, "reason": "", "checked_at": later})
+    assert again["amount_micros"] == 1_500_000 and again["payout_id"] != request["payout_id"]
+
+
+def test_a_legacy_balance_keeps_the_holders_other_currencies_listed():
+    book, state = BalanceBook(FREE), partition()
+    book.apply(state, entry("e1", 10, currency="EUR"))
+    book.flush()
+    state["h:h1"] = {"holder_id": "h1", "currency": "USD", "accrued_micros": 5, "reserved_micros": 0,
+                     "paid_micros": 0, "payout_sequence": 0, "last_payout_at": None, "last_failure_at": None}
+    book.apply(state, entry("e2", 10))
+    book.flush()
+    assert state.get("cur:h1") == ["EUR", "USD"] and state.get("h:USD:h1")["accrued_micros"] == 15

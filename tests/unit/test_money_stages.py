@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from schemas import first_problem
 from schemas.batches import BATCH_MAX_ENTRIES, items
 from streams.balances import PayoutPolicy
-from streams.money import AccrueStage, BalancesStage
+from streams.money import REJECTED, AccrueStage, BalancesStage
 from tributary.state import DictBackend, Expiry, PartitionState
 from tributary.topics import Topic
 
@@ -126,9 +126,38 @@ def test_balances_reads_batch_records_entry_by_entry():
 
 def test_accrue_skips_an_invalid_record_and_goes_on():
     stage, state = AccrueStage(30 * 86_400), PartitionState(0, DictBackend())
-    assert post(stage, state, [Msg(Topic.ATTRIBUTIONS.value, b"not json"),
-                               Msg(Topic.CORRECTIONS.value, b'{"kind": "refund"}'),  # fails correction.v1
-                               attribution("e2", 10, [("h1", "w1", 1_000_000)])])
+    entries = post(stage, state, [Msg(Topic.ATTRIBUTIONS.value, b"not json"),
+                                  Msg(Topic.CORRECTIONS.value, b'{"kind": "refund"}'),  # fails correction.v1
+                                  attribution("e2", 10, [("h1", "w1", 1_000_000)])])
+    assert sorted((e["holder_id"], e["amount_micros"]) for e in entries) == [("escrow:unattributed", 0), ("h1", 10)]
+
+
+def test_accrue_skips_a_record_the_ledger_cannot_post_and_leaves_no_state_for_it():
+    """An attribution whose accounts fall outside the chart (an empty provider makes
+    'provider::royalty_liability') is skipped with its reason, not retried forever, and
+    leaves nothing behind: the same event attributed correctly later is posted."""
+    stage, state = AccrueStage(30 * 86_400), PartitionState(0, DictBackend())
+    bad = json.loads(attribution("e3", 100, [("h1", "w1", 1_000_000)]).value())
+    bad["provider"] = ""
+    before = REJECTED.labels("accrue", "unpostable")._value.get()
+    assert post(stage, state, [Msg(Topic.ATTRIBUTIONS.value, json.dumps(bad).encode()),
+                               attribution("e4", 50, [("h1", "w1", 1_000_000)])]) != []
+    assert REJECTED.labels("accrue", "unpostable")._value.get() == before + 1
+    assert "ac:e3" not in state
+    assert sum(e["amount_micros"] for e in post(stage, state, [attribution("e3", 100, [("h1", "w1", 1_000_000)])])) == 100
+
+
+def test_accrual_records_of_every_partition_of_a_batch_are_tracked_for_expiry():
+    stage = AccrueStage(2 * 86_400)
+    stage.expiry = Expiry(2 * 86_400, bucket_s=3_600)
+    states = [PartitionState(p, DictBackend()) for p in (0, 1)]
+    for p, state in enumerate(states):
+        stage.handle(attribution(f"old{p}", 100, [("h1", "w1", 1_000_000)], day=1), state)
+    for state in states:
+        stage.end_batch(state)
+    for p, state in enumerate(states):
+        post(stage, state, [attribution(f"new{p}", 100, [("h1", "w1", 1_000_000)], day=10)])
+    assert all(f"ac:old{p}" not in state for p, state in enumerate(states))  # both expired, not only partition 0
 
 
 def test_accrual_records_expire_after_the_refund_window_and_a_late_refund_reverses_nothing():
