@@ -141,13 +141,13 @@ class ContractBook:
 
     def known(self, contract_id: str) -> bool:
         if contract_id not in self._by_id and self.on_miss is not None:
-            self.on_miss()
+            self.on_miss(contract_id)
         return contract_id in self._by_id
 
     def find(self, contract_id: str, when: datetime) -> Contract | None:
         found = self._in_force(contract_id, when)
         if found is None and self.on_miss is not None:
-            self.on_miss()
+            self.on_miss(contract_id)
             found = self._in_force(contract_id, when)
         return found
 
@@ -163,10 +163,11 @@ class ContractFeed:
     at start, then what arrives (``refresh``). A record that fails its schema, or that
     redefines a known version, is logged and ignored: the first definition stands."""
 
-    def __init__(self, bootstrap: str, book: ContractBook, min_interval_s: float = 2.0):
-        self.book, self.min_interval_s = book, min_interval_s
+    def __init__(self, bootstrap: str, book: ContractBook, min_interval_s: float = 2.0, floor_s: float = 0.05):
+        self.book, self.min_interval_s, self.floor_s = book, min_interval_s, floor_s
         self._reader = TopicReader(bootstrap, Topic.CONTRACTS.value)
         self._last = 0.0
+        self._missed: dict[str, float] = {}
 
     def _apply(self, msg: Any) -> None:
         try:
@@ -180,10 +181,22 @@ class ContractFeed:
         if refused:
             log.error("contract record %s ignored: %s", (msg.key() or b"").decode(errors="replace"), refused)
 
-    def refresh(self, force: bool = True) -> None:
-        """Read what arrived on the topic (not more than once per ``min_interval_s`` unless forced)."""
-        now = time.monotonic()
-        if not force and now - self._last < self.min_interval_s:
-            return
-        self._last = now
+    def refresh(self) -> None:
+        """Read what arrived on the topic."""
+        self._last = time.monotonic()
         self._reader.read_to_end(self._apply)
+
+    def missed(self, contract_id: str) -> None:
+        """An event names a contract (or a time) no known version covers: read the topic
+        first, unless this contract id missed within ``min_interval_s`` (its events arrived
+        before it was published: a flood of them must not query Kafka per event) or any
+        miss read it within ``floor_s``. The first event of a contract published before it
+        always finds it."""
+        now = time.monotonic()
+        last = self._missed.get(contract_id)
+        if (last is not None and now - last < self.min_interval_s) or now - self._last < self.floor_s:
+            return
+        if len(self._missed) > 10_000:  # a flood of made-up ids: forget, do not grow
+            self._missed.clear()
+        self._missed[contract_id] = now
+        self.refresh()

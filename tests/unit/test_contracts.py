@@ -49,16 +49,37 @@ def test_published_versions_are_immutable_and_new_terms_are_a_new_version():
 def test_an_unknown_contract_asks_the_feed_once_before_it_is_refused():
     book, asked = ContractBook([]), []
 
-    def miss() -> None:
-        asked.append(1)
+    def miss(contract_id: str) -> None:
+        asked.append(contract_id)
         book.add(parse_contract(ITEM))  # what the feed would find on the topic
 
     book.on_miss = miss
-    assert book.known("press-2027") and asked == [1]
-    assert book.find("press-2027", datetime(2027, 2, 1, tzinfo=UTC)) is not None and asked == [1]
+    assert book.known("press-2027") and asked == ["press-2027"]
+    assert book.find("press-2027", datetime(2027, 2, 1, tzinfo=UTC)) is not None and asked == ["press-2027"]
 
 
 def test_the_built_in_contracts_can_be_left_out(monkeypatch):
     assert ContractBook.load().known("standard-eu-2026")
     monkeypatch.setenv("TRIBUTARY_CONTRACTS_FILE", "none")
     assert ContractBook.load().versions() == []
+
+
+def test_a_flood_of_one_unknown_contract_asks_kafka_once_per_interval(monkeypatch):
+    from streams import contracts as module
+
+    clock = [100.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
+    feed = module.ContractFeed.__new__(module.ContractFeed)
+    feed.book, feed.min_interval_s, feed.floor_s, feed._last, feed._missed = ContractBook([]), 2.0, 0.05, 0.0, {}
+    reads = []
+    feed.refresh = lambda: (reads.append(clock[0]), setattr(feed, "_last", clock[0]))  # type: ignore[method-assign]
+    for _ in range(400):  # the same unknown id, 1 ms apart
+        feed.missed("no-such-contract")
+        clock[0] += 0.001
+    assert len(reads) == 1
+    clock[0] += 0.1
+    feed.missed("press-2027")  # another id: its first miss reads at once
+    assert len(reads) == 2
+    clock[0] += 2.0
+    feed.missed("no-such-contract")
+    assert len(reads) == 3
