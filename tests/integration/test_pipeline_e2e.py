@@ -176,6 +176,17 @@ def test_the_trial_balance_closes(settled, capsys):
     assert json.loads(capsys.readouterr().out)["problems"] == []
 
 
+def test_the_demo_summary_shows_every_currency_balanced(settled, capsys):
+    """What `make demo` prints at the end, over this run: per currency, never added up."""
+    cfg = settled[0]
+    assert demo.summary(cfg, {}, EVENTS, 0)
+    out = capsys.readouterr().out
+    for currency in ("USD", "EUR", "JPY"):
+        assert f"  {currency}: royalty pool" in out
+    assert out.count("exact to the micro") == 3 and "MISMATCH" not in out
+    assert " JPY" in out and "trial-balance" in out
+
+
 def test_no_holder_is_left_above_the_threshold(settled):
     cfg = settled[0]
     # what is left is below the threshold, except where the holder's own policy holds it
