@@ -13,7 +13,11 @@ Prints, from one run on this machine (broker, stages, stand-in and producer shar
      from balances-state), p50/p95/p99/max, and per hop (SDK, ingest, attributor, accrue,
      balance) from the Kafka timestamp each stage stamped on the record it produced;
   5. peak RSS of each stage; with --soak N, the streams worker's RSS every N/10 events of an
-     N-event run (the dedupe marks are on disk: RSS should not grow with the window).
+     N-event run (the dedupe marks are on disk: RSS should not grow with the window);
+  6. with --per-stage N, accrue alone and then balances alone over N events' records
+     produced before each starts: their own events/s and events per CPU-second, timed from
+     their first committed batch (the burst's per-stage figures include polling while a
+     stage waits on the one before it).
 It starts its own platform under <data dir>/bench and stops it after.
 """
 
@@ -345,6 +349,44 @@ def soak(cfg, stages: Stages, n: int) -> None:  # type: ignore[no-untyped-def]
               flush=True)
 
 
+def per_stage(cfg, stages: Stages, n: int, raw_rate: float) -> None:  # type: ignore[no-untyped-def]
+    """Each money stage alone on a topic filled before it starts: its own speed, with no
+    idle polling while it waits on the stage before it (which the burst figures include).
+    Timed from its first committed batch (after start-up and the state restore)."""
+    print(f"per stage: {n:,} attributions produced first, then accrue alone, then balances alone ...", flush=True)
+    for stage in ("accrue", "balances"):
+        stages.procs[stage].stop(timeout=30)
+    out = Producer({"bootstrap.servers": cfg.bootstrap_servers, "linger.ms": 20, "partitioner": "murmur2_random"})
+    contract = {"contract_id": "standard-2026", "version": 1, "royalty_rate_bps": 2000, "currency": "USD",
+                "probable_weight_bps": 10_000}
+    for i in range(n):
+        event_id = f"stage-{i:09d}"
+        request = {"event_id": event_id, "occurred_at": "2026-11-20T00:00:00+00:00", "provider": "bench-ai",
+                   "model": {"name": "bench-model", "revision": "1"}, "contract": contract,
+                   "pool_micros": 2_000 + i % 1_000}
+        out.produce(Topic.ATTRIBUTIONS.value, key=event_id.encode(), value=orjson.dumps(fake_attribution(request)))
+        if i % 10_000 == 0:
+            out.poll(0)
+    out.flush(120)
+    for stage, series, target in (("accrue", 'tributary_stage_records_in_total{stage="accrue"}', n),
+                                  ("balances", "tributary_balances_ledger_entries_total", 3 * n)):
+        proc, port = stages.procs[stage], stages.ports[stage]
+        proc.start(demo.stage_argv(cfg, stage, demo.stage_extras(cfg, stage)))
+        deadline = time.monotonic() + 600
+        while metric(port, series) <= 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first, cpu0, t0 = metric(port, series), group_usage(proc.pid())[0], time.perf_counter()
+        while metric(port, series) < target and time.monotonic() < deadline:
+            time.sleep(0.1)
+        done, cpu1, t1 = metric(port, series), group_usage(proc.pid())[0], time.perf_counter()
+        events = (done - first) / (1 if stage == "accrue" else 3)
+        cpu = cpu1 - cpu0
+        print(f"  {stage:9} {events:,.0f} events in {t1 - t0:.1f} s: {events / (t1 - t0):,.0f} events/s, "
+              f"{cpu:.1f} CPU-s, {events / cpu if cpu else 0:,.0f} events per CPU-second"
+              f"{'' if done >= target else ' (TIMED OUT)'}; ratio to the raw loop "
+              f"{events / (t1 - t0) / raw_rate:.3f}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=50_000, help="burst size for the throughput run")
@@ -352,6 +394,9 @@ def main() -> int:
                         help="steady rate(s) for the latency runs (repeatable; default 2000)")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each latency run")
     parser.add_argument("--soak", type=int, default=0, help="events of a memory run (e.g. 10000000); 0: none")
+    parser.add_argument("--per-stage", type=int, default=0, metavar="N",
+                        help="then N attributions through accrue alone and balances alone, each on a topic "
+                             "filled before it starts (their own speed, no waiting on ingest); 0: none")
     args = parser.parse_args()
     args.rates = args.rate or [2000.0]
 
@@ -378,6 +423,8 @@ def main() -> int:
             latency(cfg, stages, rate, args.seconds, f"steady{run_no}")
         if args.soak:
             soak(cfg, stages, args.soak)
+        if args.per_stage:
+            per_stage(cfg, stages, args.per_stage, raw_rate)
         print("memory: peak RSS (MiB) " + "  ".join(f"{k} {v:.0f}" for k, v in stages.peak_rss.items()))
         return 0
     finally:
