@@ -246,7 +246,8 @@ def test_a_record_clickhouse_refuses_goes_to_the_sink_dlq_and_the_sink_moves_on(
     consumer = kafka.consumer(platform_cfg.bootstrap_servers, f"check-{run_id}")
     for tp in partitions:
         _, high = consumer.get_watermark_offsets(tp, timeout=10)
-        assert committed.get((tp.topic, tp.partition), 0) == high  # nothing left behind
+        # nothing left behind (a partition none of the random ids landed on has no commit: -1001)
+        assert max(committed.get((tp.topic, tp.partition), 0), 0) == high
     consumer.assign([TopicPartition(Topic.SINK_CLICKHOUSE_DLQ.value, 0, 0)])
     letters = []
     deadline = time.monotonic() + 30
