@@ -475,14 +475,14 @@ SOURCES = (Topic.INFERENCE_EVENTS.value,)
 
 
 CONTRACTS_REFRESH_S = 10.0
-contract_feed: list[ContractFeed] = []  # set when the worker starts (not in unit tests' test_context)
+contract_feed: list[ContractFeed] = []  # set by main() before the worker starts (not in unit tests)
 
 
-@app.task
-async def follow_contracts() -> None:
-    """Contract versions published on the contracts topic join the built-in ones: read at
-    start, every CONTRACTS_REFRESH_S, and before an event is refused for an unknown contract
-    or version (``ContractFeed.missed``: at most every 2 s per contract id)."""
+def follow_contracts() -> None:
+    """Contract versions published on the contracts topic join the built-in ones: read
+    before the worker starts (the first read opens a reader and may take a while: not in
+    the event loop), then every CONTRACTS_REFRESH_S, and before an event is refused for an
+    unknown contract or version (``ContractFeed.missed``: at most every 2 s per contract id)."""
     feed = ContractFeed(platform.bootstrap_servers, contracts)
     feed.refresh()
     contract_feed.append(feed)
@@ -538,4 +538,5 @@ def main() -> None:
     HALT_FILE.unlink(missing_ok=True)  # a worker that starts is no longer halted (it halts again if it must)
     ensure_marks_topic(platform.bootstrap_servers, streams_app_id(),
                        topic_manifests()[Topic.INFERENCE_EVENTS].partitions, pipeline.dedupe_window_s)
+    follow_contracts()
     faust.Worker(app, loglevel="INFO").execute_from_commandline()
