@@ -56,11 +56,6 @@ def split_pool(pool_micros: int, weights: Mapping[str, int]) -> dict[str, int]:
     return floors
 
 
-def whole_cents(amount_micros: int) -> int:
-    """The largest amount <= ``amount_micros`` that is a whole number of cents."""
-    return (amount_micros // MICROS_PER_CENT) * MICROS_PER_CENT
-
-
 # Stripe's minor units (https://docs.stripe.com/currencies). Amounts are micros of the
 # currency's *major* unit everywhere (1 JPY = 1,000,000 micros, like 1 USD); only the
 # Stripe API speaks minor units, and only some amounts are payable:

@@ -108,7 +108,7 @@ class AccountWatcher:
     (With Stripe webhooks, ``account.updated`` would tell sooner; this needs none.)"""
 
     def __init__(self, bootstrap: str, accounts: ConnectAccounts, every_s: float):
-        self.accounts, self.every_s = accounts, every_s
+        self.accounts, self.every_s = AccountCheck(accounts), every_s
         self.latest: dict[str, dict[str, Any]] = {}
         self._reader = TopicReader(bootstrap, Topic.HOLDER_POLICIES.value)
         self._producer = kafka.producer(bootstrap)
@@ -125,12 +125,8 @@ class AccountWatcher:
         for holder, record in sorted(self.latest.items()):
             if record["transfers_ready"]:
                 continue
-            try:
-                readiness = self.accounts.readiness(record["stripe_account"])
-            except stripe.StripeError as exc:
-                log.warning("could not read Connect account %s of holder %s: %s", record["stripe_account"], holder, exc)
-                continue
-            if readiness.ready:
+            readiness = self.accounts.check(record["stripe_account"])
+            if readiness is not None and readiness.ready:
                 key, partition = readiness_key(holder)
                 self._producer.produce(Topic.HOLDER_POLICIES.value, key=key, partition=partition,
                                        value=kafka.dumps(readiness.record(holder)))

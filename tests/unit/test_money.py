@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tributary.money import UNATTRIBUTED, format_micros, royalty_pool, split_pool, whole_cents
+from tributary.money import UNATTRIBUTED, format_micros, payable, royalty_pool, split_pool
 
 accounts = st.text(alphabet="abcdefgh", min_size=1, max_size=4)
 weights = st.dictionaries(accounts, st.integers(min_value=0, max_value=10**6), min_size=1, max_size=12).filter(
@@ -59,8 +59,8 @@ def test_royalty_pool_rounds_down_and_validates():
 
 
 def test_whole_cents_keeps_the_sub_cent_remainder_out():
-    assert whole_cents(1_234_567) == 1_230_000
-    assert whole_cents(9_999) == 0
+    assert payable(1_234_567, "USD") == 1_230_000
+    assert payable(9_999, "USD") == 0
 
 
 def test_format_micros():
