@@ -167,9 +167,8 @@ class BalanceBook:
                 legacy = state.get(f"h:{holder_id}")
                 if legacy is not None and legacy.get("currency", "USD") == currency:
                     state.pop(f"h:{holder_id}")  # moves to its per-currency key at the next flush
-                    state[f"cur:{holder_id}"] = sorted({*(state.get(f"cur:{holder_id}") or []), currency})
                     raw = legacy
-            if raw is None:  # the holder's first balance in this currency: listed for set_readiness
+                # a new balance in this currency (or a legacy one moving): listed for set_readiness
                 known = state.get(f"cur:{holder_id}") or []
                 if currency not in known:
                     state[f"cur:{holder_id}"] = sorted([*known, currency])
@@ -195,10 +194,14 @@ class BalanceBook:
             return []  # a repeated (or unknown) outcome: settled already
         balance = self.balance(state, holder_id, entry.get("currency", "USD"))
         apply_amount(balance, kind, int(entry["amount_micros"]), entry.get("created_at"))
-        if kind not in ("accrual", "payout_reversal") or self.waiting_reason(state, holder_id):
+        if kind not in ("accrual", "payout_reversal"):
+            return []
+        policy = self.policy(state, holder_id).for_currency(balance.currency)
+        if payable(balance.unpaid_micros, balance.currency) < policy.min_payout_micros:
+            return []  # the common case, decided without reading the holder's account state
+        if self.waiting_reason(state, holder_id):
             return []  # no payout while the holder's Connect account cannot receive transfers
-        request = payout_due(balance, self.policy(state, holder_id).for_currency(balance.currency),
-                             entry.get("created_at") or "")
+        request = payout_due(balance, policy, entry.get("created_at") or "")
         if request is None:
             return []
         state[f"p:{request['payout_id']}"] = request
