@@ -172,8 +172,10 @@ def decide(
         elif per_work:
             row.update({"method": "copied", "tier": CERTAIN, "works": sorted(w for w, _ in per_work),
                         "altered": False})
-        if seg.text and (row.get("tier") == PROBABLE or row.get("altered")):
-            row["text"] = quote(seg.text)  # what a reviewer or the holder reads beside the work's passage
+        if seg.text and row["method"] != "none":
+            # what a reviewer or the holder reads beside the work's passage (the portal
+            # highlights the copied words: ``copied`` spans over ``sentences`` word ranges)
+            row["text"] = quote(seg.text)
         rows.append(row)
     return weights, rows, semantic
 

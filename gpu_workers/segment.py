@@ -33,6 +33,11 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.casefold().replace("\u2019", "'"))
 
 
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """Where each of ``words(text)`` stands in ``text`` (start, end), to mark words in place."""
+    return [m.span() for m in _WORD.finditer(text.replace("\u2019", "'"))]
+
+
 @dataclass(frozen=True)
 class Segment:
     text: str

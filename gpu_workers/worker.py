@@ -32,6 +32,7 @@ from gpu_workers.index import VectorIndex
 from gpu_workers.pipeline import Pipeline
 from gpu_workers.scoring import UnitMatch, build_attribution, quote
 from gpu_workers.segment import Segment, Unit, sentences, units, words
+from gpu_workers.spans import shingles
 from schemas.batches import items
 from tributary import kafka
 from tributary.config import PipelineConfig
@@ -171,13 +172,34 @@ def attribute_vectors(
 
 def _quote_the_works(evidence: dict[str, Any], catalog: CatalogUnits) -> None:
     """Each decided sentence gets the passage of the work it was matched to or copied
-    from, so a reviewer and the holder see both sides."""
+    from, so a reviewer and the holder see both sides: for a copied sentence, the unit of
+    the work that shares the most word runs with it."""
     sources = {c["work_id"]: c["chunk_ids"] for c in evidence["copied"]}
     for row in evidence["matches"]:
-        chunk = row.get("chunk_id") if row["method"] != "copied" else next(
-            (sources[w][0] for w in row.get("works", []) if sources.get(w)), None)
-        if chunk and catalog.has(chunk) and "text" in row:
+        if "text" not in row:
+            continue
+        if row["method"] == "copied":
+            held = [c for w in row.get("works", []) for c in sources.get(w, [])[:MAX_QUOTE_CANDIDATES]]
+            chunk = _most_shared(row["text"], held, catalog)
+        else:
+            chunk = row.get("chunk_id")
+        if chunk and catalog.has(chunk):
             row["work_text"] = quote(catalog.text(chunk))
+
+
+MAX_QUOTE_CANDIDATES = 64  # units of one work looked at to quote a copied sentence's source
+
+
+def _most_shared(text: str, chunk_ids: list[str], catalog: CatalogUnits) -> str | None:
+    mine = set(shingles(words(text)))
+    best, best_shared = None, -1
+    for chunk in chunk_ids:
+        if not catalog.has(chunk):
+            continue
+        shared = len(mine.intersection(shingles(words(catalog.text(chunk)))))
+        if shared > best_shared:
+            best, best_shared = chunk, shared
+    return best
 
 
 MAX_ATTRIBUTION_BYTES = 900_000  # under Kafka's 1 MB message limit

@@ -14,6 +14,7 @@ SERVICE_FIXTURES = {"platform_cfg": "kafka", "chdb_store": "clickhouse", "real_e
 _OFFSET = int(os.environ.get("TRIBUTARY_TEST_PORT_OFFSET", "0"))
 TEST_PORTS = {name: port + _OFFSET for name, port in {
     "kafka_port": 29092, "kafka_controller_port": 29093, "stripe_port": 22111, "clickhouse_query_port": 28123,
+    "portal_port": 28400,
 }.items()}
 
 

@@ -42,6 +42,8 @@ stages:
   attribution      embeds outputs in micro-batches, searches Qdrant -> attributions
   sink-clickhouse  every topic -> ClickHouse tables; serves read-only SQL
   sink-stripe      payout-requests -> Stripe Connect transfers -> payout-results
+  portal           the rights holders' web portal (read-only; disputes go to review-requests),
+                   on --portal-port; sign-in links from `tributary portal link <holder>`
 """
 
 
@@ -53,6 +55,7 @@ def _platform_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--stripe-port", type=int, help="stripe-mock port (default 12111)")
     g.add_argument("--clickhouse-query-port", type=int,
                    help="port of the ClickHouse sink's query server (default 18123)")
+    g.add_argument("--portal-port", type=int, help="port of the holder portal (default 8400)")
 
 
 def _policy_args(parser: argparse.ArgumentParser) -> None:
@@ -150,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run one pipeline stage in the foreground", description=STAGE_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stage", choices=["streams", "accrue", "balances", "indexer", "attribution", "sink-clickhouse",
-                                     "sink-stripe"])
+                                     "sink-stripe", "portal"])
     p.add_argument("--metrics-port", type=int, default=0,
                    help="accrue, balances, indexer, attribution, sink-stripe: serve /healthz, /readyz and Prometheus "
                         "/metrics on this port (0: off)")
@@ -159,6 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker-id", default="0",
                    help="attribution, accrue, balances, sink-stripe: unique per process of the stage (its Kafka "
                         "transactional id and local state folder); default 0")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="portal: the address to listen on (0.0.0.0 in a container); default 127.0.0.1")
+
+    p = sub.add_parser("portal", help="the rights holders' web portal: sign-in links",
+                       description="Holders sign in to the portal (`tributary run portal`, started by "
+                                   "`tributary demo`) with a signed link that expires. The signing secret is "
+                                   "TRIBUTARY_PORTAL_SECRET or, locally, run/portal-secret under --data-dir "
+                                   "(shared with the portal process).")
+    psub = p.add_subparsers(dest="portal_command", metavar="ACTION", required=True)
+    c = psub.add_parser("link", help="print a holder's sign-in link")
+    c.add_argument("holder", help="holder id, e.g. h-austen")
+    c.add_argument("--ttl-hours", type=float, default=24.0, help="how long the link works (default 24)")
+    c.add_argument("--base-url", help="the portal's address as holders reach it "
+                                      "(default http://127.0.0.1:<portal port>)")
 
     p = sub.add_parser("catalog", help="register works")
     csub = p.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
@@ -341,6 +358,7 @@ def _platform(args: argparse.Namespace) -> PlatformConfig:
     return load_platform(
         data_dir=args.data_dir, kafka_port=args.kafka_port, kafka_controller_port=args.kafka_controller_port,
         stripe_port=args.stripe_port, clickhouse_query_port=args.clickhouse_query_port,
+        portal_port=args.portal_port,
     )
 
 
@@ -438,6 +456,8 @@ def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per c
         return 0 if report(run_checks(cfg, with_model=not args.skip_model)) else 1
     if args.command == "run":
         return _run_stage(args, cfg)
+    if args.command == "portal":
+        return _portal_link(args, cfg)
     if args.command == "resume":
         return _resume(args, cfg)
     if args.command == "sql":
@@ -835,11 +855,40 @@ def _reconcile(args: argparse.Namespace, cfg: PlatformConfig, run: object) -> in
     return 1 if mismatches else 0
 
 
+def _portal_link(args: argparse.Namespace, cfg: PlatformConfig) -> int:
+    from tributary.portal.app import expiry_text, link
+    from tributary.portal.auth import Signer, load_secret
+    from tributary.portal.data import profile
+    from tributary.reports import runner
+
+    if not 0 < args.ttl_hours <= 24 * 31:
+        raise UserError(f"--ttl-hours {args.ttl_hours}: must be more than 0 and at most 744 (31 days)")
+    if profile(runner(cfg), args.holder) is None:
+        raise UserError(f"no holder {args.holder!r} in the catalog or the ledger; list them with "
+                        "`tributary sql \"SELECT holder_id, name FROM holders FINAL\"`")
+    ttl = int(args.ttl_hours * 3600)
+    base = args.base_url or f"http://127.0.0.1:{cfg.portal_port}"
+    print(link(base, Signer(load_secret(cfg.run_dir)), args.holder, ttl))
+    print(f"(works until {expiry_text(ttl)}; anyone with this link can read {args.holder}'s royalties until then)",
+          file=sys.stderr)
+    return 0
+
+
 def _run_stage(args: argparse.Namespace, cfg: PlatformConfig) -> int:
     from tributary import stages
     from tributary.platform import kafka
 
     pipeline = load_pipeline()
+    if args.stage == "portal":  # reads ClickHouse; Kafka only for disputes
+        outcome = stages.supervised("portal")
+        if outcome is not None:
+            return outcome
+        from tributary.logs import setup
+        from tributary.portal.service import serve
+
+        setup("portal")
+        serve(cfg, pipeline, args.host, cfg.portal_port)
+        return 0
     try:
         kafka.wait_ready(cfg, timeout=15)
     except PlatformError:

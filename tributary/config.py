@@ -39,6 +39,7 @@ class PlatformConfig:
     kafka_controller_port: int = 19093
     stripe_port: int = 12111
     clickhouse_query_port: int = 18123
+    portal_port: int = 8400  # the holder portal (`tributary run portal`)
     kafka_version: str = "3.9.1"
 
     @property
@@ -83,6 +84,7 @@ class PlatformConfig:
             "kafka_controller_port": self.kafka_controller_port,
             "stripe_port": self.stripe_port,
             "clickhouse_query_port": self.clickhouse_query_port,
+            "portal_port": self.portal_port,
         }
         for name, port in ports.items():
             if not 1024 <= port <= 65535:

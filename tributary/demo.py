@@ -38,7 +38,7 @@ def stage_argv(cfg: PlatformConfig, stage: str, extra: list[str] | None = None) 
         sys.executable, "-m", "tributary.cli",
         "--data-dir", str(cfg.data_dir), "--kafka-port", str(cfg.kafka_port),
         "--kafka-controller-port", str(cfg.kafka_controller_port), "--stripe-port", str(cfg.stripe_port),
-        "--clickhouse-query-port", str(cfg.clickhouse_query_port),
+        "--clickhouse-query-port", str(cfg.clickhouse_query_port), "--portal-port", str(cfg.portal_port),
         "run", stage, *(extra or []),
     ]
 
@@ -54,6 +54,7 @@ def stage_extras(cfg: PlatformConfig, stage: str) -> list[str]:
         "sink-stripe": ["--metrics-port", port],
         "accrue": ["--metrics-port", port, "--worker-id", "0"],
         "balances": ["--metrics-port", port, "--worker-id", "0"],
+        "portal": [],
     }[stage]
 
 
@@ -309,8 +310,9 @@ def run(base: PlatformConfig, pipeline: PipelineConfig, events: int, keep_runnin
     try:
         print("[2/6] starting the platform (Kafka broker, stripe-mock, ClickHouse engine)")
         local.up(cfg, log=lambda m: print(f"  {m}"))
-        print("[3/6] starting the pipeline stages, one process each")
+        print("[3/6] starting the pipeline stages, one process each, and the holder portal")
         start_stages(cfg, env=DEMO_ENV)
+        start_stage(cfg, local.PORTAL, DEMO_ENV)
         print("[4/6] registering the sample catalog and onboarding holders")
         sample = register_and_index(cfg, pipeline, timeout)
         print(f"[5/6] publishing {events} inference events (+ the invalid examples from schemas/, "
@@ -334,10 +336,40 @@ def run(base: PlatformConfig, pipeline: PipelineConfig, events: int, keep_runnin
         print("[6/6] waiting for the pipeline to settle")
         wait_for(cfg, "pipeline", settle_probe(cfg, events, len(invalid), len(refunds)), timeout)
         ok = summary(cfg, sample, events, len(invalid))
+        portal_links(cfg, sample)
     finally:
         if keep_running:
             print(f"everything is still running; stop it with: tributary --data-dir {cfg.data_dir} down")
+        elif ok and local.stage_process(cfg, local.PORTAL).running():
+            print("stopping the stages and the platform; the holder portal stays up, reading the ledger read-only")
+            for stage in local.STAGES:
+                local.stage_process(cfg, stage).stop(timeout=20)
+            _platform_down(cfg)
+            print(f"  the portal is at http://127.0.0.1:{cfg.portal_port} (filing a dispute needs the platform: "
+                  f"`tributary demo --keep-running`); stop it with: tributary --data-dir {cfg.data_dir} down")
         else:
             print("stopping the stages and the platform")
             local.down(cfg, log=lambda m: print(f"  {m}"))
     return 0 if ok else 1
+
+
+def _platform_down(cfg: PlatformConfig) -> None:
+    from tributary.platform import kafka, stripe_mock
+
+    stripe_mock.stop(cfg)
+    kafka.stop(cfg)
+    print("  stopped stripe-mock and kafka")
+
+
+def portal_links(cfg: PlatformConfig, sample: dict[str, Any], ttl_s: int = 24 * 3600) -> None:
+    """The portal's address and one sign-in link per sample holder."""
+    from tributary.portal.app import expiry_text, link
+    from tributary.portal.auth import Signer, load_secret
+
+    signer = Signer(load_secret(cfg.run_dir))
+    base = f"http://127.0.0.1:{cfg.portal_port}"
+    problem = local.stage_health(cfg, local.PORTAL)
+    print(f"holder portal: {base}" + (f" (not answering: {problem})" if problem else ""))
+    print(f"sign-in links, one per holder (each works until {expiry_text(ttl_s)}):")
+    for holder in sample["holders"]:
+        print(f"  {holder['holder_id']:<10} {link(base, signer, holder['holder_id'], ttl_s)}")

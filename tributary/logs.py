@@ -16,3 +16,4 @@ def setup(process: str, level: str | None = None) -> None:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("stripe").setLevel(logging.WARNING)
+    logging.getLogger("fontTools").setLevel(logging.WARNING)  # the portal's PDF font subsetting

@@ -240,7 +240,7 @@ def statement_csv(st: Statement) -> str:
     return out.getvalue()
 
 
-def _summary(st: Statement) -> list[tuple[str, int]]:
+def statement_summary(st: Statement) -> list[tuple[str, int]]:
     return [("Unpaid balance brought forward", st.opening_micros), ("Royalties accrued", st.accrued_micros),
             ("Refunds reversed", -st.reversed_micros), ("Paid out", -st.paid_micros),
             ("Unpaid balance carried forward", st.closing_micros)]
@@ -252,7 +252,7 @@ def _period(st: Statement) -> str:
 
 def statement_text(st: Statement) -> str:
     lines = [f"Statement for {st.name or st.holder_id} ({st.holder_id})", f"Period: {_period(st)}", ""]
-    lines += [f"  {label:<34} {format_micros(amount, st.currency):>18}" for label, amount in _summary(st)]
+    lines += [f"  {label:<34} {format_micros(amount, st.currency):>18}" for label, amount in statement_summary(st)]
     lines += ["", f"  {'day':<10}  {'kind':<13}  {'amount':>16}  description"]
     for line in st.lines:
         lines.append(f"  {line['day']:<10}  {line['kind']:<13}  {format_micros(line['amount_micros'], st.currency):>16}  "
@@ -266,7 +266,7 @@ def statement_text(st: Statement) -> str:
 def statement_html(st: Statement) -> str:
     e = html.escape
     summary = "".join(f"<tr><th>{e(label)}</th><td class=num>{e(format_micros(a, st.currency))}</td></tr>"
-                      for label, a in _summary(st))
+                      for label, a in statement_summary(st))
     rows = "".join(
         f"<tr><td>{e(line['day'])}</td><td>{e(line['kind'])}</td><td>{e(line['description'])}</td>"
         f"<td>{e(line['reference'])}</td><td class=num>{e(format_micros(line['amount_micros'], st.currency))}</td></tr>"

@@ -19,5 +19,6 @@ class Topic(StrEnum):
     CATALOG_UPDATES = "catalog-updates"
     CATALOG_CHUNKS = "catalog-chunks"
     CONTRACTS = "contracts"
+    REVIEW_REQUESTS = "review-requests"  # holders' disputes, from the portal
     ACCRUE_STATE = "accrue-state"  # internal state of the money stages (streams.money)
     BALANCES_STATE = "balances-state"

@@ -111,6 +111,26 @@ def contract(v: dict[str, Any]) -> Row:
     }
 
 
+def holder_policy(v: dict[str, Any], partition: int, offset: int) -> Row:
+    """A holder's payout policy or its account readiness (kind=account), one row per key
+    as on the compacted topic; the latest record of a key has the highest offset (a key
+    always lands on the same partition)."""
+    account = v.get("kind") == "account"
+    return {
+        "policy_key": v["holder_id"] + ("#account" if account else ""), "holder_id": v["holder_id"],
+        "kind": "account" if account else "policy", "body": json.dumps(v, sort_keys=True),
+        "source_partition": partition, "source_offset": offset,
+    }
+
+
+def review_request(v: dict[str, Any]) -> Row:
+    return {
+        "request_id": v["request_id"], "event_id": v["event_id"], "work_id": v["work_id"],
+        "holder_id": v["holder_id"], "entry_id": v["entry_id"], "reason": v["reason"],
+        "requested_at": _time(v.get("requested_at")), "requested_by": _s(v.get("requested_by")),
+    }
+
+
 def catalog_update(v: dict[str, Any], offset: int) -> tuple[str, Row] | None:
     kind = v.get("kind")
     if kind in ("work", "work_removed"):
@@ -155,6 +175,10 @@ def to_rows(topic: str, partition: int, offset: int, value: bytes | None) -> lis
             return [("corrections", correction(v))]
         case Topic.CONTRACTS:
             return [("contracts", contract(v))]
+        case Topic.HOLDER_POLICIES:
+            return [("holder_policies", holder_policy(v, partition, offset))]
+        case Topic.REVIEW_REQUESTS:
+            return [("review_requests", review_request(v))]
     return []
 
 

@@ -175,6 +175,17 @@ MIGRATIONS.append((7, "contracts as data: every version from the contracts topic
     ) ENGINE = ReplacingMergeTree(ingested_at) ORDER BY (contract_id, version)""",
 ]))
 
+MIGRATIONS.append((8, "holder portal: payout policies and account readiness, holders' review requests", [
+    f"""CREATE TABLE IF NOT EXISTS holder_policies (
+        policy_key String, holder_id String, kind LowCardinality(String), body String,
+        source_partition Int32, source_offset Int64, {V}
+    ) ENGINE = ReplacingMergeTree(source_offset) ORDER BY policy_key""",
+    f"""CREATE TABLE IF NOT EXISTS review_requests (
+        request_id String, event_id String, work_id String, holder_id String, entry_id String,
+        reason String, requested_at DateTime64(3, 'UTC'), requested_by String, {V}
+    ) ENGINE = ReplacingMergeTree(ingested_at) ORDER BY request_id""",
+]))
+
 LATEST = MIGRATIONS[-1][0]
 
 

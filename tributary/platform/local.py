@@ -13,6 +13,8 @@ from tributary.platform.topics import ensure_topics
 from tributary.topology import STAGE_NAMES
 
 STAGES = STAGE_NAMES  # every stage of the topology registry, each its own process
+PORTAL = "portal"  # the holder portal: a process of its own, not a stage (it consumes nothing)
+PROCESSES = (*STAGES, PORTAL)
 
 
 def stage_process(cfg: PlatformConfig, stage: str) -> ManagedProcess:
@@ -21,6 +23,8 @@ def stage_process(cfg: PlatformConfig, stage: str) -> ManagedProcess:
 
 def stage_port(cfg: PlatformConfig, stage: str) -> int:
     """Where each local stage serves /healthz and /metrics: next to the ClickHouse query port."""
+    if stage == PORTAL:
+        return cfg.portal_port
     base = cfg.clickhouse_query_port
     return {"sink-clickhouse": base, "streams": base + 1, "indexer": base + 2, "attribution": base + 3,
             "sink-stripe": base + 4, "accrue": base + 5, "balances": base + 6}[stage]
@@ -48,7 +52,7 @@ def up(cfg: PlatformConfig, log=print) -> None:  # type: ignore[no-untyped-def]
 
 
 def down(cfg: PlatformConfig, wipe: bool = False, log=print) -> None:  # type: ignore[no-untyped-def]
-    for stage in STAGES:
+    for stage in PROCESSES:
         if stage_process(cfg, stage).stop(timeout=20):
             log(f"stopped {stage}")
     if stripe_mock.stop(cfg):
@@ -68,9 +72,9 @@ def status(cfg: PlatformConfig) -> list[tuple[str, str, str]]:
     rows.append(("kafka", "running" if kp.running() else "stopped", f"127.0.0.1:{cfg.kafka_port} pid={kp.pid()}"))
     sp = stripe_mock.process(cfg)
     rows.append(("stripe-mock", "running" if sp.running() else "stopped", f"{cfg.stripe_api_base} pid={sp.pid()}"))
-    for stage in STAGES:
+    for stage in PROCESSES:
         p = stage_process(cfg, stage)
-        detail = f"pid={p.pid()} log={p.log_file}"
+        detail = f"pid={p.pid()} log={p.log_file}" + (f" http://127.0.0.1:{cfg.portal_port}" if stage == PORTAL else "")
         if p.running():
             problem = stage_health(cfg, stage)
             rows.append((stage, "unhealthy", f"{problem}; {detail}") if problem else (stage, "running", detail))

@@ -1,0 +1,1 @@
+"""The rights-holder portal: `tributary run portal`, `tributary portal link <holder>`."""

@@ -1,0 +1,350 @@
+"""The rights-holder portal: read-only pages over the ledger for one signed-in holder.
+
+Pages: overview (balances per currency, the next payout, earnings charts), statements
+(HTML, CSV, PDF), payouts with their ledger entries, "why was I paid" (each credit's
+evidence, and a dispute form for probable-tier matches), works, disputes. Every page
+reads through :mod:`tributary.portal.data` with the session's holder bound as a query
+parameter; a dispute is a record on ``review-requests``, never an edit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from tributary import reports
+from tributary.errors import UserError
+from tributary.ids import derived_id
+from tributary.money import format_micros
+from tributary.policy import PayoutPolicy
+from tributary.portal import charts, data
+from tributary.portal.auth import LinkError, Session, Signer
+from tributary.portal.pdf import statement_pdf
+from tributary.reports import Query
+
+log = logging.getLogger("tributary.portal")
+HERE = Path(__file__).parent
+COOKIE = "tributary_session"
+CREDITS_PER_PAGE = 50
+CHART_DAYS = 30
+
+REQUESTS = Counter("tributary_portal_requests_total", "Portal requests", ["page", "status"])
+LATENCY = Histogram("tributary_portal_request_seconds", "Portal request latency", ["page"])
+SIGNINS = Counter("tributary_portal_signins_total", "Sign-in attempts", ["outcome"])
+DISPUTES = Counter("tributary_portal_disputes_total", "Disputes filed by holders")
+READ_ERRORS = Counter("tributary_portal_read_errors_total", "Pages that could not read the ledger")
+
+# publish(topic, key, record): the dispute's way onto Kafka (tributary.kafka.publish in the service)
+Publish = Callable[[str, str, dict[str, Any]], None]
+# login_link(stripe_account) -> Stripe Express dashboard URL
+LoginLink = Callable[[str], str]
+
+
+@dataclass
+class Portal:
+    run: Query
+    signer: Signer
+    defaults: PayoutPolicy
+    publish: Publish
+    login_link: LoginLink | None = None
+    secure_cookies: bool = False
+
+
+class NotFound(Exception):
+    """Not this holder's (or not there): the same answer either way."""
+
+
+class BadRequest(Exception):
+    pass
+
+
+def _env() -> Environment:
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+    env.filters["money"] = lambda micros, currency: format_micros(int(micros), currency)
+    env.filters["pct"] = lambda ppm: f"{int(ppm) / 10_000:.2f}%"
+    env.filters["score"] = lambda v: "" if v is None else f"{float(v):.3f}"
+    return env
+
+
+ENV = _env()
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "Referrer-Policy": "no-referrer",  # a sign-in link never leaks to another site
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+def create_app(portal: Portal) -> Starlette:
+    def page(name: str, handler: Callable[[Request, Session], Any], signed_in: bool = True,
+             methods: tuple[str, ...] = ("GET",)) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            session = portal.signer.session(request.cookies.get(COOKIE))
+            try:
+                if signed_in and session is None:
+                    response = _render(request, None, "signin.html", {"problem": None}, status=401)
+                else:
+                    response = await handler(request, session)  # type: ignore[arg-type]
+            except NotFound:
+                response = _render(request, session, "error.html", {
+                    "title": "Not found", "message": "There is nothing here for your account. Links to payouts "
+                    "and credits work only for the holder who was shown them."}, status=404)
+            except BadRequest as exc:
+                response = _render(request, session, "error.html", {"title": "Check what you entered",
+                                                                    "message": str(exc)}, status=400)
+            except Exception:  # never a stack trace or SQL text on a page
+                READ_ERRORS.inc()
+                incident = uuid.uuid4().hex[:12]
+                log.exception("page=%s incident=%s failed", name, incident)
+                response = _render(request, session, "error.html", {
+                    "title": "This page cannot be shown right now",
+                    "message": f"The ledger could not be read. Try again in a minute; if it keeps happening, "
+                               f"tell us incident {incident}."}, status=503)
+            for key, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(key, value)
+            REQUESTS.labels(name, str(response.status_code)).inc()
+            LATENCY.labels(name).observe(time.perf_counter() - started)
+            log.info("page=%s status=%s ms=%.1f holder=%s", name, response.status_code,
+                     (time.perf_counter() - started) * 1000, session.holder_id if session else "-")
+            return response
+        return endpoint
+
+    def ref(session: Session) -> Callable[[str], str]:
+        return lambda ident: portal.signer.ref(session.holder_id, ident)
+
+    def _render(request: Request, session: Session | None, template: str, context: dict[str, Any],
+                status: int = 200) -> HTMLResponse:
+        body = ENV.get_template(template).render(
+            request=request, session=session, path=request.url.path,
+            ref=ref(session) if session else (lambda ident: ""), **context)
+        return HTMLResponse(body, status_code=status)
+
+    def _form_session(session: Session, form: Any) -> None:
+        if not portal.signer.csrf_ok(session, form.get("csrf")):
+            raise BadRequest("This form expired or did not come from this portal. Reload the page and try again.")
+
+    # -- sign-in ---------------------------------------------------------------------------------
+    async def signin(request: Request, session: Session | None) -> Response:
+        token = request.query_params.get("token")
+        if not token:
+            return _render(request, session, "signin.html", {"problem": None})
+        try:
+            holder = portal.signer.holder_of_link(token)
+        except LinkError as exc:
+            SIGNINS.labels("refused").inc()
+            return _render(request, None, "signin.html", {"problem": str(exc)}, status=403)
+        if data.profile(portal.run, holder) is None:
+            SIGNINS.labels("unknown_holder").inc()
+            return _render(request, None, "signin.html", {"problem": "this link is for an account we do not "
+                                                                       "know (any more)"}, status=403)
+        SIGNINS.labels("ok").inc()
+        _, cookie = portal.signer.new_session(holder)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(COOKIE, cookie, max_age=12 * 3600, httponly=True, samesite="lax",
+                            secure=portal.secure_cookies, path="/")
+        return response
+
+    async def signout(request: Request, session: Session) -> Response:
+        _form_session(session, await request.form())
+        response = _render(request, None, "signin.html", {"problem": None, "signed_out": True})
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    # -- overview ----------------------------------------------------------------------------------
+    async def overview(request: Request, session: Session) -> Response:
+        today = datetime.now(UTC).date()
+        ov = data.overview(portal.run, session.holder_id, portal.defaults, today)
+        currencies = [b.currency for b in ov.balances]
+        currency = request.query_params.get("currency") or (currencies[0] if currencies else "USD")
+        if currencies and currency not in currencies:
+            raise BadRequest(f"currency {currency!r}: you have money in {', '.join(currencies)}")
+        days = charts.day_range(today, CHART_DAYS)
+        rows = [r for r in data.earnings_daily(portal.run, session.holder_id, days[0], today) if r[1] == currency]
+        by_work = [(_day(r[0]), str(r[3] or r[2]), int(r[5])) for r in rows]
+        by_model = [(_day(r[0]), str(r[4] or "?"), int(r[5])) for r in rows]
+        figures = []
+        for label, points in (("work", by_work), ("model", by_model)):
+            names, values = charts.series(points, days)
+            figures.append({"label": label, "svg": charts.stacked_bars(label, days, names, values, currency),
+                            "legend": charts.legend(names),
+                            "table": [(d, [values[n][i] for n in names]) for i, d in enumerate(days)
+                                      if any(values[n][i] for n in names)], "names": names})
+        return _render(request, session, "overview.html", {
+            "ov": ov, "currency": currency, "currencies": currencies, "figures": figures, "days": CHART_DAYS,
+            "stripe_dashboard": portal.login_link is not None})
+
+    # -- statements ----------------------------------------------------------------------------------
+    def _statement(request: Request, session: Session) -> reports.Statement:
+        q = request.query_params
+        try:
+            since, until = reports.dates(q.get("since") or None, q.get("until") or None, None)
+            currencies = reports.holder_currencies(portal.run, session.holder_id)
+            currency = q.get("currency") or (currencies[0] if currencies else None)
+            if currency and currencies and currency not in currencies:
+                raise BadRequest(f"currency {currency!r}: your ledger has {', '.join(currencies)}")
+            return reports.statement(portal.run, session.holder_id, since, until, currency)
+        except UserError as exc:
+            raise BadRequest(str(exc)) from None
+
+    async def statements(request: Request, session: Session) -> Response:
+        st = _statement(request, session)
+        return _render(request, session, "statements.html", {
+            "st": st, "summary": reports.statement_summary(st),
+            "currencies": reports.holder_currencies(portal.run, session.holder_id),
+            "query": str(request.url.query)})
+
+    async def statement_file(request: Request, session: Session) -> Response:
+        st = _statement(request, session)
+        kind = request.path_params["kind"]
+        name = f"statement-{st.holder_id}-{st.currency}-{st.since or 'start'}-{st.until or 'today'}"
+        if kind == "csv":
+            body, ctype = reports.statement_csv(st).encode(), "text/csv; charset=utf-8"
+        elif kind == "pdf":
+            body, ctype = statement_pdf(st), "application/pdf"
+        elif kind == "html":
+            body, ctype = reports.statement_html(st).encode(), "text/html; charset=utf-8"
+        else:
+            raise NotFound
+        return Response(body, media_type=ctype,
+                        headers={"Content-Disposition": f'attachment; filename="{name}.{kind}"'})
+
+    # -- payouts -------------------------------------------------------------------------------------
+    async def payouts(request: Request, session: Session) -> Response:
+        return _render(request, session, "payouts.html", {"payouts": data.payouts(portal.run, session.holder_id)})
+
+    async def payout(request: Request, session: Session) -> Response:
+        payout_id = portal.signer.unref(session.holder_id, request.path_params["ref"])
+        found = data.payout(portal.run, session.holder_id, payout_id) if payout_id else None
+        if found is None:
+            raise NotFound
+        return _render(request, session, "payout.html", {"p": found})
+
+    # -- credits and evidence ------------------------------------------------------------------------
+    async def credits(request: Request, session: Session) -> Response:
+        try:
+            number = max(int(request.query_params.get("page", "1")), 1)
+        except ValueError:
+            raise BadRequest("page must be a whole number") from None
+        total, rows = data.credits(portal.run, session.holder_id, CREDITS_PER_PAGE, (number - 1) * CREDITS_PER_PAGE)
+        return _render(request, session, "credits.html", {
+            "credits": rows, "total": total, "page": number, "pages": max(-(-total // CREDITS_PER_PAGE), 1)})
+
+    def _evidence(request: Request, session: Session) -> data.Evidence:
+        entry_id = portal.signer.unref(session.holder_id, request.path_params["ref"])
+        found = data.evidence(portal.run, session.holder_id, entry_id) if entry_id else None
+        if found is None:
+            raise NotFound
+        return found
+
+    async def credit(request: Request, session: Session) -> Response:
+        return _render(request, session, "credit.html", {"ev": _evidence(request, session), "filed": None})
+
+    async def dispute(request: Request, session: Session) -> Response:
+        form = await request.form()
+        _form_session(session, form)
+        ev = _evidence(request, session)
+        reason = str(form.get("reason") or "").strip()
+        if not ev.disputable:
+            raise BadRequest("This credit cannot be disputed: only probable-tier matches that no reviewer has "
+                             "decided yet, and only once.")
+        if not reason:
+            return _render(request, session, "credit.html", {"ev": ev, "filed": None,
+                                                              "problem": "Say what is wrong with this match "
+                                                                         "(the reviewer reads it)."}, status=400)
+        if len(reason) > 2000:
+            return _render(request, session, "credit.html", {"ev": ev, "filed": None, "reason": reason,
+                                                              "problem": "Keep the reason under 2,000 characters."},
+                           status=400)
+        c = ev.credit
+        record = {"schema_version": 1,
+                  "request_id": derived_id("rr", session.holder_id, c["event_id"], c["work_id"]),
+                  "event_id": c["event_id"], "work_id": c["work_id"], "holder_id": session.holder_id,
+                  "entry_id": c["entry_id"], "reason": reason,
+                  "requested_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "requested_by": "portal"}
+        portal.publish("review-requests", c["event_id"], record)
+        DISPUTES.inc()
+        log.info("dispute filed request_id=%s event_id=%s work_id=%s holder=%s", record["request_id"],
+                 c["event_id"], c["work_id"], session.holder_id)
+        return _render(request, session, "credit.html", {"ev": ev, "filed": record})
+
+    # -- works and disputes ----------------------------------------------------------------------------
+    async def works(request: Request, session: Session) -> Response:
+        today = datetime.now(UTC).date()
+        days = charts.day_range(today, CHART_DAYS)
+        listed = data.works(portal.run, session.holder_id)
+        cover = data.coverage(portal.run, session.holder_id, days[0], today)
+        titles = {w["work_id"]: w["title"] or w["work_id"] for w in listed}
+        names, values = charts.series([(_day(d), titles.get(w, w), int(n)) for d, w, n in cover], days)
+        chart = charts.stacked_bars("work (outputs credited)", days, names, values, "outputs") if names else ""
+        return _render(request, session, "works.html", {"works": listed, "chart": chart,
+                                                        "legend": charts.legend(names), "days": CHART_DAYS})
+
+    async def disputes(request: Request, session: Session) -> Response:
+        return _render(request, session, "disputes.html", {"disputes": data.disputes(portal.run, session.holder_id)})
+
+    async def stripe_dashboard(request: Request, session: Session) -> Response:
+        _form_session(session, await request.form())
+        found = data.profile(portal.run, session.holder_id)
+        if portal.login_link is None or not found or not found[1]:
+            raise BadRequest("No Stripe Express account is linked to your holder account yet.")
+        return RedirectResponse(portal.login_link(found[1]), status_code=303)
+
+    async def onboarding_done(request: Request, session: Session | None) -> Response:
+        return _render(request, session, "error.html", {
+            "title": "Thank you", "message": "Stripe has your details. Payouts start as soon as Stripe enables "
+            "transfers to your account; the overview says when they wait for it."})
+
+    async def health(request: Request) -> Response:
+        if request.url.path == "/metrics":
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response('{"alive": true}', media_type="application/json")
+
+    routes = [
+        Route("/", page("overview", overview)),
+        Route("/signin", page("signin", signin, signed_in=False)),
+        Route("/signout", page("signout", signout), methods=["POST"]),
+        Route("/statements", page("statements", statements)),
+        Route("/statements/statement.{kind}", page("statement_file", statement_file)),
+        Route("/payouts", page("payouts", payouts)),
+        Route("/payouts/{ref}", page("payout", payout)),
+        Route("/credits", page("credits", credits)),
+        Route("/credits/{ref}", page("credit", credit)),
+        Route("/credits/{ref}/dispute", page("dispute", dispute), methods=["POST"]),
+        Route("/works", page("works", works)),
+        Route("/disputes", page("disputes", disputes)),
+        Route("/stripe-dashboard", page("stripe_dashboard", stripe_dashboard), methods=["POST"]),
+        Route("/onboarding/done", page("onboarding_done", onboarding_done, signed_in=False)),
+        Route("/healthz", health), Route("/readyz", health), Route("/metrics", health),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    return Starlette(routes=routes)
+
+
+def _day(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def link(base_url: str, signer: Signer, holder_id: str, ttl_s: int) -> str:
+    return f"{base_url.rstrip('/')}/signin?token={signer.signin_token(holder_id, ttl_s)}"
+
+
+def expiry_text(ttl_s: int) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=ttl_s)).strftime("%Y-%m-%d %H:%M UTC")
