@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tributary-installed
 
-.PHONY: setup tools demo test test-unit lint docs bench down clean
+.PHONY: setup tools browser demo test test-unit lint docs bench down clean
 
 # Creates the virtualenv once and reuses it (torch is large: installed once).
 setup: $(STAMP)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# Debian's chromium for the portal's browser tests (driven by Playwright; no browser download)
+browser:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium (the portal's browser tests)"; apt-get update -qq && apt-get install -y -qq chromium; }
+
 # helm for the chart tests (built once with Go into $GOPATH/bin)
 HELM := $(shell command -v helm 2>/dev/null || echo $${GOPATH:-$$HOME/go}/bin/helm)
 tools: $(HELM)
@@ -26,7 +30,7 @@ $(HELM):
 demo: setup
 	$(VENV)/bin/tributary demo
 
-test: setup tools
+test: setup tools browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -ra

@@ -12,7 +12,7 @@ from tributary.ledger import LedgerEntry
 from tributary.money import BPS_DENOMINATOR, SHARE_DENOMINATOR, UNATTRIBUTED, split_pool
 
 UNDER_REVIEW = ledger.ESCROW_REVIEW  # the held part of probable shares, until a review decides
-PROBABLE = "probable"
+PROBABLE = ledger.PROBABLE
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def slices(attribution: dict[str, Any]) -> list[Slice]:
     owners: dict[str, tuple[str, str | None, str]] = {}
     for share in attribution["shares_ppm"]:
         tier = share.get("tier", "certain")
-        key = f"{share['holder_id']}\x1f{share['work_id']}" + ("\x1fprobable" if tier == PROBABLE else "")
+        key = ledger.share_key(share["holder_id"], share["work_id"], tier)
         weights[key] = weights.get(key, 0) + int(share["share_ppm"])
         owners[key] = (share["holder_id"], share["work_id"], tier)
     unattributed = SHARE_DENOMINATOR - sum(weights.values())
@@ -66,10 +66,10 @@ def accrue(attribution: dict[str, Any], created_at: str) -> list[LedgerEntry]:
     for s in slices(attribution):
         paid = s.amount - s.held
         if s.key == UNATTRIBUTED or paid:
-            entries.append(ledger.accrual(attribution, ledger_entry_id(source, s.key, "accrual"), source,
+            entries.append(ledger.accrual(attribution, ledger.accrual_entry_id(source, s.key), source,
                                           s.holder_id, s.work_id, paid, created_at))
         if s.held:
-            entries.append(ledger.accrual(attribution, ledger_entry_id(source, s.key, "held"), source,
+            entries.append(ledger.accrual(attribution, ledger.accrual_entry_id(source, s.key, "held"), source,
                                           UNDER_REVIEW, s.work_id, s.held, created_at))
     return entries
 

@@ -162,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker-id", default="0",
                    help="attribution, accrue, balances, sink-stripe: unique per process of the stage (its Kafka "
                         "transactional id and local state folder); default 0")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="portal: the address to listen on (0.0.0.0 in a container); default 127.0.0.1")
+    p.add_argument("--host", default=os.environ.get("TRIBUTARY_HTTP_HOST", "127.0.0.1"),
+                   help="portal: the address to listen on (TRIBUTARY_HTTP_HOST, 0.0.0.0 in a pod); "
+                        "default 127.0.0.1")
 
     p = sub.add_parser("portal", help="the rights holders' web portal: sign-in links",
                        description="Holders sign in to the portal (`tributary run portal`, started by "

@@ -56,7 +56,9 @@ class PlatformConfig:
 
     @property
     def clickhouse_query_url(self) -> str:
-        return f"http://127.0.0.1:{self.clickhouse_query_port}"
+        """The ClickHouse sink's read-only query server: ``TRIBUTARY_QUERY_URL`` (its Service,
+        from another pod), else this machine's."""
+        return os.environ.get("TRIBUTARY_QUERY_URL") or f"http://127.0.0.1:{self.clickhouse_query_port}"
 
     @property
     def run_dir(self) -> Path:

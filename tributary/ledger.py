@@ -206,6 +206,21 @@ def _entry(entry_type: str, entry_id: str, source_id: str, debit: str, credit: s
 
 # --- accruals ---------------------------------------------------------------------------
 
+PROBABLE = "probable"
+
+
+def share_key(holder_id: str, work_id: str, tier: str) -> str:
+    """The part of a pool one (holder, work, tier) share earns; an accrual's entry id derives
+    from it (``ledger_entry_id(attribution_id, share_key(...), "accrual")``), so the tier of
+    an entry can be told from its id."""
+    return f"{holder_id}\x1f{work_id}" + ("\x1fprobable" if tier == PROBABLE else "")
+
+
+def accrual_entry_id(attribution_id: str, key: str, part: str = "accrual") -> str:
+    """The id of the accrual of one slice (``part``: "accrual" paid at once, "held" for review)."""
+    return ledger_entry_id(attribution_id, key, part)
+
+
 def earned_account(holder_id: str) -> str:
     """Where an accrual to ``holder_id`` is credited: the holder's payable, or the escrow
     account itself when the "holder" is one of the escrow accounts."""

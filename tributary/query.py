@@ -54,7 +54,8 @@ def query(cfg: PlatformConfig, sql: str, parameters: dict[str, Any] | None = Non
         single_statement(sql)  # refused here already, with the same message the server gives
     except UnsafeQuery as exc:
         raise QueryError(str(exc)) from None
-    if not cfg.clickhouse_dsn.startswith("chdb://") or not sink_running(cfg):
+    remote = bool(os.environ.get("TRIBUTARY_QUERY_URL"))  # the sink runs in another pod and owns the data
+    if not cfg.clickhouse_dsn.startswith("chdb://") or not (remote or sink_running(cfg)):
         return _direct(cfg, sql, parameters)
     body = json.dumps({"sql": sql, "parameters": parameters or {}}, default=str).encode()
     headers = {"Content-Type": "application/json"}

@@ -41,9 +41,11 @@ def pending(run: Query, limit: int = 20, event_id: str | None = None) -> list[di
         where += " AND event_id = {event:String}"
         params["event"] = event_id
     _, rows = run(f"""SELECT event_id, attribution_id, occurred_at, pool_micros, shares, evidence
-                      FROM attributions FINAL WHERE {where} ORDER BY occurred_at, event_id
+                      FROM attributions FINAL WHERE {where}
+                      ORDER BY event_id IN (SELECT event_id FROM review_requests FINAL) DESC, occurred_at, event_id
                       LIMIT {{limit:UInt32}}""", params)
     decided = reviewed(run, [r[0] for r in rows])
+    disputes = disputed(run, [r[0] for r in rows])
     out: list[dict[str, Any]] = []
     for event, attribution, occurred, pool, shares_json, evidence_json in rows:
         evidence = json.loads(evidence_json or "{}")
@@ -58,8 +60,22 @@ def pending(run: Query, limit: int = 20, event_id: str | None = None) -> list[di
                         "work_id": share["work_id"], "holder_id": share["holder_id"],
                         "share_ppm": share["share_ppm"], "pool_micros": int(pool),
                         "calibration": (evidence.get("calibration") or {}).get("version"),
-                        "threshold": evidence.get("threshold"), "margin": evidence.get("margin"), "pairs": pairs})
+                        "threshold": evidence.get("threshold"), "margin": evidence.get("margin"), "pairs": pairs,
+                        "disputes": disputes.get((event, share["work_id"]), [])})
+    out.sort(key=lambda it: not it["disputes"])  # what a holder disputed first (stable: oldest first within)
     return out[:limit]
+
+
+def disputed(run: Query, event_ids: list[str]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """(event, work) -> the holders' review requests (portal disputes) on it."""
+    if not event_ids:
+        return {}
+    _, rows = run("""SELECT event_id, work_id, holder_id, reason, requested_at FROM review_requests FINAL
+                     WHERE has({ids:Array(String)}, event_id) ORDER BY requested_at""", {"ids": event_ids})
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for event, work, holder, reason, at in rows:
+        out.setdefault((event, work), []).append({"holder_id": holder, "reason": reason, "requested_at": str(at)})
+    return out
 
 
 def render(items: list[dict[str, Any]]) -> str:
@@ -70,6 +86,8 @@ def render(items: list[dict[str, Any]]) -> str:
         lines.append(f"event {it['event_id']}  work {it['work_id']} ({it['holder_id']})  "
                      f"{it['share_ppm'] / 10_000:.2f}% of a {it['pool_micros']} micros pool  "
                      f"[calibration {it['calibration']}: bar {it['threshold']}, margin {it['margin']}]")
+        for d in it.get("disputes", []):
+            lines.append(f"  DISPUTED by {d['holder_id']} on {d['requested_at']}: {d['reason']!r}")
         for p in it["pairs"]:
             lines.append(f"  score {p['score']}, runner-up work {p['runner_up']}, {p['words']} words")
             lines.append(f"    output: {p['output']}")

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.helm
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "tributary"
 SCENARIOS = sorted(p.name for p in (CHART / "ci").glob("values-*.yaml"))
-COMPONENTS = set(stages())  # the chart runs every stage of the topology registry
+COMPONENTS = set(stages()) | {"portal"}  # every stage of the topology registry, and the holder portal
 KUBERNETES_VERSION = "1.31.0"
 
 
@@ -134,6 +134,34 @@ def test_the_query_endpoint_needs_a_token_from_a_secret():
     sink = by_kind(named, "Deployment")["rel-tributary-sink-clickhouse"]
     env = {e["name"]: e for e in sink["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["TRIBUTARY_QUERY_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "ops-token"
+
+
+def test_the_portal_signs_with_a_secret_reads_through_the_sink_and_can_be_exposed():
+    """The portal's signing key comes from a Secret (made by the chart, random and kept, or
+    named); with embedded chdb it reads through the sink's query Service; cookies are
+    Secure behind TLS; an Ingress is there only when asked for."""
+    minimal = render("values-minimal.yaml")
+    portal = by_kind(minimal, "Deployment")["rel-tributary-portal"]
+    container = portal["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["TRIBUTARY_PORTAL_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "rel-tributary-portal-signing",
+                                                                            "key": "signing-key"}
+    assert len(by_kind(minimal, "Secret")["rel-tributary-portal-signing"]["data"]["signing-key"]) >= 64
+    assert env["TRIBUTARY_QUERY_URL"]["value"] == "http://rel-tributary-sink-clickhouse:8080"
+    assert env["TRIBUTARY_PORTAL_SECURE_COOKIES"]["value"] == "1"
+    assert container["ports"][0]["containerPort"] == 8400 and container["args"] == ["run", "portal"]
+    assert not by_kind(minimal, "Ingress")
+    external = render("values-external.yaml")
+    env = {e["name"]: e for e in by_kind(external, "Deployment")["rel-tributary-portal"]["spec"]["template"]
+           ["spec"]["containers"][0]["env"]}
+    assert "TRIBUTARY_QUERY_URL" not in env  # a ClickHouse server: read directly, read-only session
+    assert env["TRIBUTARY_PORTAL_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "tributary-portal"
+    assert "rel-tributary-portal-signing" not in by_kind(external, "Secret")
+    ingress = by_kind(external, "Ingress")["rel-tributary-portal"]
+    assert ingress["spec"]["rules"][0]["host"] == "royalties.example.com"
+    assert ingress["spec"]["tls"][0]["secretName"] == "royalties-tls"
+    off = render("values-minimal.yaml", set_=("portal.enabled=false",))
+    assert "rel-tributary-portal" not in by_kind(off, "Deployment")
 
 
 def test_the_catalog_calibration_is_used_unless_a_bar_is_fixed(tmp_path, monkeypatch):

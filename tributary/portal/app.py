@@ -255,7 +255,10 @@ def create_app(portal: Portal) -> Starlette:
         return found
 
     async def credit(request: Request, session: Session) -> Response:
-        return _render(request, session, "credit.html", {"ev": _evidence(request, session), "filed": None})
+        # ?filed=1: the page the dispute form redirects to (post, redirect, get: a reload
+        # never files twice), until ClickHouse has the request
+        filed = request.query_params.get("filed") == "1"
+        return _render(request, session, "credit.html", {"ev": _evidence(request, session), "filed": filed})
 
     async def dispute(request: Request, session: Session) -> Response:
         form = await request.form()
@@ -266,11 +269,11 @@ def create_app(portal: Portal) -> Starlette:
             raise BadRequest("This credit cannot be disputed: only probable-tier matches that no reviewer has "
                              "decided yet, and only once.")
         if not reason:
-            return _render(request, session, "credit.html", {"ev": ev, "filed": None,
+            return _render(request, session, "credit.html", {"ev": ev, "filed": False,
                                                               "problem": "Say what is wrong with this match "
                                                                          "(the reviewer reads it)."}, status=400)
         if len(reason) > 2000:
-            return _render(request, session, "credit.html", {"ev": ev, "filed": None, "reason": reason,
+            return _render(request, session, "credit.html", {"ev": ev, "filed": False, "reason": reason,
                                                               "problem": "Keep the reason under 2,000 characters."},
                            status=400)
         c = ev.credit
@@ -283,7 +286,7 @@ def create_app(portal: Portal) -> Starlette:
         DISPUTES.inc()
         log.info("dispute filed request_id=%s event_id=%s work_id=%s holder=%s", record["request_id"],
                  c["event_id"], c["work_id"], session.holder_id)
-        return _render(request, session, "credit.html", {"ev": ev, "filed": record})
+        return RedirectResponse(f"/credits/{request.path_params['ref']}?filed=1", status_code=303)
 
     # -- works and disputes ----------------------------------------------------------------------------
     async def works(request: Request, session: Session) -> Response:
@@ -315,6 +318,14 @@ def create_app(portal: Portal) -> Starlette:
     async def health(request: Request) -> Response:
         if request.url.path == "/metrics":
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        if request.url.path == "/readyz":  # ready: the ledger can be read
+            try:
+                portal.run("SELECT 1", {})
+            except Exception as exc:  # noqa: BLE001 - the probe reports it, the page never shows it
+                log.warning("readyz: the ledger cannot be read: %s", str(exc).splitlines()[0][:300] if str(exc) else exc)
+                return Response('{"ready": false, "reason": "the ledger cannot be read"}', status_code=503,
+                                media_type="application/json")
+            return Response('{"ready": true}', media_type="application/json")
         return Response('{"alive": true}', media_type="application/json")
 
     routes = [

@@ -52,9 +52,16 @@ def load_secret(run_dir: Path) -> str:
         pass
     run_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    partial = path.with_name(f".portal-secret.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(secret)
+    try:
+        os.link(partial, path)  # the first process to get here sets it; the others read it
+    except FileExistsError:
+        secret = path.read_text().strip()
+    finally:
+        partial.unlink()
     return secret
 
 

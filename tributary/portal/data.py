@@ -288,7 +288,8 @@ def evidence(run: Query, holder: str, entry_id: str) -> Evidence | None:
         return Evidence(c, None, {}, [], {}, 0, "", "", None, False)
     att_id, shares, ev_json, pool, provider, ppm, threshold, emb, emb_rev, catalog = rows[0]
     ev = json.loads(ev_json or "{}")
-    share = next((s for s in json.loads(shares) if s["work_id"] == c["work_id"] and s["holder_id"] == holder), None)
+    share = entry_share(str(att_id), c["entry_id"], [s for s in json.loads(shares)
+                                                     if s["work_id"] == c["work_id"] and s["holder_id"] == holder])
     attribution = {"attribution_id": att_id, "attributed_ppm": int(ppm), "threshold": threshold,
                    "embed_model": emb, "embed_revision": emb_rev, "catalog_version": int(catalog),
                    "margin": ev.get("margin")}
@@ -300,6 +301,17 @@ def evidence(run: Query, holder: str, entry_id: str) -> Evidence | None:
     dispute = dict(zip(("request_id", "reason", "requested_at"), disputes[0], strict=True)) if disputes else None
     return Evidence(c, share, attribution, pairs(ev, c["work_id"]), ev.get("calibration") or {}, int(pool),
                     str(provider), str(decided[0][0]) if decided else "", dispute, bool(ev.get("quotes_dropped")))
+
+
+def entry_share(attribution_id: str, entry_id: str, shares: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The share an accrual paid: a work may have a certain and a probable share in one
+    output (copied sentences and paraphrased ones), and the entry id names which. A
+    reversal (a refund) names its own source: then the work's only share, if one."""
+    for share in shares:
+        key = ledger.share_key(share["holder_id"], share["work_id"], share.get("tier", "certain"))
+        if ledger.accrual_entry_id(attribution_id, key) == entry_id:
+            return share
+    return shares[0] if len(shares) == 1 else None
 
 
 def pairs(ev: dict[str, Any], work_id: str) -> list[Pair]:
@@ -341,7 +353,8 @@ def _shared_shingle_words(output: str, work: str, k: int) -> set[int]:
 
 def mark(text: str, positions: set[int]) -> list[tuple[str, bool]]:
     """``text`` cut into pieces, the words at ``positions`` (word index, in the tokenisation
-    attribution counts in) flagged; neighbouring flagged words form one piece."""
+    attribution counts in) flagged; flagged words with nothing but spaces and punctuation
+    between them form one piece."""
     pieces: list[tuple[str, bool]] = []
     at = 0
     for n, (start, end) in enumerate(word_spans(text)):
@@ -354,7 +367,7 @@ def mark(text: str, positions: set[int]) -> list[tuple[str, bool]]:
         pieces.append((text[at:], False))
     out: list[tuple[str, bool]] = []
     for piece, flagged in pieces:
-        if flagged and len(out) >= 2 and out[-2][1] and not out[-1][0].strip():
+        if flagged and len(out) >= 2 and out[-2][1] and not word_spans(out[-1][0]):  # only spaces, punctuation
             gap = out.pop()[0]
             out[-1] = (out[-1][0] + gap + piece, True)
         elif out and out[-1][1] == flagged:

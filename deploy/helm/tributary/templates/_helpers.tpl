@@ -69,3 +69,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "tributary.queryTokenSecret" -}}
 {{- .Values.clickhouse.queryTokenSecret.name | default (printf "%s-query-token" (include "tributary.fullname" .)) -}}
 {{- end -}}
+
+{{/* The Secret holding the portal's signing key (given, or made by the chart). */}}
+{{- define "tributary.portalSecret" -}}
+{{- .Values.portal.signingSecret.name | default (printf "%s-portal-signing" (include "tributary.fullname" .)) -}}
+{{- end -}}

@@ -7,6 +7,7 @@ Called from templates/<component>/workload.yaml with:
   args   extra arguments after `run <stage>`
   port   the HTTP port serving /healthz, /readyz (or /healthz) and /metrics
   ready  the readiness path
+  env    (optional) more environment entries for this component
 */}}
 {{- define "tributary.workload" -}}
 {{- $root := .root -}}
@@ -54,6 +55,9 @@ spec:
           args: {{ concat (list "run" .stage) .args | toJson }}
           env:
             {{- include "tributary.env" $root | nindent 12 }}
+            {{- with .env }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
           envFrom:
             - configMapRef:
                 name: {{ include "tributary.fullname" $root }}-pipeline
