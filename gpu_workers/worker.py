@@ -191,14 +191,17 @@ MAX_QUOTE_CANDIDATES = 64  # units of one work looked at to quote a copied sente
 
 
 def _most_shared(text: str, chunk_ids: list[str], catalog: CatalogUnits) -> str | None:
+    """The unit sharing the most word runs with ``text``; of equals the shortest (a sentence
+    rather than the window holding it, so the quote is not cut before the copied words)."""
     mine = set(shingles(words(text)))
-    best, best_shared = None, -1
+    best, best_key = None, (-1, 0)
     for chunk in chunk_ids:
         if not catalog.has(chunk):
             continue
-        shared = len(mine.intersection(shingles(words(catalog.text(chunk)))))
-        if shared > best_shared:
-            best, best_shared = chunk, shared
+        unit = catalog.text(chunk)
+        key = (len(mine.intersection(shingles(words(unit)))), -len(unit))
+        if key > best_key:
+            best, best_key = chunk, key
     return best
 
 

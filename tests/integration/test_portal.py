@@ -347,6 +347,32 @@ def test_a_holder_disputes_a_probable_match_and_no_money_moves(world, browser, c
     assert expected_balances(world, holder) == before  # a dispute is a request, never money
 
 
+def test_my_works_shows_what_each_work_earned(world, browser):
+    holder = holders_with_money(world)[0]
+    earned: dict[tuple[str, str], int] = {}
+    for e in world.journal():
+        if e["holder_id"] == holder and e["entry_type"] in ("accrual", "accrual_reversal"):
+            sign = -1 if e["entry_type"] == "accrual_reversal" else 1
+            earned[(e["work_id"], e["currency"])] = earned.get((e["work_id"], e["currency"]), 0) + sign * e["amount_micros"]
+    page = signed_in(world, browser, holder)
+    page.goto(f"{world.base}/works")
+    cells = page.locator("[data-work]").all()
+    shown = {(c.get_attribute("data-work"), c.get_attribute("data-currency")): c.inner_text() for c in cells}
+    assert shown == {k: format_micros(v, k[1]) for k, v in earned.items()}
+    listed = set(page.locator("#works tbody td:first-child small").all_inner_texts())
+    assert listed == {f"({w})" for w in world.works_of(holder)}  # every registered work, earning or not
+
+
+def test_the_stripe_express_dashboard_is_one_click_away(world, browser):
+    holder = holders_with_money(world)[0]
+    page = signed_in(world, browser, holder)
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    with httpx.Client(base_url=world.base, cookies={COOKIE: cookie_of(page)}) as client:
+        answer = client.post("/stripe-dashboard", data={"csrf": csrf})
+        assert answer.status_code == 303 and answer.headers["location"].startswith("https://"), answer.text
+        assert client.post("/stripe-dashboard", data={"csrf": "nope"}).status_code == 400
+
+
 # -- isolation ------------------------------------------------------------------------------------
 def test_holder_b_reads_nothing_of_holder_a(world, browser):
     a, b = holders_with_money(world)[:2]
@@ -453,6 +479,8 @@ def test_every_page_has_headings_labels_keyboard_navigation_and_readable_contras
         page.keyboard.press("Tab")
         reached.append(page.evaluate("document.activeElement.textContent.trim()"))
     assert {"Overview", "Statements", "Payouts", "Why was I paid", "My works", "Disputes"} <= set(reached)
-    page.keyboard.press("Shift+Tab")
-    page.keyboard.press("Enter")  # follows whichever nav link has focus
-    assert page.locator("h1").count() == 1
+    while page.evaluate("document.activeElement.textContent.trim()") != "Disputes":
+        page.keyboard.press("Shift+Tab")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url == f"{world.base}/disputes" and page.locator("h1").inner_text() == "Disputes"

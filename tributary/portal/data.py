@@ -388,7 +388,7 @@ def works(run: Query, holder: str) -> list[dict[str, Any]]:
                                         min(day) AS first_day, max(day) AS last_day
                                  FROM holder_earnings_daily WHERE holder_id = {H}
                                  GROUP BY work_id, currency) AS e ON w.work_id = e.work_id
-                      ORDER BY w.work_id, e.currency SETTINGS join_use_nulls = 1""", {"holder": holder})
+                      ORDER BY w.work_id, e.currency SETTINGS join_use_nulls = 0""", {"holder": holder})
     out: dict[str, dict[str, Any]] = {}
     for work_id, title, license_, removed, currency, earned, entries, first, last in rows:
         w = out.setdefault(work_id, {"work_id": work_id, "title": title, "license": license_,
