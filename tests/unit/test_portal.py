@@ -144,3 +144,32 @@ def test_a_page_that_cannot_read_the_ledger_says_so_without_sql():
         assert page.headers["content-security-policy"].startswith("default-src 'none'")
     client.cookies.clear()
     assert client.get("/").status_code == 401
+
+
+def test_a_dispute_that_cannot_be_recorded_says_nothing_was_filed(monkeypatch):
+    """The dispute form when Kafka does not take the record: a clear page, the holder's text
+    kept, nothing filed. (Filing itself runs on the real broker in
+    tests/integration/test_portal.py; a broker refusing it is only provoked here.)"""
+    from starlette.testclient import TestClient
+
+    from tributary.portal import app as portal_app
+
+    ev = data.Evidence(credit={"entry_id": "le_1", "entry_type": "accrual", "event_id": "e1", "work_id": "w1",
+                               "currency": "USD", "amount_micros": 5, "title": "W", "model": "m",
+                               "contract_id": "c", "contract_version": 1, "created_at": "2026-12-01"},
+                       share={"tier": "probable", "share_ppm": 10, "words": 3}, attribution={}, pairs=[],
+                       calibration={}, pool_micros=10, provider="p", decision="", dispute=None, quotes_dropped=False)
+    monkeypatch.setattr(portal_app.data, "evidence", lambda run, holder, entry: ev)
+
+    def down(topic, key, record):
+        raise RuntimeError("Kafka at 127.0.0.1:19092 did not acknowledge")
+
+    signer = Signer(SECRET)
+    client = TestClient(portal_app.create_app(portal_app.Portal(run=lambda s, p: ([], []), signer=signer,
+                                                                defaults=PayoutPolicy(), publish=down)))
+    session, cookie = signer.new_session("h-austen")
+    client.cookies.set(portal_app.COOKIE, cookie)
+    page = client.post(f"/credits/{signer.ref('h-austen', 'le_1')}/dispute",
+                       data={"csrf": session.csrf, "reason": "not from my work"}, follow_redirects=False)
+    assert page.status_code == 503 and "nothing was filed" in page.text and "not from my work" in page.text
+    assert "Kafka" not in page.text

@@ -282,7 +282,14 @@ def create_app(portal: Portal) -> Starlette:
                   "event_id": c["event_id"], "work_id": c["work_id"], "holder_id": session.holder_id,
                   "entry_id": c["entry_id"], "reason": reason,
                   "requested_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "requested_by": "portal"}
-        portal.publish("review-requests", c["event_id"], record)
+        try:
+            portal.publish("review-requests", c["event_id"], record)
+        except Exception as exc:  # noqa: BLE001 - nothing was filed: say so, keep what they wrote
+            log.warning("dispute not recorded event_id=%s work_id=%s: %s", c["event_id"], c["work_id"], exc)
+            return _render(request, session, "credit.html", {
+                "ev": ev, "filed": False, "reason": reason,
+                "problem": "Your dispute could not be recorded just now, so nothing was filed. Your text is "
+                           "still below: try again in a few minutes."}, status=503)
         DISPUTES.inc()
         log.info("dispute filed request_id=%s event_id=%s work_id=%s holder=%s", record["request_id"],
                  c["event_id"], c["work_id"], session.holder_id)
