@@ -133,11 +133,13 @@ def review_request(v: dict[str, Any]) -> Row:
 
 def catalog_update(v: dict[str, Any], offset: int) -> tuple[str, Row] | None:
     kind = v.get("kind")
-    if kind in ("work", "work_removed"):
+    if kind == "work":
         return "works", {
             "work_id": v["work_id"], "holder_id": _s(v.get("holder_id")), "title": _s(v.get("title")),
-            "license": _s(v.get("license")), "removed": int(kind == "work_removed"), "catalog_offset": offset,
+            "license": _s(v.get("license")), "removed": 0, "catalog_offset": offset,
         }
+    if kind == "work_removed":  # its own table: the work's holder and title stay in works
+        return "work_withdrawals", {"work_id": v["work_id"], "reason": _s(v.get("title")), "catalog_offset": offset}
     if kind == "holder":
         return "holders", {
             "holder_id": v["holder_id"], "name": _s(v.get("name")),

@@ -180,6 +180,10 @@ def test_a_holder_signs_in_by_link_and_bad_links_fail(world, browser):
     assert fresh.goto(f"{world.base}/signin?token={other}").status == 403
     fresh.screenshot(path=str(world.shots / "signin-refused.png"))
     assert fresh.goto(f"{world.base}/").status == 401
+    metrics = httpx.get(f"{world.base}/metrics").text  # what operators scrape
+    assert 'tributary_portal_signins_total{outcome="refused"}' in metrics
+    assert 'tributary_portal_signins_total{outcome="ok"}' in metrics
+    assert httpx.get(f"{world.base}/readyz").json() == {"ready": True}
 
 
 def test_make_demo_style_links_come_from_the_cli(world, capsys):
@@ -361,6 +365,17 @@ def test_my_works_shows_what_each_work_earned(world, browser):
     assert shown == {k: format_micros(v, k[1]) for k, v in earned.items()}
     listed = set(page.locator("#works tbody td:first-child small").all_inner_texts())
     assert listed == {f"({w})" for w in world.works_of(holder)}  # every registered work, earning or not
+    # a withdrawal shows as such; what the work earned before stays
+    withdrawn = sorted(world.works_of(holder))[0]
+    assert main([*cli_args(world.cfg), "catalog", "remove", withdrawn, "--reason", "rights reverted"]) == 0
+    demo.wait_for(world.cfg, "the withdrawal in ClickHouse", lambda: (scalar(
+        world.cfg, "SELECT removed FROM works FINAL WHERE work_id = {w:String}", {"w": withdrawn}) == 1, "", None),
+        timeout=60, log=lambda m: None)
+    page.reload()
+    rows = [r.inner_text() for r in page.locator("#works tbody tr").all() if f"({withdrawn})" in r.inner_text()]
+    assert rows and all("withdrawn" in r for r in rows)
+    assert {(c.get_attribute("data-work"), c.get_attribute("data-currency")): c.inner_text()
+            for c in page.locator("[data-work]").all()} == shown
 
 
 def test_the_stripe_express_dashboard_is_one_click_away(world, browser):

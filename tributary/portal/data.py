@@ -379,11 +379,14 @@ def mark(text: str, positions: set[int]) -> list[tuple[str, bool]]:
 
 # -- works ---------------------------------------------------------------------------------
 def works(run: Query, holder: str) -> list[dict[str, Any]]:
-    """The holder's registered works (withdrawn ones too) with what each earned and in how
-    many outputs it was found, per currency."""
-    _, rows = run(f"""SELECT w.work_id, w.title, w.license, w.removed, e.currency, e.earned, e.entries,
-                             e.first_day, e.last_day
+    """The holder's registered works (withdrawn ones too: a withdrawal newer than the
+    registration; a work registered again is back) with what each earned and in how many
+    outputs it was found, per currency."""
+    _, rows = run(f"""SELECT w.work_id, w.title, w.license, w.removed OR x.catalog_offset > w.catalog_offset,
+                             e.currency, e.earned, e.entries, e.first_day, e.last_day
                       FROM (SELECT * FROM works FINAL WHERE holder_id = {H}) AS w
+                      LEFT JOIN (SELECT work_id, catalog_offset FROM work_withdrawals FINAL) AS x
+                        ON w.work_id = x.work_id
                       LEFT JOIN (SELECT work_id, currency, sum(earned_micros) AS earned, sum(entries) AS entries,
                                         min(day) AS first_day, max(day) AS last_day
                                  FROM holder_earnings_daily WHERE holder_id = {H}
