@@ -105,6 +105,9 @@ class CatalogUnits:
     def text(self, chunk_id: str) -> str:
         return self._units[chunk_id][2]
 
+    def work_of(self, chunk_id: str) -> str:
+        return self._units[chunk_id][0]
+
     def rescore(self, queries: np.ndarray, found: list[list[Match]], top_k: int) -> list[UnitMatch]:
         """Exact per-work best scores of each query unit among the index's candidates."""
         matrix = self._build()

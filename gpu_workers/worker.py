@@ -171,20 +171,28 @@ def attribute_vectors(
 
 
 def _quote_the_works(evidence: dict[str, Any], catalog: CatalogUnits) -> None:
-    """Each decided sentence gets the passage of the work it was matched to or copied
-    from, so a reviewer and the holder see both sides: for a copied sentence, the unit of
-    the work that shares the most word runs with it."""
+    """Each decided sentence gets the passage of each work it was credited to, so a reviewer
+    and the holder see both sides: ``work_texts`` maps a work to its own passage (a holder is
+    only ever shown their own work's text), ``work_text`` keeps the first for the reviewer.
+    For a copied sentence, each work's unit that shares the most word runs with it; for a
+    semantic match, the matched unit (its work's), and the best unit of any tied work."""
     sources = {c["work_id"]: c["chunk_ids"] for c in evidence["copied"]}
     for row in evidence["matches"]:
         if "text" not in row:
             continue
-        if row["method"] == "copied":
-            held = [c for w in row.get("works", []) for c in sources.get(w, [])[:MAX_QUOTE_CANDIDATES]]
-            chunk = _most_shared(row["text"], held, catalog)
-        else:
-            chunk = row.get("chunk_id")
-        if chunk and catalog.has(chunk):
-            row["work_text"] = quote(catalog.text(chunk))
+        chunks: dict[str, str] = {}
+        top = row.get("chunk_id")
+        if row["method"] != "copied" and top and catalog.has(top):
+            chunks[catalog.work_of(top)] = top
+        for work in row.get("works", []):
+            if work not in chunks:
+                best = _most_shared(row["text"], sources.get(work, [])[:MAX_QUOTE_CANDIDATES], catalog)
+                if best is not None:
+                    chunks[work] = best
+        quotes = {w: quote(catalog.text(c)) for w, c in chunks.items() if w in row.get("works", [])}
+        if quotes:
+            row["work_texts"] = quotes
+            row["work_text"] = quotes[min(quotes, key=lambda w: row["works"].index(w))]
 
 
 MAX_QUOTE_CANDIDATES = 64  # units of one work looked at to quote a copied sentence's source
@@ -218,6 +226,7 @@ def bounded(attribution: dict[str, Any]) -> dict[str, Any]:
     for row in evidence["matches"]:
         row.pop("text", None)
         row.pop("work_text", None)
+        row.pop("work_texts", None)
     evidence["quotes_dropped"] = True
     if len(kafka.dumps(attribution)) > MAX_ATTRIBUTION_BYTES:
         evidence["matches_dropped"] = len(evidence["matches"])

@@ -888,7 +888,13 @@ def _run_stage(args: argparse.Namespace, cfg: PlatformConfig) -> int:
         from tributary.portal.service import serve
 
         setup("portal")
-        serve(cfg, pipeline, args.host, cfg.portal_port)
+        login_link = None
+        if os.environ.get("TRIBUTARY_PORTAL_STRIPE_DASHBOARD", "1") == "1":
+            def login_link(account: str) -> str:
+                from sinks.stripe.accounts import ConnectAccounts
+
+                return ConnectAccounts(pipeline.stripe_api_key, cfg.stripe_api_base).login_link(account)
+        serve(cfg, pipeline, args.host, cfg.portal_port, login_link)
         return 0
     try:
         kafka.wait_ready(cfg, timeout=15)

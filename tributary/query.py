@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import urllib.error
 import urllib.request
 from typing import Any
@@ -80,8 +81,17 @@ def query(cfg: PlatformConfig, sql: str, parameters: dict[str, Any] | None = Non
     return answer["columns"], answer["rows"]
 
 
+_DIRECT = threading.Lock()  # one embedded chdb session at a time in this process (the portal's threads)
+
+
 def _direct(cfg: PlatformConfig, sql: str, parameters: dict[str, Any] | None
             ) -> tuple[list[str], list[list[Any]]]:
+    with _DIRECT:
+        return _direct_locked(cfg, sql, parameters)
+
+
+def _direct_locked(cfg: PlatformConfig, sql: str, parameters: dict[str, Any] | None
+                   ) -> tuple[list[str], list[list[Any]]]:
     from sinks.clickhouse.store import ReadOnlyQueries
 
     dsn = cfg.clickhouse_dsn

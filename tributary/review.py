@@ -52,7 +52,7 @@ def pending(run: Query, limit: int = 20, event_id: str | None = None) -> list[di
         for share in json.loads(shares_json):
             if share.get("tier") != "probable" or (event, share["work_id"]) in decided:
                 continue
-            pairs = [{"output": m.get("text", ""), "work": m.get("work_text", ""), "score": m.get("score"),
+            pairs = [{"output": m.get("text", ""), "work": (m.get("work_texts") or {}).get(share["work_id"]) or m.get("work_text", ""), "score": m.get("score"),
                       "runner_up": m.get("runner_up"), "words": m["words"]}
                      for m in evidence.get("matches", [])
                      if m.get("tier") == "probable" and share["work_id"] in m.get("works", [])]

@@ -184,6 +184,9 @@ MIGRATIONS.append((8, "holder portal: payout policies and account readiness, hol
         request_id String, event_id String, work_id String, holder_id String, entry_id String,
         reason String, requested_at DateTime64(3, 'UTC'), requested_by String, {V}
     ) ENGINE = ReplacingMergeTree(ingested_at) ORDER BY request_id""",
+]))
+
+MIGRATIONS.append((9, "withdrawals keep the work's holder and title", [
     # a withdrawal used to replace the work's row (holder and title lost); now a row of its
     # own, withdrawn when newer (same key, same partition: offsets compare) than the registration
     f"""CREATE TABLE IF NOT EXISTS work_withdrawals (

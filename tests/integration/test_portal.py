@@ -79,7 +79,7 @@ class World:
 def world(platform_cfg, tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is needed for the portal tests: apt-get install -y chromium "
-                    "(make setup installs it)")
+                    "(`make test` installs it through `make browser`)")
     cfg = platform_cfg
     reset_platform(cfg)
     contract_file = tmp_path_factory.mktemp("contracts") / "holding.json"
@@ -354,23 +354,28 @@ def test_a_holder_disputes_a_probable_match_and_no_money_moves(world, browser, c
 def test_my_works_shows_what_each_work_earned(world, browser):
     holder = holders_with_money(world)[0]
     earned: dict[tuple[str, str], int] = {}
+    outputs: dict[str, set[str]] = {}
     for e in world.journal():
         if e["holder_id"] == holder and e["entry_type"] in ("accrual", "accrual_reversal"):
             sign = -1 if e["entry_type"] == "accrual_reversal" else 1
             earned[(e["work_id"], e["currency"])] = earned.get((e["work_id"], e["currency"]), 0) + sign * e["amount_micros"]
+            if e["entry_type"] == "accrual":
+                outputs.setdefault(f"{e['work_id']}/{e['currency']}", set()).add(e["event_id"])
     page = signed_in(world, browser, holder)
     page.goto(f"{world.base}/works")
     cells = page.locator("[data-work]").all()
     shown = {(c.get_attribute("data-work"), c.get_attribute("data-currency")): c.inner_text() for c in cells}
     assert shown == {k: format_micros(v, k[1]) for k, v in earned.items()}
+    counted = {c.get_attribute("data-outputs"): int(c.inner_text()) for c in page.locator("[data-outputs]").all()}
+    assert counted == {k: len(v) for k, v in outputs.items()}  # outputs, not ledger rows
     listed = set(page.locator("#works tbody td:first-child small").all_inner_texts())
     assert listed == {f"({w})" for w in world.works_of(holder)}  # every registered work, earning or not
     # a withdrawal shows as such; what the work earned before stays
     withdrawn = sorted(world.works_of(holder))[0]
     assert main([*cli_args(world.cfg), "catalog", "remove", withdrawn, "--reason", "rights reverted"]) == 0
     demo.wait_for(world.cfg, "the withdrawal in ClickHouse", lambda: (scalar(
-        world.cfg, "SELECT removed FROM works FINAL WHERE work_id = {w:String}", {"w": withdrawn}) == 1, "", None),
-        timeout=60, log=lambda m: None)
+        world.cfg, "SELECT count() FROM work_withdrawals FINAL WHERE work_id = {w:String}", {"w": withdrawn}) == 1,
+        "", None), timeout=60, log=lambda m: None)
     page.reload()
     rows = [r.inner_text() for r in page.locator("#works tbody tr").all() if f"({withdrawn})" in r.inner_text()]
     assert rows and all("withdrawn" in r for r in rows)
@@ -381,10 +386,14 @@ def test_my_works_shows_what_each_work_earned(world, browser):
 def test_the_stripe_express_dashboard_is_one_click_away(world, browser):
     holder = holders_with_money(world)[0]
     page = signed_in(world, browser, holder)
-    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    page.get_by_role("button", name="Open your Stripe Express dashboard").click()
+    link = page.locator("#stripe-link").get_attribute("href")
+    assert link.startswith("https://"), link  # the login link Stripe (here stripe-mock) made
+    # the browser follows it to Stripe (offline here: the request is what can be seen)
+    with page.expect_request(lambda r: r.url == link):
+        page.locator("#stripe-link").click()
+    page = signed_in(world, browser, holder)
     with httpx.Client(base_url=world.base, cookies={COOKIE: cookie_of(page)}) as client:
-        answer = client.post("/stripe-dashboard", data={"csrf": csrf})
-        assert answer.status_code == 303 and answer.headers["location"].startswith("https://"), answer.text
         assert client.post("/stripe-dashboard", data={"csrf": "nope"}).status_code == 400
 
 
@@ -435,6 +444,9 @@ def test_bad_input_gets_a_clear_page_and_never_sql(world, browser):
     for path, status, says in (("/statements?since=yesterday", 400, "expected a date like"),
                                ("/statements?since=2026-12-01&until=2026-11-01", 400, "is after"),
                                ("/statements?currency=XXX", 400, "your ledger has"),
+                               ('/?currency="><h1 id=pwn>x</h1>', 400, "that currency"),
+                               ('/statements?currency="><h1 id=pwn>x</h1>', 400, "that currency"),
+                               ("/credits?page=99999999999999", 400, "from 1 on"),
                                ("/credits?page=abc", 400, "whole number"),
                                ("/?currency=XXX", 400, "you have money in"),
                                ("/payouts/po_nothing.0000", 404, "nothing here for your account"),
@@ -443,6 +455,7 @@ def test_bad_input_gets_a_clear_page_and_never_sql(world, browser):
         text = page.locator("main").inner_text()
         assert response.status == status and says in text, (path, text)
         assert "SELECT" not in page.content() and "Exception" not in page.content(), path
+        assert page.locator("#pwn").count() == 0, path
 
 
 # -- accessibility basics -------------------------------------------------------------------------

@@ -173,3 +173,70 @@ def test_a_dispute_that_cannot_be_recorded_says_nothing_was_filed(monkeypatch):
                        data={"csrf": session.csrf, "reason": "not from my work"}, follow_redirects=False)
     assert page.status_code == 503 and "nothing was filed" in page.text and "not from my work" in page.text
     assert "Kafka" not in page.text
+
+
+def test_a_holder_is_shown_only_their_own_works_passage():
+    """A sentence credited to two works (a tie, or a phrase both contain) carries one passage
+    per work; each holder sees their own. Evidence from before kept one passage: it is shown
+    only when the sentence had that one work."""
+    ev = {"sentences": [[0, 6]], "span_rule": {"shingle_words": 8}, "copied": [],
+          "matches": [{"sentence": 0, "words": 6, "method": "semantic", "tier": "probable", "works": ["w-a", "w-b"],
+                       "text": "the output sentence here", "work_texts": {"w-a": "A's passage", "w-b": "B's passage"}},
+                      {"sentence": 0, "words": 6, "method": "semantic", "tier": "probable", "works": ["w-a", "w-b"],
+                       "text": "an older row", "work_text": "B's passage"}]}
+    new, old = data.pairs(ev, "w-a")
+    assert "".join(t for t, _ in new.work) == "A's passage"
+    assert old.work == []  # not A's to see
+    assert "".join(t for t, _ in data.pairs(ev, "w-b")[0].work) == "B's passage"
+
+
+def test_the_share_an_accrual_paid_is_told_from_its_entry_id():
+    from tributary import ledger
+
+    certain = {"holder_id": "h", "work_id": "w", "tier": "certain", "share_ppm": 600_000}
+    probable = {"holder_id": "h", "work_id": "w", "tier": "probable", "share_ppm": 100_000}
+    for share in (certain, probable):
+        entry = ledger.accrual_entry_id("at_1", ledger.share_key("h", "w", share["tier"]))
+        assert data.entry_share("at_1", entry, [certain, probable]) is share
+    assert data.entry_share("at_1", "le_reversal", [certain, probable]) is None  # a reversal names its own source
+    assert data.entry_share("at_1", "le_reversal", [certain]) is certain
+
+
+def test_a_currency_in_the_address_is_checked_never_echoed():
+    from starlette.testclient import TestClient
+
+    from tributary.portal.app import COOKIE, Portal, create_app
+
+    def run(sql, params):  # a holder with money in EUR only
+        if "DISTINCT currency" in sql:
+            return ["currency"], [["EUR"]]
+        if "FROM account_balances" in sql:
+            return [], [[f"holder:{params['holder']}:payable", "EUR", 5]]
+        return [], []
+
+    signer = Signer(SECRET)
+    client = TestClient(create_app(Portal(run=run, signer=signer, defaults=PayoutPolicy(), publish=lambda *a: None)))
+    client.cookies.set(COOKIE, signer.new_session("h-austen")[1])
+    hostile = '"><h1 id=pwn>x</h1>'
+    for path in ("/", "/statements", "/statements/statement.csv"):
+        page = client.get(path, params={"currency": hostile})
+        assert page.status_code == 400 and "that currency" in page.text, path
+        assert "<h1 id=pwn>" not in page.text and "pwn" not in page.text
+    page = client.get("/", params={"currency": "JPY"})
+    assert page.status_code == 400 and "JPY: you have money in EUR" in page.text
+    assert client.get("/", params={"currency": "EUR"}).status_code == 200
+
+
+def test_the_sink_keeps_policies_disputes_and_withdrawals_without_losing_the_work():
+    import json
+
+    from sinks.clickhouse.rows import to_rows
+
+    policy = {"schema_version": 1, "holder_id": "h-austen", "min_payout_micros": 5}
+    [(table, row)] = to_rows("holder-policies", 3, 7, json.dumps(policy).encode())
+    assert (table, row["policy_key"], row["kind"], row["source_offset"]) == ("holder_policies", "h-austen", "policy", 7)
+    account = {"kind": "account", "holder_id": "h-austen", "transfers_ready": False}
+    assert to_rows("holder-policies", 3, 8, json.dumps(account).encode())[0][1]["policy_key"] == "h-austen#account"
+    removal = {"schema_version": 1, "kind": "work_removed", "work_id": "w-emma", "title": "rights reverted"}
+    [(table, row)] = to_rows("catalog-updates", 0, 9, json.dumps(removal).encode())
+    assert table == "work_withdrawals" and row == {"work_id": "w-emma", "reason": "rights reverted", "catalog_offset": 9}

@@ -10,6 +10,7 @@ parameter; a dispute is a record on ``review-requests``, never an edit.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -83,6 +85,7 @@ def _env() -> Environment:
 ENV = _env()
 
 SECURITY_HEADERS = {
+    # form-action 'self': no form answer redirects off-site (the Express dashboard is a link)
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
     "Referrer-Policy": "no-referrer",  # a sign-in link never leaks to another site
@@ -93,16 +96,19 @@ SECURITY_HEADERS = {
 
 
 def create_app(portal: Portal) -> Starlette:
-    def page(name: str, handler: Callable[[Request, Session], Any], signed_in: bool = True,
-             methods: tuple[str, ...] = ("GET",)) -> Callable[[Request], Any]:
+    def page(name: str, handler: Callable[..., Response], signed_in: bool = True) -> Callable[[Request], Any]:
+        """A page: the form is read on the event loop, the handler (ClickHouse reads, Kafka,
+        Stripe: all blocking) runs in the thread pool, so one slow read holds up nobody else."""
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
             session = portal.signer.session(request.cookies.get(COOKIE))
             try:
+                response: Response
                 if signed_in and session is None:
                     response = _render(request, None, "signin.html", {"problem": None}, status=401)
                 else:
-                    response = await handler(request, session)  # type: ignore[arg-type]
+                    form = dict(await request.form()) if request.method == "POST" else {}
+                    response = await run_in_threadpool(handler, request, session, form)
             except NotFound:
                 response = _render(request, session, "error.html", {
                     "title": "Not found", "message": "There is nothing here for your account. Links to payouts "
@@ -137,12 +143,12 @@ def create_app(portal: Portal) -> Starlette:
             ref=ref(session) if session else (lambda ident: ""), **context)
         return HTMLResponse(body, status_code=status)
 
-    def _form_session(session: Session, form: Any) -> None:
+    def _form_session(session: Session, form: dict[str, Any]) -> None:
         if not portal.signer.csrf_ok(session, form.get("csrf")):
             raise BadRequest("This form expired or did not come from this portal. Reload the page and try again.")
 
     # -- sign-in ---------------------------------------------------------------------------------
-    async def signin(request: Request, session: Session | None) -> Response:
+    def signin(request: Request, session: Session | None, form: dict[str, Any]) -> Response:
         token = request.query_params.get("token")
         if not token:
             return _render(request, session, "signin.html", {"problem": None})
@@ -162,23 +168,22 @@ def create_app(portal: Portal) -> Starlette:
                             secure=portal.secure_cookies, path="/")
         return response
 
-    async def signout(request: Request, session: Session) -> Response:
-        _form_session(session, await request.form())
+    def signout(request: Request, session: Session, form: dict[str, Any]) -> Response:
+        _form_session(session, form)
         response = _render(request, None, "signin.html", {"problem": None, "signed_out": True})
         response.delete_cookie(COOKIE, path="/")
         return response
 
     # -- overview ----------------------------------------------------------------------------------
-    async def overview(request: Request, session: Session) -> Response:
+    def overview(request: Request, session: Session, form: dict[str, Any]) -> Response:
         today = datetime.now(UTC).date()
         ov = data.overview(portal.run, session.holder_id, portal.defaults, today)
         currencies = [b.currency for b in ov.balances]
-        currency = request.query_params.get("currency") or (currencies[0] if currencies else "USD")
-        if currencies and currency not in currencies:
-            raise BadRequest(f"currency {currency!r}: you have money in {', '.join(currencies)}")
+        currency = _one_of(request.query_params.get("currency"), currencies, "you have money in")
         days = charts.day_range(today, CHART_DAYS)
         rows = [r for r in data.earnings_daily(portal.run, session.holder_id, days[0], today) if r[1] == currency]
-        by_work = [(_day(r[0]), str(r[3] or r[2]), int(r[5])) for r in rows]
+        work_label = _work_labels({str(r[2]): str(r[3] or "") for r in rows})
+        by_work = [(_day(r[0]), work_label[str(r[2])], int(r[5])) for r in rows]
         by_model = [(_day(r[0]), str(r[4] or "?"), int(r[5])) for r in rows]
         figures = []
         for label, points in (("work", by_work), ("model", by_model)):
@@ -197,24 +202,23 @@ def create_app(portal: Portal) -> Starlette:
         try:
             since, until = reports.dates(q.get("since") or None, q.get("until") or None, None)
             currencies = reports.holder_currencies(portal.run, session.holder_id)
-            currency = q.get("currency") or (currencies[0] if currencies else None)
-            if currency and currencies and currency not in currencies:
-                raise BadRequest(f"currency {currency!r}: your ledger has {', '.join(currencies)}")
+            currency = _one_of(q.get("currency"), currencies, "your ledger has") if currencies else None
             return reports.statement(portal.run, session.holder_id, since, until, currency)
-        except UserError as exc:
-            raise BadRequest(str(exc)) from None
+        except UserError as exc:  # worded for the command line: say it in the form's words
+            raise BadRequest(str(exc).replace("--since", "From").replace("--until", "To")) from None
 
-    async def statements(request: Request, session: Session) -> Response:
+    def statements(request: Request, session: Session, form: dict[str, Any]) -> Response:
         st = _statement(request, session)
         return _render(request, session, "statements.html", {
             "st": st, "summary": reports.statement_summary(st),
             "currencies": reports.holder_currencies(portal.run, session.holder_id),
             "query": str(request.url.query)})
 
-    async def statement_file(request: Request, session: Session) -> Response:
+    def statement_file(request: Request, session: Session, form: dict[str, Any]) -> Response:
         st = _statement(request, session)
         kind = request.path_params["kind"]
-        name = f"statement-{st.holder_id}-{st.currency}-{st.since or 'start'}-{st.until or 'today'}"
+        name = re.sub(r"[^A-Za-z0-9._-]", "_",
+                      f"statement-{st.holder_id}-{st.currency}-{st.since or 'start'}-{st.until or 'today'}")
         if kind == "csv":
             body, ctype = reports.statement_csv(st).encode(), "text/csv; charset=utf-8"
         elif kind == "pdf":
@@ -227,10 +231,10 @@ def create_app(portal: Portal) -> Starlette:
                         headers={"Content-Disposition": f'attachment; filename="{name}.{kind}"'})
 
     # -- payouts -------------------------------------------------------------------------------------
-    async def payouts(request: Request, session: Session) -> Response:
+    def payouts(request: Request, session: Session, form: dict[str, Any]) -> Response:
         return _render(request, session, "payouts.html", {"payouts": data.payouts(portal.run, session.holder_id)})
 
-    async def payout(request: Request, session: Session) -> Response:
+    def payout(request: Request, session: Session, form: dict[str, Any]) -> Response:
         payout_id = portal.signer.unref(session.holder_id, request.path_params["ref"])
         found = data.payout(portal.run, session.holder_id, payout_id) if payout_id else None
         if found is None:
@@ -238,11 +242,13 @@ def create_app(portal: Portal) -> Starlette:
         return _render(request, session, "payout.html", {"p": found})
 
     # -- credits and evidence ------------------------------------------------------------------------
-    async def credits(request: Request, session: Session) -> Response:
+    def credits(request: Request, session: Session, form: dict[str, Any]) -> Response:
         try:
-            number = max(int(request.query_params.get("page", "1")), 1)
+            number = int(request.query_params.get("page", "1"))
         except ValueError:
             raise BadRequest("page must be a whole number") from None
+        if not 1 <= number <= 1_000_000:
+            raise BadRequest("page must be a whole number from 1 on")
         total, rows = data.credits(portal.run, session.holder_id, CREDITS_PER_PAGE, (number - 1) * CREDITS_PER_PAGE)
         return _render(request, session, "credits.html", {
             "credits": rows, "total": total, "page": number, "pages": max(-(-total // CREDITS_PER_PAGE), 1)})
@@ -254,14 +260,13 @@ def create_app(portal: Portal) -> Starlette:
             raise NotFound
         return found
 
-    async def credit(request: Request, session: Session) -> Response:
+    def credit(request: Request, session: Session, form: dict[str, Any]) -> Response:
         # ?filed=1: the page the dispute form redirects to (post, redirect, get: a reload
         # never files twice), until ClickHouse has the request
         filed = request.query_params.get("filed") == "1"
         return _render(request, session, "credit.html", {"ev": _evidence(request, session), "filed": filed})
 
-    async def dispute(request: Request, session: Session) -> Response:
-        form = await request.form()
+    def dispute(request: Request, session: Session, form: dict[str, Any]) -> Response:
         _form_session(session, form)
         ev = _evidence(request, session)
         reason = str(form.get("reason") or "").strip()
@@ -296,28 +301,35 @@ def create_app(portal: Portal) -> Starlette:
         return RedirectResponse(f"/credits/{request.path_params['ref']}?filed=1", status_code=303)
 
     # -- works and disputes ----------------------------------------------------------------------------
-    async def works(request: Request, session: Session) -> Response:
+    def works(request: Request, session: Session, form: dict[str, Any]) -> Response:
         today = datetime.now(UTC).date()
         days = charts.day_range(today, CHART_DAYS)
         listed = data.works(portal.run, session.holder_id)
         cover = data.coverage(portal.run, session.holder_id, days[0], today)
-        titles = {w["work_id"]: w["title"] or w["work_id"] for w in listed}
+        titles = _work_labels({w["work_id"]: w["title"] for w in listed})
         names, values = charts.series([(_day(d), titles.get(w, w), int(n)) for d, w, n in cover], days)
         chart = charts.stacked_bars("work (outputs credited)", days, names, values, "outputs") if names else ""
         return _render(request, session, "works.html", {"works": listed, "chart": chart,
                                                         "legend": charts.legend(names), "days": CHART_DAYS})
 
-    async def disputes(request: Request, session: Session) -> Response:
+    def disputes(request: Request, session: Session, form: dict[str, Any]) -> Response:
         return _render(request, session, "disputes.html", {"disputes": data.disputes(portal.run, session.holder_id)})
 
-    async def stripe_dashboard(request: Request, session: Session) -> Response:
-        _form_session(session, await request.form())
+    def stripe_dashboard(request: Request, session: Session, form: dict[str, Any]) -> Response:
+        _form_session(session, form)
         found = data.profile(portal.run, session.holder_id)
         if portal.login_link is None or not found or not found[1]:
             raise BadRequest("No Stripe Express account is linked to your holder account yet.")
-        return RedirectResponse(portal.login_link(found[1]), status_code=303)
+        try:
+            url = portal.login_link(found[1])
+        except Exception as exc:  # noqa: BLE001 - Stripe's answer goes to the log, not the page
+            log.warning("stripe login link failed holder=%s: %s", session.holder_id, exc)
+            return _render(request, session, "error.html", {
+                "title": "Stripe did not answer", "message": "Your Stripe Express dashboard cannot be opened right "
+                "now. Try again in a few minutes."}, status=503)
+        return _render(request, session, "stripe.html", {"url": url})
 
-    async def onboarding_done(request: Request, session: Session | None) -> Response:
+    def onboarding_done(request: Request, session: Session | None, form: dict[str, Any]) -> Response:
         return _render(request, session, "error.html", {
             "title": "Thank you", "message": "Stripe has your details. Payouts start as soon as Stripe enables "
             "transfers to your account; the overview says when they wait for it."})
@@ -327,7 +339,7 @@ def create_app(portal: Portal) -> Starlette:
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
         if request.url.path == "/readyz":  # ready: the ledger can be read
             try:
-                portal.run("SELECT 1", {})
+                await run_in_threadpool(portal.run, "SELECT 1", {})
             except Exception as exc:  # noqa: BLE001 - the probe reports it, the page never shows it
                 log.warning("readyz: the ledger cannot be read: %s", str(exc).splitlines()[0][:300] if str(exc) else exc)
                 return Response('{"ready": false, "reason": "the ledger cannot be read"}', status_code=503,
@@ -354,6 +366,27 @@ def create_app(portal: Portal) -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return Starlette(routes=routes)
+
+
+def _one_of(asked: str | None, currencies: list[str], have: str) -> str:
+    """The currency a page shows: one the holder has (the first by default); anything else
+    is refused by name, never echoed into markup or headers unchecked."""
+    if not currencies:
+        return "USD"
+    if asked is None or asked == "":
+        return currencies[0]
+    if asked not in currencies:
+        shown = asked if re.fullmatch(r"[A-Za-z]{3}", asked) else "that currency"
+        raise BadRequest(f"{shown}: {have} {', '.join(currencies)}")
+    return asked
+
+
+def _work_labels(titles: dict[str, str]) -> dict[str, str]:
+    """A legend label per work: its title, or title and id where two works share a title."""
+    seen: dict[str, int] = {}
+    for title in titles.values():
+        seen[title] = seen.get(title, 0) + 1
+    return {w: (t if t and seen[t] == 1 else f"{t or w} ({w})" if t else w) for w, t in titles.items()}
 
 
 def _day(value: Any) -> date:

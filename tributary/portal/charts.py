@@ -62,8 +62,8 @@ def stacked_bars(title: str, days: list[date], names: list[str], values: dict[st
             parts.append(f'<text x="{left + i * bar_w + bar_w / 2:.1f}" y="{height - 10}" font-size="11" '
                          f'text-anchor="middle" fill="#222">{day:%b %d}</text>')
     total = sum(totals)
-    desc = (f"Earnings per day in {currency}, {days[0]} to {days[-1]}, by {escape(title)}: "
-            f"{format_micros(total, currency)} in all; the table below gives every figure.")
+    desc = escape(f"Earnings per day in {currency}, {days[0]} to {days[-1]}, by {title}: "
+                  f"{format_micros(total, currency)} in all; the table below gives every figure.", quote=True)
     return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
             f'class="chart" aria-label="{desc}"><rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>'
             f'<line x1="{left}" y1="{top + plot_h}" x2="{width - left}" y2="{top + plot_h}" stroke="#555"/>'

@@ -21,6 +21,9 @@ from tributary.policy import PayoutPolicy
 from tributary.reports import Query
 
 H = "{holder:String}"
+# the holder's credits and their reversals (refunds, review decisions)
+HOLDER_CREDITS = ("SELECT entry_type, event_id, work_id, currency, amount_micros FROM ledger_entries FINAL "
+                  f"WHERE holder_id = {H} AND entry_type IN ('accrual', 'accrual_reversal')")
 
 
 @dataclass
@@ -64,8 +67,8 @@ def _policy_records(run: Query, holder: str) -> dict[str, dict[str, Any]]:
 def balances(run: Query, holder: str) -> list[Balance]:
     """Per currency: what was credited, what is held for review of probable matches to the
     holder's works, and the balances of the holder's payable, reserved and paid accounts."""
-    p = {"holder": holder, "accounts": [ledger.holder_payable(holder), ledger.holder_reserved(holder),
-                                         ledger.holder_paid(holder)]}
+    p = {"holder": holder, "escrow": ledger.ESCROW_REVIEW,
+         "accounts": [ledger.holder_payable(holder), ledger.holder_reserved(holder), ledger.holder_paid(holder)]}
     out: dict[str, Balance] = {}
     _, rows = run("SELECT account, currency, balance_micros FROM account_balances "
                   "WHERE has({accounts:Array(String)}, account)", p)
@@ -82,7 +85,7 @@ def balances(run: Query, holder: str) -> list[Balance]:
     for currency, micros in rows:
         out.setdefault(str(currency), Balance(str(currency))).accrued_micros = int(micros)
     _, rows = run(f"""SELECT currency, sum(if(entry_type = 'accrual_reversal', -amount_micros, amount_micros))
-                      FROM ledger_entries FINAL WHERE holder_id = '{ledger.ESCROW_REVIEW}'
+                      FROM ledger_entries FINAL WHERE holder_id = {{escrow:String}}
                         AND work_id IN (SELECT work_id FROM works FINAL WHERE holder_id = {H})
                       GROUP BY currency""", p)
     for currency, micros in rows:
@@ -330,7 +333,12 @@ def pairs(ev: dict[str, Any], work_id: str) -> list[Pair]:
         if work_id not in m.get("works", []):
             continue
         first = sentences[m["sentence"]][0] if m["sentence"] < len(sentences) else 0
-        output_text, work_text = m.get("text", ""), m.get("work_text", "")
+        output_text = m.get("text", "")
+        # only this work's own passage: a sentence credited to several works (a tie, a
+        # phrase in two works) carries one passage per work; evidence from before that kept
+        # one passage, shown only when this work was the sentence's only work
+        work_text = (m["work_texts"].get(work_id, "") if "work_texts" in m
+                     else m.get("work_text", "") if m.get("works") == [work_id] else "")
         marked = {i for i in range(m["words"]) if first + i in copied_positions}
         work_marked = _shared_shingle_words(output_text, work_text, k) if marked else set()
         out.append(Pair(m["sentence"], m["method"], m["tier"], m["words"], len(marked), mark(output_text, marked),
@@ -383,30 +391,39 @@ def works(run: Query, holder: str) -> list[dict[str, Any]]:
     registration; a work registered again is back) with what each earned and in how many
     outputs it was found, per currency."""
     _, rows = run(f"""SELECT w.work_id, w.title, w.license, w.removed OR x.catalog_offset > w.catalog_offset,
-                             e.currency, e.earned, e.entries, e.first_day, e.last_day
+                             e.currency, e.earned, e.outputs, e.first_day, e.last_day
                       FROM (SELECT * FROM works FINAL WHERE holder_id = {H}) AS w
                       LEFT JOIN (SELECT work_id, catalog_offset FROM work_withdrawals FINAL) AS x
                         ON w.work_id = x.work_id
-                      LEFT JOIN (SELECT work_id, currency, sum(earned_micros) AS earned, sum(entries) AS entries,
-                                        min(day) AS first_day, max(day) AS last_day
-                                 FROM holder_earnings_daily WHERE holder_id = {H}
-                                 GROUP BY work_id, currency) AS e ON w.work_id = e.work_id
+                      LEFT JOIN (SELECT l.work_id AS work_id, l.currency AS currency,
+                                        sum(if(l.entry_type = 'accrual_reversal', -l.amount_micros, l.amount_micros))
+                                          AS earned,
+                                        uniqExactIf(l.event_id, l.entry_type = 'accrual') AS outputs,
+                                        min(toDate(p.occurred_at)) AS first_day, max(toDate(p.occurred_at)) AS last_day
+                                 FROM ({HOLDER_CREDITS}) AS l
+                                 INNER JOIN (SELECT event_id, occurred_at FROM priced_events FINAL) AS p
+                                   ON l.event_id = p.event_id
+                                 GROUP BY l.work_id, l.currency) AS e ON w.work_id = e.work_id
                       ORDER BY w.work_id, e.currency SETTINGS join_use_nulls = 0""", {"holder": holder})
     out: dict[str, dict[str, Any]] = {}
-    for work_id, title, license_, removed, currency, earned, entries, first, last in rows:
+    for work_id, title, license_, removed, currency, earned, outputs, first, last in rows:
         w = out.setdefault(work_id, {"work_id": work_id, "title": title, "license": license_,
                                      "removed": bool(removed), "earnings": []})
         if currency:
-            w["earnings"].append({"currency": currency, "earned_micros": int(earned), "entries": int(entries),
+            w["earnings"].append({"currency": currency, "earned_micros": int(earned), "outputs": int(outputs),
                                   "first_day": str(first), "last_day": str(last)})
     return list(out.values())
 
 
 def coverage(run: Query, holder: str, since: date, until: date) -> list[list[Any]]:
-    """(day, work_id, outputs credited) for the holder's works, per day."""
-    _, rows = run(f"""SELECT day, work_id, sum(entries) FROM holder_earnings_daily
-                      WHERE holder_id = {H} AND day >= {{since:Date}} AND day <= {{until:Date}}
-                      GROUP BY day, work_id ORDER BY day, work_id""",
+    """(day, work_id, outputs) for the holder's works: how many outputs (inferences, by the
+    day they happened) drew on each work and were credited to it."""
+    _, rows = run(f"""SELECT toDate(p.occurred_at) AS day, l.work_id, uniqExact(l.event_id)
+                      FROM ({HOLDER_CREDITS} AND entry_type = 'accrual') AS l
+                      INNER JOIN (SELECT event_id, occurred_at FROM priced_events FINAL) AS p
+                        ON l.event_id = p.event_id
+                      WHERE day >= {{since:Date}} AND day <= {{until:Date}}
+                      GROUP BY day, l.work_id ORDER BY day, l.work_id""",
                   {"holder": holder, "since": since, "until": until})
     return rows
 

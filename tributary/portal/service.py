@@ -10,7 +10,7 @@ from typing import Any
 
 from tributary import kafka
 from tributary.config import PipelineConfig, PlatformConfig
-from tributary.portal.app import Portal, create_app
+from tributary.portal.app import LoginLink, Portal, create_app
 from tributary.portal.auth import Signer, load_secret
 from tributary.reports import runner
 from tributary.topics import Topic
@@ -18,7 +18,9 @@ from tributary.topics import Topic
 log = logging.getLogger("tributary.portal")
 
 
-def build(cfg: PlatformConfig, pipeline: PipelineConfig) -> Portal:
+def build(cfg: PlatformConfig, pipeline: PipelineConfig, login_link: LoginLink | None = None) -> Portal:
+    """``login_link``: makes a holder's Stripe Express dashboard link (the CLI passes the
+    Stripe sink's; None hides the button)."""
     def publish(topic: str, key: str, record: dict[str, Any]) -> None:
         from schemas import first_problem
 
@@ -28,21 +30,15 @@ def build(cfg: PlatformConfig, pipeline: PipelineConfig) -> Portal:
         assert topic == Topic.REVIEW_REQUESTS.value
         kafka.publish(cfg.bootstrap_servers, topic, [(key, record)], "dispute")
 
-    login_link = None
-    if os.environ.get("TRIBUTARY_PORTAL_STRIPE_DASHBOARD", "1") == "1":
-        def login_link(account: str) -> str:
-            from sinks.stripe.accounts import ConnectAccounts
-
-            return ConnectAccounts(pipeline.stripe_api_key, cfg.stripe_api_base).login_link(account)
-
     return Portal(run=runner(cfg), signer=Signer(load_secret(cfg.run_dir)), defaults=pipeline.payout_policy,
                   publish=publish, login_link=login_link,
                   secure_cookies=os.environ.get("TRIBUTARY_PORTAL_SECURE_COOKIES", "0") == "1")
 
 
-def serve(cfg: PlatformConfig, pipeline: PipelineConfig, host: str, port: int) -> None:
+def serve(cfg: PlatformConfig, pipeline: PipelineConfig, host: str, port: int,
+          login_link: LoginLink | None = None) -> None:
     import uvicorn
 
-    app = create_app(build(cfg, pipeline))
+    app = create_app(build(cfg, pipeline, login_link))
     log.info("portal listening on http://%s:%s (sign-in links: tributary portal link <holder>)", host, port)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, server_header=False)
