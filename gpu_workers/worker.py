@@ -195,6 +195,9 @@ def _quote_the_works(evidence: dict[str, Any], catalog: CatalogUnits) -> None:
             row["work_text"] = quotes[min(quotes, key=lambda w: row["works"].index(w))]
 
 
+# how long a stopping worker waits for its in-flight batches to be produced and committed;
+# the chart's terminationGracePeriodSeconds must be longer (tests/deploy/test_helm.py)
+DRAIN_TIMEOUT_S = 120.0
 MAX_QUOTE_CANDIDATES = 64  # units of one work looked at to quote a copied sentence's source
 
 
@@ -335,7 +338,7 @@ class AttributionWorker:
             self._generation += 1
         log.info("partitions revoked: %s", sorted(p.partition for p in partitions))
 
-    def _drain(self, timeout_s: float = 120.0) -> None:
+    def _drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
         while self._pipeline is not None and self._pipeline.error is None:
             with self._lock:

@@ -36,8 +36,9 @@ def stages() -> dict[str, Stage]:
         Stage("streams", streams_app_id(), (Topic.INFERENCE_EVENTS,),
               (Topic.ATTRIBUTION_REQUESTS, Topic.CORRECTIONS, Topic.INFERENCE_EVENTS_DLQ, Topic.INFERENCE_EVENTS),
               transactional=False, reads=(Topic.CONTRACTS,)),
+        # flush then commit: its chunk records are keyed by chunk id, so a replay rewrites the same keys
         Stage("indexer", "tributary-indexer", (Topic.CATALOG_UPDATES,), (Topic.CATALOG_CHUNKS,),
-              transactional=True, reads=(Topic.CATALOG_CHUNKS,)),
+              transactional=False, reads=(Topic.CATALOG_CHUNKS,)),
         Stage("attribution", "tributary-attribution", (Topic.ATTRIBUTION_REQUESTS,), (Topic.ATTRIBUTIONS,),
               transactional=True, reads=(Topic.CATALOG_CHUNKS,)),
         Stage("accrue", "tributary-accrue", (Topic.ATTRIBUTIONS, Topic.CORRECTIONS), (Topic.ROYALTY_LEDGER,),

@@ -72,7 +72,7 @@ def test_rendered_manifests_are_valid_kubernetes(scenario):
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_every_component_is_a_probed_scraped_deployment(scenario):
     docs = render(scenario)
-    deployments = by_kind(docs, "Deployment")
+    deployments = {**by_kind(docs, "Deployment"), **by_kind(docs, "StatefulSet")}
     assert {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in deployments.values()} == COMPONENTS
     for dep in deployments.values():
         pod = dep["spec"]["template"]
@@ -95,7 +95,7 @@ def test_every_component_is_a_probed_scraped_deployment(scenario):
 
 
 def test_gpu_scenario_requests_gpus_on_gpu_nodes():
-    attribution = by_kind(render("values-gpu.yaml"), "Deployment")["rel-tributary-attribution"]
+    attribution = by_kind(render("values-gpu.yaml"), "StatefulSet")["rel-tributary-attribution"]
     spec = attribution["spec"]["template"]["spec"]
     assert attribution["spec"]["replicas"] == 4
     assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
@@ -125,7 +125,7 @@ def test_the_query_endpoint_needs_a_token_from_a_secret():
     docs = render("values-minimal.yaml")
     secret = by_kind(docs, "Secret")["rel-tributary-query-token"]
     assert len(secret["data"]["token"]) >= 40
-    for dep in by_kind(docs, "Deployment").values():
+    for dep in [*by_kind(docs, "Deployment").values(), *by_kind(docs, "StatefulSet").values()]:
         env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["TRIBUTARY_QUERY_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "rel-tributary-query-token",
                                                                            "key": "token"}
@@ -162,6 +162,31 @@ def test_the_portal_signs_with_a_secret_reads_through_the_sink_and_can_be_expose
     assert ingress["spec"]["tls"][0]["secretName"] == "royalties-tls"
     off = render("values-minimal.yaml", set_=("portal.enabled=false",))
     assert "rel-tributary-portal" not in by_kind(off, "Deployment")
+
+
+def test_transactional_stages_keep_their_ids_and_pods_run_the_stage_itself():
+    """A replacement pod must fence its predecessor's open Kafka transaction: the
+    transactional stages are StatefulSets, so the pod name (their transactional id) is
+    stable. Pods run the stage in child mode (a crash restarts the container, visible to
+    Kubernetes), and a stopping pod gets longer than the stages' own drain."""
+    from gpu_workers.worker import DRAIN_TIMEOUT_S
+
+    docs = render("values-minimal.yaml")
+    stateful = by_kind(docs, "StatefulSet")
+    transactional = {name for name, stage in stages().items() if stage.transactional}
+    assert {s["metadata"]["labels"]["app.kubernetes.io/component"] for s in stateful.values()} == transactional
+    for name, sts in stateful.items():
+        assert sts["spec"]["podManagementPolicy"] == "Parallel" and sts["spec"]["serviceName"] == name
+        args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--worker-id") + 1] == "$(POD_NAME)"
+    for workload in [*stateful.values(), *by_kind(docs, "Deployment").values()]:
+        pod = workload["spec"]["template"]["spec"]
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        assert env["TRIBUTARY_STAGE_CHILD"] == "1"
+        assert pod["terminationGracePeriodSeconds"] > DRAIN_TIMEOUT_S
+    out = run_helm("template", "rel", str(CHART), "-f", str(CHART / "ci" / "values-minimal.yaml"),
+                   "--set", "terminationGracePeriodSeconds=60")
+    assert out.returncode != 0 and "terminationGracePeriodSeconds" in out.stderr
 
 
 def test_the_catalog_calibration_is_used_unless_a_bar_is_fixed(tmp_path, monkeypatch):

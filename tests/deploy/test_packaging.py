@@ -36,6 +36,9 @@ def test_the_wheel_carries_every_data_file_the_code_reads(tmp_path):
               "tributary/data/sample_catalog.json"}
     wanted |= {f"gpu_workers/data/evalsets/probe-set/{n}" for n in ("catalog.jsonl", "cases.jsonl", "README.md")}
     wanted |= {str(p.relative_to(ROOT)) for p in (ROOT / "schemas").rglob("*.json")}
+    # the portal's pages and stylesheet
+    wanted |= {str(p.relative_to(ROOT)) for p in (ROOT / "tributary" / "portal").rglob("*")
+               if p.suffix in (".html", ".css")}
     # every built-in evaluation set and every data file of the attribution workers
     wanted |= {str(p.relative_to(ROOT)) for p in (ROOT / "gpu_workers" / "data").rglob("*")
                if p.is_file() and p.suffix in (".txt", ".jsonl", ".md")}
@@ -43,3 +46,19 @@ def test_the_wheel_carries_every_data_file_the_code_reads(tmp_path):
     assert not missing, f"not in the wheel: {missing}"
     # the calibration is made from each catalog now: no stored calibration file is shipped
     assert not any(n.endswith("calibration.json") for n in names)
+
+
+def test_the_image_bakes_the_model_export_outside_the_pods_data_volume():
+    """Pods mount an emptyDir over the data dir (/var/lib/tributary); a model cache under it
+    would be empty in every pod, and each attribution and indexer pod would export the
+    ONNX model again at start. The image keeps the cache elsewhere and exports at build."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    dockerfile = (root / "deploy" / "docker" / "Dockerfile").read_text()
+    workload = (root / "deploy" / "helm" / "tributary" / "templates" / "_workload.tpl").read_text()
+    mounted = re.search(r"mountPath: (\S+)", workload).group(1)
+    cache = re.search(r"TRIBUTARY_CACHE_DIR=(\S+)", dockerfile).group(1)
+    assert not cache.startswith(mounted), (cache, mounted)
+    assert "export_onnx(False); export_onnx(True)" in dockerfile

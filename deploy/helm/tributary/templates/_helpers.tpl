@@ -23,6 +23,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   value: "0.0.0.0"
 - name: TRIBUTARY_DATA_DIR
   value: /var/lib/tributary
+# child mode: the stage runs as the container's process, without the local supervisor, so
+# a crash or a stall exit restarts the container and Kubernetes sees (and backs off) it
+- name: TRIBUTARY_STAGE_CHILD
+  value: "1"
 - name: TRIBUTARY_QUERY_TOKEN
   valueFrom:
     secretKeyRef:

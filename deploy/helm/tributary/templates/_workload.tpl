@@ -8,6 +8,8 @@ Called from templates/<component>/workload.yaml with:
   port   the HTTP port serving /healthz, /readyz (or /healthz) and /metrics
   ready  the readiness path
   env    (optional) more environment entries for this component
+  stateful  (optional) a StatefulSet: stable pod names, so a replacement pod takes its
+            predecessor's Kafka transactional id (the pod name) and fences its open transaction
 */}}
 {{- define "tributary.workload" -}}
 {{- $root := .root -}}
@@ -15,7 +17,7 @@ Called from templates/<component>/workload.yaml with:
 {{- $full := printf "%s-%s" (include "tributary.fullname" $root) .stage -}}
 {{- $selector := dict "app.kubernetes.io/instance" $root.Release.Name "app.kubernetes.io/component" .stage -}}
 apiVersion: apps/v1
-kind: Deployment
+kind: {{ ternary "StatefulSet" "Deployment" (default false .stateful) }}
 metadata:
   name: {{ $full }}
   labels:
@@ -23,6 +25,10 @@ metadata:
     app.kubernetes.io/component: {{ .stage }}
 spec:
   replicas: {{ $c.replicas }}
+  {{- if .stateful }}
+  serviceName: {{ $full }}
+  podManagementPolicy: Parallel
+  {{- end }}
   {{- if .recreate }}
   strategy:
     type: Recreate
@@ -47,7 +53,7 @@ spec:
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}
       {{- end }}
-      terminationGracePeriodSeconds: 60
+      terminationGracePeriodSeconds: {{ $root.Values.terminationGracePeriodSeconds }}
       containers:
         - name: {{ .stage }}
           image: {{ include "tributary.image" $root | quote }}
