@@ -49,6 +49,7 @@ lint: setup
 
 docs: setup
 	$(PY) -m schemas.docs > docs/topics.md
+	$(PY) -m sinks.clickhouse.dictionary > docs/tables.md
 
 down:
 	$(VENV)/bin/tributary down

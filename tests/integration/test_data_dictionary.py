@@ -1,0 +1,36 @@
+"""The data dictionary (docs/tables.md) covers every table, view and column the sink's
+migrations create, on the real ClickHouse engine (chdb), and is up to date."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sinks.clickhouse.dictionary import TABLES, describe, migrated_columns, render
+
+pytestmark = pytest.mark.clickhouse
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "tables.md"
+
+
+@pytest.fixture(scope="module")
+def columns():
+    return migrated_columns()
+
+
+def test_every_table_and_view_is_described_and_nothing_else(columns):
+    assert set(columns) == set(TABLES)
+
+
+def test_every_column_has_a_meaning(columns):
+    missing = [f"{t}.{c}" for t, cols in columns.items() for c, _ in cols if not describe(t, c)]
+    assert not missing, f"describe these in sinks/clickhouse/dictionary.py: {missing}"
+    unused = [f"{t}.{c}" for t, spec in TABLES.items() for c in spec.columns
+              if c not in {name for name, _ in columns[t]}]
+    assert not unused, f"described but not in the engine: {unused}"
+
+
+def test_docs_tables_md_is_generated_from_the_engine(columns):
+    assert DOC.read_text() == render(columns), \
+        "docs/tables.md is stale: .venv/bin/python -m sinks.clickhouse.dictionary > docs/tables.md"
