@@ -539,4 +539,7 @@ def main() -> None:
     ensure_marks_topic(platform.bootstrap_servers, streams_app_id(),
                        topic_manifests()[Topic.INFERENCE_EVENTS].partitions, pipeline.dedupe_window_s)
     follow_contracts()
-    faust.Worker(app, loglevel="INFO").execute_from_commandline()
+    from tributary.logs import config
+
+    # the same JSON lines as every other stage (mode's own coloured format otherwise)
+    faust.Worker(app, loglevel="INFO", logging_config=config("streams")).execute_from_commandline()

@@ -45,6 +45,8 @@ ABORTS = Counter("tributary_stage_aborted_transactions_total", "Transactions abo
 BATCH_SECONDS = Histogram("tributary_stage_batch_seconds", "Time to handle and commit one batch", ["stage"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 RESTORE_SECONDS = Gauge("tributary_stage_restore_seconds", "Time the last state restore took", ["stage"])
+LAG = Gauge("tributary_stage_lag_records", "Records of the assigned partitions not yet consumed (librdkafka's "
+            "consumer_lag; a transactional topic shows about 1 per partition when caught up)", ["stage", "topic"])
 
 
 @dataclass
@@ -120,14 +122,20 @@ class FetchWatchdog:
             return
         assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()} if self.consumer else set()
         seen: dict[tuple[str, int], tuple[str, float]] = {}
+        lag: dict[str, int] = {}
         for topic, info in topics.items():
             for partition, p in (info.get("partitions") or {}).items():
                 key = (topic, int(partition))
-                if key not in assigned or p.get("fetch_state") == "active":
+                if key not in assigned:
+                    continue
+                lag[topic] = lag.get(topic, 0) + max(int(p.get("consumer_lag", -1)), 0)
+                if p.get("fetch_state") == "active":
                     continue
                 state = str(p.get("fetch_state"))
                 seen[key] = (state, self._not_active_since.get(key, (state, now))[1])
         self._not_active_since = seen
+        for topic, records in lag.items():
+            LAG.labels(self.stage, topic).set(records)
 
     def check(self) -> None:
         now = time.monotonic()

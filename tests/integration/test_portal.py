@@ -458,6 +458,20 @@ def test_bad_input_gets_a_clear_page_and_never_sql(world, browser):
         assert page.locator("#pwn").count() == 0, path
 
 
+def test_every_process_logs_json_lines_the_faust_worker_included(world):
+    """Operators parse one JSON object per line from every stage (librdkafka's own stderr
+    lines aside); the streams worker's Faust and mode loggers too."""
+    for name in (*local.STAGES, local.PORTAL):
+        text = local.stage_process(world.cfg, name).log_file.read_text(errors="replace")
+        ours = [json.loads(x) for x in text.splitlines() if x.startswith("{")]
+        assert ours, name
+        assert all({"ts", "level", "process", "logger", "msg"} <= set(o) for o in ours), name
+        assert not [x for x in text.splitlines() if x.startswith("ts=")], name  # the old key=value lines
+    streams = local.stage_process(world.cfg, "streams").log_file.read_text(errors="replace").splitlines()
+    loggers = {json.loads(x)["logger"].split(".")[0] for x in streams if x.startswith("{")}
+    assert loggers & {"faust", "mode"}, loggers
+
+
 # -- accessibility basics -------------------------------------------------------------------------
 CONTRAST_JS = """() => {
   const lum = c => { const [r, g, b] = c.match(/\\d+(\\.\\d+)?/g).slice(0, 3).map(Number).map(v => {

@@ -61,3 +61,15 @@ def test_a_partition_that_fetches_again_is_forgiven(monkeypatch):
     watchdog.check()
     watchdog.on_stats("not json")  # a garbled report changes nothing
     watchdog.check()
+
+
+def test_the_lag_of_the_assigned_partitions_is_exported_per_topic():
+    """tributary_stage_lag_records: the sum of librdkafka's consumer_lag over the stage's
+    assigned partitions (what the lag alert watches); unknown lag (-1) counts as none."""
+    watchdog = FetchWatchdog("balances-lagtest", stuck_s=60)
+    watchdog.consumer = Consumer([("royalty-ledger", 1), ("royalty-ledger", 2)])
+    raw = {"topics": {"royalty-ledger": {"partitions": {
+        "1": {"fetch_state": "active", "consumer_lag": 40}, "2": {"fetch_state": "active", "consumer_lag": -1},
+        "3": {"fetch_state": "active", "consumer_lag": 999}}}}}  # 3 is another process's
+    watchdog.on_stats(json.dumps(raw))
+    assert txloop.LAG.labels("balances-lagtest", "royalty-ledger")._value.get() == 40

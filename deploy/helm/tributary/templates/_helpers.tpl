@@ -45,6 +45,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - name: TRIBUTARY_STRIPE_API_BASE
   value: {{ . | quote }}
 {{- end }}
+{{- if not .Values.clickhouse.url }}
+# the embedded chdb belongs to the ClickHouse sink's pod: other pods (the portal, the
+# reconcile job, `tributary sql` in any pod) read through its query Service
+- name: TRIBUTARY_QUERY_URL
+  value: {{ printf "http://%s-sink-clickhouse:8080" (include "tributary.fullname" .) | quote }}
+{{- end }}
 {{- if .Values.clickhouse.url }}
 - name: CLICKHOUSE_URL
   value: {{ .Values.clickhouse.url | quote }}
