@@ -194,7 +194,82 @@ MIGRATIONS.append((9, "withdrawals keep the work's holder and title", [
     ) ENGINE = ReplacingMergeTree(catalog_offset) ORDER BY work_id""",
 ]))
 
+# -- exact rollups: refreshable materialized views ------------------------------------------
+# A materialized view fed by inserts would count a retried or replayed insert twice. These
+# are *refreshable* views instead: every REFRESH_S seconds ClickHouse recomputes each rollup
+# from the deduplicated (FINAL) tables and swaps it in whole, so a rollup is always exactly
+# the journal as of its last refresh, however often a batch was inserted. The base rollup
+# joins the ledger with the priced events once; the others aggregate it (DEPENDS ON).
+# Refreshable views need an Atomic database: they live in ``<database>_rollups``.
+REFRESH_S = 30
+SIGNED_ACCRUAL = "if(entry_type = 'accrual_reversal', -amount_micros, amount_micros)"
+R = "{rollups}"  # filled in by migrate(): the rollups database
+S = "{source}"  # and the database of the tables
+
+
+def _rollup(name: str, columns: str, order: str, select: str, depends: str = "") -> list[str]:
+    return [f"CREATE TABLE IF NOT EXISTS {R}.{name} ({columns}) ENGINE = MergeTree ORDER BY ({order})",
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {R}.{name}_refresh REFRESH EVERY {REFRESH_S} SECOND "
+            + (f"DEPENDS ON {R}.{depends}_refresh " if depends else "") + f"TO {R}.{name} AS {select}"]
+
+
+ROLLUPS = {
+    "earnings_day": ("day Date, holder_id String, work_id String, provider LowCardinality(String), "
+                     "model_name LowCardinality(String), currency LowCardinality(String), earned_micros Int64, "
+                     "outputs UInt64, entries UInt64",
+                     "holder_id, day, work_id, model_name, provider, currency", f"""
+        SELECT toDate(p.occurred_at) AS day, l.holder_id AS holder_id, l.work_id AS work_id, p.provider AS provider,
+               p.model_name AS model_name, l.currency AS currency, sum(l.signed) AS earned_micros,
+               uniqExactIf(l.event_id, l.entry_type = 'accrual') AS outputs, count() AS entries
+        FROM (SELECT entry_type, holder_id, work_id, event_id, currency, {SIGNED_ACCRUAL} AS signed
+              FROM {S}.ledger_entries FINAL WHERE entry_type IN ('accrual', 'accrual_reversal')) AS l
+        INNER JOIN (SELECT event_id, occurred_at, provider, model_name FROM {S}.priced_events FINAL) AS p
+          ON l.event_id = p.event_id
+        GROUP BY day, holder_id, work_id, provider, model_name, currency""", ""),
+    "holder_day": ("day Date, holder_id String, currency LowCardinality(String), earned_micros Int64, outputs UInt64",
+                   "holder_id, day, currency", f"""
+        SELECT day, holder_id, currency, sum(earned_micros) AS earned_micros, sum(outputs) AS outputs
+        FROM {R}.earnings_day WHERE holder_id NOT LIKE 'escrow:%' GROUP BY day, holder_id, currency""",
+                   "earnings_day"),
+    "holder_model_day": ("day Date, holder_id String, model_name LowCardinality(String), "
+                         "currency LowCardinality(String), earned_micros Int64, outputs UInt64",
+                         "holder_id, day, model_name, currency", f"""
+        SELECT day, holder_id, model_name, currency, sum(earned_micros) AS earned_micros, sum(outputs) AS outputs
+        FROM {R}.earnings_day WHERE holder_id NOT LIKE 'escrow:%'
+        GROUP BY day, holder_id, model_name, currency""", "earnings_day"),
+    "work_day": ("day Date, work_id String, holder_id String, currency LowCardinality(String), earned_micros Int64, "
+                 "outputs UInt64", "work_id, day, currency", f"""
+        SELECT day, work_id, holder_id, currency, sum(earned_micros) AS earned_micros, sum(outputs) AS outputs
+        FROM {R}.earnings_day WHERE holder_id NOT LIKE 'escrow:%' GROUP BY day, work_id, holder_id, currency""",
+                 "earnings_day"),
+    "escrow_day": ("day Date, provider LowCardinality(String), model_name LowCardinality(String), "
+                   "currency LowCardinality(String), escrow_micros Int64, events UInt64",
+                   "day, provider, model_name, currency", f"""
+        SELECT day, provider, model_name, currency, sum(earned_micros) AS escrow_micros, sum(outputs) AS events
+        FROM {R}.earnings_day WHERE holder_id = 'escrow:unattributed'
+        GROUP BY day, provider, model_name, currency""", "earnings_day"),
+}
+
+MIGRATIONS.append((10, f"exact rollups: refreshable materialized views, recomputed every {REFRESH_S} s from FINAL", [
+    f"CREATE DATABASE IF NOT EXISTS {R} ENGINE = Atomic",
+    *[statement for name, (columns, order, select, depends) in ROLLUPS.items()
+      for statement in _rollup(name, columns, order, select, depends)],
+]))
+
 LATEST = MIGRATIONS[-1][0]
+
+
+def rollups_database(client: Any) -> str:
+    return f"{client.query('SELECT currentDatabase()').result_rows[0][0]}_rollups"
+
+
+def refresh_rollups(client: Any) -> None:
+    """Recompute every rollup now and wait for it (tests, benchmarks; the views also refresh
+    by themselves every REFRESH_S seconds)."""
+    db = rollups_database(client)
+    for name in ROLLUPS:  # the base first: the others depend on it
+        client.command(f"SYSTEM REFRESH VIEW {db}.{name}_refresh")
+        client.command(f"SYSTEM WAIT VIEW {db}.{name}_refresh")
 
 
 def migrate(client: Any) -> list[int]:
@@ -208,8 +283,9 @@ def migrate(client: Any) -> list[int]:
     for version, description, statements in MIGRATIONS:
         if version <= current:
             continue
+        source = client.query("SELECT currentDatabase()").result_rows[0][0]
         for statement in statements:
-            client.command(statement)
+            client.command(statement.replace(R, f"{source}_rollups").replace(S, str(source)))
         client.insert("schema_migrations", [[version, description]], column_names=["version", "description"])
         applied.append(version)
     return applied
