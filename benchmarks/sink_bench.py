@@ -6,9 +6,10 @@ Prints, from one run on this machine (a fresh chdb directory under a temp dir):
   1. baseline: a raw clickhouse-connect insert loop of pre-built rows (batch --batch);
   2. the sink's path for the same records: Kafka JSON bytes -> rows (sinks.clickhouse.rows)
      -> ClickHouseStore.write_batch, rows/s and the ratio to (1);
-  3. rollup latency over --rows ledger rows (generated inside ClickHouse): the
-     earnings view by holder for one week, one holder's earnings by model and day, and
-     the balances view; p50/p99 of 10 runs each, through FINAL as the CLI runs them;
+  3. over --rows ledger rows (generated inside ClickHouse): the time to refresh the exact
+     rollups, then p50/p99 of the rollup queries (earnings by holder for one week, one
+     holder by model and day; --runs each) against the same answers through the FINAL
+     views (the baseline, 10 runs) and the balances view;
   4. peak RSS of this process.
 Kafka is left out on purpose: its consume cost is measured by benchmarks/streams_bench.py.
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sinks.clickhouse.rows import to_rows  # noqa: E402
-from sinks.clickhouse.schema import migrate  # noqa: E402
+from sinks.clickhouse.schema import REFRESH_S, migrate, refresh_rollups, rollups_database  # noqa: E402
 from sinks.clickhouse.store import ClickHouseStore  # noqa: E402
 from tributary.topics import Topic  # noqa: E402
 
@@ -115,6 +116,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000, help="records through the insert paths")
     parser.add_argument("--batch", type=int, default=5_000, help="rows per insert (the sink's batch size)")
     parser.add_argument("--rows", type=int, default=10_000_000, help="ledger rows for the rollup queries")
+    parser.add_argument("--runs", type=int, default=100, help="runs of each rollup query (p50/p99)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tributary-sink-bench-") as tmp:
         store = ClickHouseStore(f"chdb://{tmp}/clickhouse")
@@ -123,6 +125,17 @@ def main() -> None:
         bench_inserts(store, args.records, args.batch)
         print(f"generating {args.rows:,} ledger rows and {args.rows // 3:,} priced events ...", flush=True)
         print(f"          generated in {fill(store, args.rows):.1f}s")
+        start = time.perf_counter()
+        refresh_rollups(store.client)
+        print(f"          rollups refreshed in {time.perf_counter() - start:.1f}s (every {REFRESH_S} s in service: "
+              f"recomputed from FINAL, exact)")
+        db = rollups_database(store.client)
+        latency(store, "earnings by holder, one week (rollup)",
+                f"SELECT holder_id, sum(earned_micros) FROM {db}.holder_day "
+                "WHERE day BETWEEN '2026-11-14' AND '2026-11-20' GROUP BY holder_id", runs=args.runs)
+        latency(store, "one holder by model and day (rollup)",
+                f"SELECT model_name, day, sum(earned_micros) FROM {db}.holder_model_day "
+                "WHERE holder_id = 'h-42' GROUP BY model_name, day", runs=args.runs)
         latency(store, "earnings by holder, one week (view, FINAL)",
                 "SELECT holder_id, sum(earned_micros) FROM holder_earnings_daily "
                 "WHERE day BETWEEN '2026-11-14' AND '2026-11-20' GROUP BY holder_id")

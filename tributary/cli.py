@@ -237,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="named analyst reports: earnings, escrow, coverage, payouts",
                        description="Named reports over the ClickHouse ledger (exact: read through the "
-                                   "deduplicating FINAL views). Runs while the pipeline runs. Example: "
+                                   "deduplicating FINAL views; earnings from the exact rollups, refreshed every "
+                                   "30 s, or --live). Runs while the pipeline runs. Example: "
                                    "tributary report earnings --by holder,model --last-days 7",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", choices=["earnings", "escrow", "coverage", "payouts"],
@@ -248,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default holder)")
     _period_args(p)
     p.add_argument("--holder", help="earnings and payouts: only this holder id")
+    p.add_argument("--live", action="store_true",
+                   help="earnings only: read the journal itself (exact to this moment; seconds on a large ledger) "
+                        "instead of the rollups (exact as of their last refresh, at most 30 s ago; milliseconds)")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
 
     p = sub.add_parser("statement", help="a rights holder's statement: accruals, refunds, payouts, remainder",
@@ -623,7 +627,7 @@ def _reporting(args: argparse.Namespace, cfg: PlatformConfig) -> int:
                 print(text, end="")
             return 0
         if args.name == "earnings":
-            columns, rows = reports.earnings(run, args.by.split(","), since, until, args.holder)
+            columns, rows = reports.earnings(run, args.by.split(","), since, until, args.holder, live=args.live)
         elif args.name == "payouts":
             columns, rows = reports.payouts(run, since, until, args.holder)
         elif args.name == "escrow":

@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from schemas.batches import items
 from tributary.topics import Topic
 from tributary.topology import CLICKHOUSE_SOURCES
@@ -154,7 +156,7 @@ def to_rows(topic: str, partition: int, offset: int, value: bytes | None) -> lis
     royalty-ledger), none for records the sink does not store."""
     if value is None:
         return []
-    v = json.loads(value)
+    v = orjson.loads(value)  # C: ~7x json's speed (measured in benchmarks/sink_bench.py)
     match topic:
         case Topic.ATTRIBUTION_REQUESTS:
             requests = items(v, "requests")

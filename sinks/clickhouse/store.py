@@ -80,8 +80,9 @@ class ClickHouseStore:
                 if not rows:
                     continue
                 columns = list(rows[0].keys())
-                try:
-                    self.client.insert(table, [[r[c] for c in columns] for r in rows], column_names=columns)
+                try:  # column-oriented: what the native protocol sends, no transposition in the client
+                    self.client.insert(table, [[r[c] for r in rows] for c in columns], column_names=columns,
+                                       column_oriented=True)
                 except Exception as exc:
                     kind = RowsRefused if refused_rows(exc) else BackpressureError
                     raise kind(f"insert into {table} failed: {exc}") from exc

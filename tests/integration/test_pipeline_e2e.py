@@ -293,10 +293,15 @@ def test_reports_statement_and_explain_agree_with_the_ledger(settled, tmp_path, 
     run = reports.runner(cfg)
     balances = {(r[0], r[1]): r[2:] for r in query(cfg, "SELECT holder_id, currency, accrued_micros, paid_micros, "
                                                        "unpaid_micros, payouts FROM holder_balances")[1]}
-    # earnings per holder and currency (by inference day) add up to what each holder accrued
-    _, rows = reports.earnings(run, ["holder"])
-    assert {(r[0], r[1]): r[2] for r in rows} == {k: b[0] for k, b in balances.items()}
-    _, by_model = reports.earnings(run, ["holder", "model", "day"], holder="h-austen")
+    # earnings per holder and currency (by inference day) add up to what each holder accrued:
+    # from the journal at once, and from the rollups once they refreshed (every 30 s)
+    accrued = {k: b[0] for k, b in balances.items()}
+    _, rows = reports.earnings(run, ["holder"], live=True)
+    assert {(r[0], r[1]): r[2] for r in rows} == accrued
+    demo.wait_for(cfg, "the rollups' refresh", lambda: (
+        {(r[0], r[1]): r[2] for r in reports.earnings(run, ["holder"])[1]} == accrued, "refreshing", None),
+        timeout=90, log=lambda m: None)
+    _, by_model = reports.earnings(run, ["holder", "model", "day"], holder="h-austen", live=True)
     assert {r[0] for r in by_model} == {"h-austen"}
     for currency in ("USD", "EUR", "JPY"):
         assert sum(r[4] for r in by_model if r[3] == currency) == balances[("h-austen", currency)][0]

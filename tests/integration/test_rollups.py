@@ -154,6 +154,15 @@ def test_rollups_equal_the_journal_after_retries_and_replays(tmp_path, seed):
             "SELECT day, holder_id, currency, sum(earned_micros) FROM holder_earnings_daily "
             "GROUP BY day, holder_id, currency").result_rows)
         assert view == {(str(k[0]), k[1], k[2]): v[0] for k, v in want["holder_day"].items()}
+        # the earnings report: from the rollups by default, from the journal with live, the same rows
+        from tributary import reports
+
+        def run(sql, params):
+            result = store.client.query(sql, parameters=params)
+            return list(result.column_names), [list(r) for r in result.result_rows]
+
+        for by in (["holder"], ["holder", "day"], ["model", "day"], ["work"], ["holder", "provider"], ["day"]):
+            assert reports.earnings(run, by) == reports.earnings(run, by, live=True), by
     finally:
         store.close()
 

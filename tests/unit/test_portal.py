@@ -208,6 +208,8 @@ def test_a_currency_in_the_address_is_checked_never_echoed():
     from tributary.portal.app import COOKIE, Portal, create_app
 
     def run(sql, params):  # a holder with money in EUR only
+        if "currentDatabase()" in sql:
+            return ["db"], [["default"]]
         if "DISTINCT currency" in sql:
             return ["currency"], [["EUR"]]
         if "FROM account_balances" in sql:

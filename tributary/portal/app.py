@@ -181,10 +181,11 @@ def create_app(portal: Portal) -> Starlette:
         currencies = [b.currency for b in ov.balances]
         currency = _one_of(request.query_params.get("currency"), currencies, "you have money in")
         days = charts.day_range(today, CHART_DAYS)
-        rows = [r for r in data.earnings_daily(portal.run, session.holder_id, days[0], today) if r[1] == currency]
-        work_label = _work_labels({str(r[2]): str(r[3] or "") for r in rows})
-        by_work = [(_day(r[0]), work_label[str(r[2])], int(r[5])) for r in rows]
-        by_model = [(_day(r[0]), str(r[4] or "?"), int(r[5])) for r in rows]
+        works = [r for r in data.earnings_by_work(portal.run, session.holder_id, days[0], today) if r[1] == currency]
+        models = [r for r in data.earnings_by_model(portal.run, session.holder_id, days[0], today) if r[1] == currency]
+        work_label = _work_labels({str(r[2]): str(r[3] or "") for r in works})
+        by_work = [(_day(r[0]), work_label[str(r[2])], int(r[4])) for r in works]
+        by_model = [(_day(r[0]), str(r[2] or "?"), int(r[3])) for r in models]
         figures = []
         for label, points in (("work", by_work), ("model", by_model)):
             names, values = charts.series(points, days)

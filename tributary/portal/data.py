@@ -111,7 +111,7 @@ def overview(run: Query, holder: str, defaults: PayoutPolicy, today: date | None
 
 def daily_rates(run: Query, holder: str, today: date, days: int = 7) -> dict[str, int]:
     """Average earnings per day over the last ``days`` days, per currency (micros)."""
-    _, rows = run(f"""SELECT currency, sum(earned_micros) FROM holder_earnings_daily
+    _, rows = run(f"""SELECT currency, sum(earned_micros) FROM {reports.rollups_database(run)}.holder_day
                       WHERE holder_id = {H} AND day > {{since:Date}} GROUP BY currency""",
                   {"holder": holder, "since": today - timedelta(days=days)})
     return {str(c): int(m) // days for c, m in rows}
@@ -160,14 +160,23 @@ def payout_floor(policy: PayoutPolicy) -> int:
 
 
 # -- earnings over time -------------------------------------------------------------------
-def earnings_daily(run: Query, holder: str, since: date, until: date) -> list[list[Any]]:
-    """(day, currency, work_id, title, model, earned_micros) rows, net of refunds."""
-    _, rows = run(f"""SELECT e.day, e.currency, e.work_id, any(w.title), e.model_name, sum(e.earned_micros)
-                      FROM (SELECT * FROM holder_earnings_daily WHERE holder_id = {H}
+def earnings_by_work(run: Query, holder: str, since: date, until: date) -> list[list[Any]]:
+    """(day, currency, work_id, title, earned_micros), net of reversals, from the rollups."""
+    _, rows = run(f"""SELECT e.day, e.currency, e.work_id, any(w.title), sum(e.earned_micros)
+                      FROM (SELECT * FROM {reports.rollups_database(run)}.work_day WHERE holder_id = {H}
                             AND day >= {{since:Date}} AND day <= {{until:Date}}) AS e
                       LEFT JOIN (SELECT work_id, title FROM works FINAL) AS w ON e.work_id = w.work_id
-                      GROUP BY e.day, e.currency, e.work_id, e.model_name
-                      ORDER BY e.day, e.currency, e.work_id, e.model_name SETTINGS join_use_nulls = 0""",
+                      GROUP BY e.day, e.currency, e.work_id ORDER BY e.day, e.currency, e.work_id
+                      SETTINGS join_use_nulls = 0""", {"holder": holder, "since": since, "until": until})
+    return rows
+
+
+def earnings_by_model(run: Query, holder: str, since: date, until: date) -> list[list[Any]]:
+    """(day, currency, model_name, earned_micros), from the rollups."""
+    _, rows = run(f"""SELECT day, currency, model_name, sum(earned_micros)
+                      FROM {reports.rollups_database(run)}.holder_model_day WHERE holder_id = {H}
+                        AND day >= {{since:Date}} AND day <= {{until:Date}}
+                      GROUP BY day, currency, model_name ORDER BY day, currency, model_name""",
                   {"holder": holder, "since": since, "until": until})
     return rows
 
@@ -416,14 +425,11 @@ def works(run: Query, holder: str) -> list[dict[str, Any]]:
 
 
 def coverage(run: Query, holder: str, since: date, until: date) -> list[list[Any]]:
-    """(day, work_id, outputs) for the holder's works: how many outputs (inferences, by the
-    day they happened) drew on each work and were credited to it."""
-    _, rows = run(f"""SELECT toDate(p.occurred_at) AS day, l.work_id, uniqExact(l.event_id)
-                      FROM ({HOLDER_CREDITS} AND entry_type = 'accrual') AS l
-                      INNER JOIN (SELECT event_id, occurred_at FROM priced_events FINAL) AS p
-                        ON l.event_id = p.event_id
-                      WHERE day >= {{since:Date}} AND day <= {{until:Date}}
-                      GROUP BY day, l.work_id ORDER BY day, l.work_id""",
+    """(day, work_id, outputs) for the holder's works, from the rollups: how many outputs
+    (inferences, by the day they happened) drew on each work and were credited to it."""
+    _, rows = run(f"""SELECT day, work_id, sum(outputs) FROM {reports.rollups_database(run)}.work_day
+                      WHERE holder_id = {H} AND day >= {{since:Date}} AND day <= {{until:Date}}
+                      GROUP BY day, work_id ORDER BY day, work_id""",
                   {"holder": holder, "since": since, "until": until})
     return rows
 
