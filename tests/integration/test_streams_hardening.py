@@ -234,7 +234,8 @@ def test_records_committed_past_without_being_processed_are_rewound(streams):
     demo.start_stage(cfg, "streams", ENV)
     outputs.wait(lambda: event_id in outputs.requests, "the skipped last record to be rewound and priced",
                  timeout=180)
-    assert f"committing offset {high - 1} and restarting" in proc.tail(400)
+    # the whole log: a restarted Faust worker can write hundreds of lines after the rewind
+    assert f"committing offset {high - 1} and restarting" in proc.log_file.read_text(errors="replace")
     # ingest is at-least-once: a worker that has just started can be handed its first records
     # twice (seen in the clean-clone CI: the same take dead-lettered twice by one process), and
     # then sends the same request twice; downstream keeps the first (deterministic ids)
