@@ -101,7 +101,7 @@ def run(bootstrap: str, embedder: Embedder, stop: threading.Event, health: Healt
                     producer.produce(Topic.CATALOG_CHUNKS.value, key=rec["chunk_id"].encode(),
                                      value=kafka.dumps(rec))
                 published[work_id] = [r["chunk_id"] for r in records]
-                log.info("indexed work_id=%s holder=%s chunks=%d catalog_version=%d",
+                log.info("indexed work_id=%s holder_id=%s chunks=%d catalog_version=%d",
                          work_id, update["holder_id"], len(records), version)
             if messages:
                 kafka.flush_then_commit(producer, consumer, messages, "catalog chunks")

@@ -143,13 +143,13 @@ class BalancesStage:
                     return []
                 self.book.flush()
                 requests = self.book.set_readiness(state, account)
-                log.info("connect account holder=%s transfers_ready=%s reason=%s", account["holder_id"],
+                log.info("connect account holder_id=%s transfers_ready=%s reason=%s", account["holder_id"],
                          account["transfers_ready"], account["reason"] or "-")
                 return self._issue(requests)
             raw = _decode(self.name, msg, "holder-policy.v1")
             if raw is not None:
                 self.book.flush()
-                log.info("payout policy holder=%s %s", raw["holder_id"], self.book.set_policy(state, raw))
+                log.info("payout policy holder_id=%s %s", raw["holder_id"], self.book.set_policy(state, raw))
             return []
         value = msg.value() or b""
         if (msg.key() or b"").startswith(ESCROW_KEY) and not value.startswith(BATCH_PREFIX):
@@ -171,7 +171,7 @@ class BalancesStage:
         out = []
         for request in requests:
             PAYOUTS_REQUESTED.inc()
-            log.info("payout requested payout_id=%s holder=%s amount_micros=%d", request["payout_id"],
+            log.info("payout requested payout_id=%s holder_id=%s amount_micros=%d", request["payout_id"],
                      request["holder_id"], request["amount_micros"])
             key = request["holder_id"].encode()
             out.append(Output(PAYOUT_REQUESTS, key, kafka.dumps(request)))

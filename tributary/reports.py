@@ -62,7 +62,8 @@ def rollups_database(run: Query) -> str:
 
 def earnings(run: Query, by: list[str], since: date | None = None, until: date | None = None,
              holder: str | None = None, live: bool = False) -> tuple[list[str], list[list[Any]]]:
-    """Earnings (accruals net of refunds and review reversals) and the outputs credited,
+    """Earnings (accruals net of refunds and review reversals) and the outputs credited
+    (counted per work: an output crediting two works counts twice unless grouped by work),
     grouped by any of holder/work/model/provider/day, by the day the inference happened;
     ``until`` is inclusive. From the exact rollups (refreshed every 30 s from the
     deduplicated tables: milliseconds over any ledger size), or with ``live`` from the

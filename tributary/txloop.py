@@ -45,8 +45,9 @@ ABORTS = Counter("tributary_stage_aborted_transactions_total", "Transactions abo
 BATCH_SECONDS = Histogram("tributary_stage_batch_seconds", "Time to handle and commit one batch", ["stage"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 RESTORE_SECONDS = Gauge("tributary_stage_restore_seconds", "Time the last state restore took", ["stage"])
-LAG = Gauge("tributary_stage_lag_records", "Records of the assigned partitions not yet consumed (librdkafka's "
-            "consumer_lag; a transactional topic shows about 1 per partition when caught up)", ["stage", "topic"])
+LAG = Gauge("tributary_stage_lag_records", "Records of the assigned partitions not yet consumed: the last stable "
+            "offset minus the next offset the stage reads (librdkafka statistics); 0 for topics no longer assigned",
+            ["stage", "topic"])
 
 
 @dataclass
@@ -112,6 +113,7 @@ class FetchWatchdog:
         self.stage, self.stuck_s = stage, stuck_s
         self.consumer: Any = None
         self._not_active_since: dict[tuple[str, int], tuple[str, float]] = {}
+        self._lag_topics: set[str] = set()
 
     def on_stats(self, raw: str) -> None:
         """librdkafka's statistics callback (called from the consumer's poll)."""
@@ -128,14 +130,20 @@ class FetchWatchdog:
                 key = (topic, int(partition))
                 if key not in assigned:
                     continue
-                lag[topic] = lag.get(topic, 0) + max(int(p.get("consumer_lag", -1)), 0)
+                # not librdkafka's consumer_lag: that counts from the consumer's own committed offset,
+                # which a transactional stage never moves (its offsets commit through the producer)
+                end, position = int(p.get("ls_offset", -1)), int(p.get("app_offset", -1))
+                lag[topic] = lag.get(topic, 0) + (max(end - position, 0) if end >= 0 and position >= 0 else 0)
                 if p.get("fetch_state") == "active":
                     continue
                 state = str(p.get("fetch_state"))
                 seen[key] = (state, self._not_active_since.get(key, (state, now))[1])
         self._not_active_since = seen
+        for topic in self._lag_topics - set(lag):  # partitions moved to another process
+            LAG.labels(self.stage, topic).set(0)
         for topic, records in lag.items():
             LAG.labels(self.stage, topic).set(records)
+        self._lag_topics = set(lag)
 
     def check(self) -> None:
         now = time.monotonic()
@@ -153,6 +161,7 @@ class TransactionalLoop:
         self.group = f"tributary-{stage.name}"
         self.on_commit = on_commit
         self.watchdog = FetchWatchdog(stage.name, cfg.fetch_stuck_s)
+        RECORDS_IN.labels(stage.name)  # a series from 0: a stage stuck from its start still shows as stalled
         self.consumer = kafka.consumer(cfg.bootstrap, self.group, **{
             "statistics.interval.ms": FetchWatchdog.STATS_INTERVAL_MS, "stats_cb": self.watchdog.on_stats,
             "partition.assignment.strategy": "range",

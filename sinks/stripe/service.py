@@ -41,6 +41,8 @@ log = logging.getLogger("tributary.sink.stripe")
 GROUP_ID = "tributary-sink-stripe"
 
 PAYOUTS = Counter("tributary_payouts_total", "Payouts by outcome", ["status"])
+for _status in ("paid", "failed"):  # series from 0, so the first failure is an increase an alert can see
+    PAYOUTS.labels(_status)
 RETRIES = Counter("tributary_payout_retries_total",
                   "Payouts held because Stripe still failed after the client's own retries")
 
@@ -131,7 +133,7 @@ class AccountWatcher:
                 self._producer.produce(Topic.HOLDER_POLICIES.value, key=key, partition=partition,
                                        value=kafka.dumps(readiness.record(holder)))
                 now_ready.append(holder)
-                log.info("connect account ready holder=%s account=%s: its payouts resume", holder, readiness.account)
+                log.info("connect account ready holder_id=%s account=%s: its payouts resume", holder, readiness.account)
         if self._producer.flush(30):
             log.warning("account readiness records not acknowledged by Kafka; asking again next time")
         return now_ready
@@ -180,7 +182,7 @@ class PayoutStage:
         entry = ledger.payout_outcome(result, payout["currency"], result["completed_at"])
         state[payout_id] = outcome.status  # committed with the result, forgotten if the batch aborts
         PAYOUTS.labels(outcome.status).inc()
-        log.info("payout %s payout_id=%s holder=%s amount_micros=%d transfer=%s error=%s", outcome.status,
+        log.info("payout %s payout_id=%s holder_id=%s amount_micros=%d transfer=%s error=%s", outcome.status,
                  payout_id, payout["holder_id"], payout["amount_micros"], outcome.transfer_id, outcome.error)
         key = payout["holder_id"].encode()
         return [*out, Output(Topic.PAYOUT_RESULTS.value, key, kafka.dumps(result)),

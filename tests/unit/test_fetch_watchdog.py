@@ -64,12 +64,25 @@ def test_a_partition_that_fetches_again_is_forgiven(monkeypatch):
 
 
 def test_the_lag_of_the_assigned_partitions_is_exported_per_topic():
-    """tributary_stage_lag_records: the sum of librdkafka's consumer_lag over the stage's
-    assigned partitions (what the lag alert watches); unknown lag (-1) counts as none."""
+    """tributary_stage_lag_records: last stable offset minus the stage's read position, over
+    its assigned partitions (what the lag alerts watch). Not librdkafka's consumer_lag: that
+    counts from the consumer's committed offset, which a transactional stage never moves,
+    so it would grow forever on a healthy stage. Unknown offsets (-1) count as none; a topic
+    whose partitions moved away goes back to 0."""
     watchdog = FetchWatchdog("balances-lagtest", stuck_s=60)
     watchdog.consumer = Consumer([("royalty-ledger", 1), ("royalty-ledger", 2)])
+    part = lambda end, pos, committed: {"fetch_state": "active", "ls_offset": end, "app_offset": pos,  # noqa: E731
+                                        "committed_offset": committed, "consumer_lag": end - committed}
     raw = {"topics": {"royalty-ledger": {"partitions": {
-        "1": {"fetch_state": "active", "consumer_lag": 40}, "2": {"fetch_state": "active", "consumer_lag": -1},
-        "3": {"fetch_state": "active", "consumer_lag": 999}}}}}  # 3 is another process's
+        "1": part(500, 460, 3), "2": part(-1, 7, 3), "3": part(999, 0, 0)}}}}  # 3 is another process's
     watchdog.on_stats(json.dumps(raw))
-    assert txloop.LAG.labels("balances-lagtest", "royalty-ledger")._value.get() == 40
+    gauge = txloop.LAG.labels("balances-lagtest", "royalty-ledger")
+    assert gauge._value.get() == 40  # not 497: the committed offset a transactional stage never moves
+    raw["topics"]["royalty-ledger"]["partitions"]["1"] = part(900, 900, 3)  # caught up, much later
+    watchdog.on_stats(json.dumps(raw))
+    assert gauge._value.get() == 0
+    watchdog.on_stats(json.dumps(raw))
+    watchdog.consumer = Consumer([])  # rebalanced away
+    raw["topics"]["royalty-ledger"]["partitions"]["1"] = part(950, 900, 3)
+    watchdog.on_stats(json.dumps(raw))
+    assert gauge._value.get() == 0

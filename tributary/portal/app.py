@@ -128,7 +128,7 @@ def create_app(portal: Portal) -> Starlette:
                 response.headers.setdefault(key, value)
             REQUESTS.labels(name, str(response.status_code)).inc()
             LATENCY.labels(name).observe(time.perf_counter() - started)
-            log.info("page=%s status=%s ms=%.1f holder=%s", name, response.status_code,
+            log.info("page=%s status=%s ms=%.1f holder_id=%s", name, response.status_code,
                      (time.perf_counter() - started) * 1000, session.holder_id if session else "-")
             return response
         return endpoint
@@ -297,7 +297,7 @@ def create_app(portal: Portal) -> Starlette:
                 "problem": "Your dispute could not be recorded just now, so nothing was filed. Your text is "
                            "still below: try again in a few minutes."}, status=503)
         DISPUTES.inc()
-        log.info("dispute filed request_id=%s event_id=%s work_id=%s holder=%s", record["request_id"],
+        log.info("dispute filed request_id=%s event_id=%s work_id=%s holder_id=%s", record["request_id"],
                  c["event_id"], c["work_id"], session.holder_id)
         return RedirectResponse(f"/credits/{request.path_params['ref']}?filed=1", status_code=303)
 
@@ -324,7 +324,7 @@ def create_app(portal: Portal) -> Starlette:
         try:
             url = portal.login_link(found[1])
         except Exception as exc:  # noqa: BLE001 - Stripe's answer goes to the log, not the page
-            log.warning("stripe login link failed holder=%s: %s", session.holder_id, exc)
+            log.warning("stripe login link failed holder_id=%s: %s", session.holder_id, exc)
             return _render(request, session, "error.html", {
                 "title": "Stripe did not answer", "message": "Your Stripe Express dashboard cannot be opened right "
                 "now. Try again in a few minutes."}, status=503)
