@@ -63,13 +63,11 @@ def rollups_database(run: Query) -> str:
 def earnings(run: Query, by: list[str], since: date | None = None, until: date | None = None,
              holder: str | None = None, live: bool = False) -> tuple[list[str], list[list[Any]]]:
     """Earnings (accruals net of refunds and review reversals) and the outputs credited
-    (counted per work: an output crediting two works counts twice unless grouped by work),
-    grouped by any of holder/work/model/provider/day, by the day the inference happened;
+    (each output once per row), grouped by any of holder/work/model/provider/day, by the
+    day the inference happened;
     ``until`` is inclusive. From the exact rollups (refreshed every 30 s from the
     deduplicated tables: milliseconds over any ledger size), or with ``live`` from the
     journal itself (exact to this moment, seconds at 10M entries)."""
-    from sinks.clickhouse.schema import ROLLUPS
-
     unknown = [b for b in by if b not in EARNINGS_BY]
     if unknown or not by:
         raise ReportError(f"--by {','.join(unknown) or '(nothing)'}: choose from {', '.join(EARNINGS_BY)}")
@@ -78,14 +76,25 @@ def earnings(run: Query, by: list[str], since: date | None = None, until: date |
     holders_only = "holder_id NOT LIKE 'escrow:%'"
     where = f"{where} AND {holders_only}" if where else f"WHERE {holders_only}"
     if live:
-        source = f"({ROLLUPS['earnings_day'][2].replace('{source}.', '')})"
+        source, outputs = f"({LIVE_EARNINGS})", "uniqExactIf(event_id, entry_type = 'accrual')"
+        measure = "sum(signed)"
     else:
         name = next(r for r, have in ROLLUP_DIMS if set(dims) <= have)
-        source = f"{rollups_database(run)}.{name}"
+        source, outputs, measure = f"{rollups_database(run)}.{name}", "uniqExactMerge(outputs)", "sum(earned_micros)"
     return run(f"""
-        SELECT {', '.join(dims)}, currency, sum(earned_micros) AS earned_micros, sum(outputs) AS outputs
+        SELECT {', '.join(dims)}, currency, {measure} AS earned_micros, {outputs} AS outputs
         FROM {source} {where}
         GROUP BY {', '.join(dims)}, currency ORDER BY {', '.join(dims)}, currency""", params)
+
+
+# the journal itself, one row per accrual or reversal with its event's day, provider and model
+LIVE_EARNINGS = """
+    SELECT toDate(p.occurred_at) AS day, l.holder_id AS holder_id, l.work_id AS work_id, p.provider AS provider,
+           p.model_name AS model_name, l.currency AS currency, l.event_id AS event_id, l.entry_type AS entry_type,
+           if(l.entry_type = 'accrual_reversal', -l.amount_micros, l.amount_micros) AS signed
+    FROM (SELECT * FROM ledger_entries FINAL WHERE entry_type IN ('accrual', 'accrual_reversal')) AS l
+    INNER JOIN (SELECT event_id, occurred_at, provider, model_name FROM priced_events FINAL) AS p
+      ON l.event_id = p.event_id"""
 
 
 def escrow(run: Query, since: date | None = None, until: date | None = None) -> tuple[list[str], list[list[Any]]]:

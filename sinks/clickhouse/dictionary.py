@@ -197,8 +197,8 @@ TABLES: dict[str, Table] = {
 ROLLUP_EXACT = ("refreshable materialized view: recomputed from the FINAL tables every 30 s and swapped in "
                 "whole, so it equals the journal as of its last refresh whatever was inserted twice")
 ROLLUP_COLUMNS = {"earned_micros": f"accruals minus reversals, {MICROS}",
-                  "outputs": "outputs credited, counted per work: an output that credits two works of a group "
-                             "counts twice (exact per work, in work_day and earnings_day)",
+                  "outputs": "the distinct outputs (events) credited, as a uniqExact state: read "
+                             "`uniqExactMerge(outputs)` (an output counts once however many works it credits)",
                   }
 ROLLUP_BASE_COLUMNS = {**ROLLUP_COLUMNS, "entries": "ledger rows summed"}
 TABLES.update({
@@ -219,8 +219,8 @@ TABLES.update({
         "Unattributed escrow per day, provider, model and currency.", "(day, provider, model_name, currency)",
         ROLLUP_EXACT + " (after earnings_day)", "rollups.earnings_day",
         {"escrow_micros": f"accruals to `escrow:unattributed` minus reversals, {MICROS}",
-         "events": "events with an accrual to escrow, counted per work (a review's rejection credits escrow "
-                   "with the rejected work: that event counts again)"}),
+         "events": "the distinct events with an accrual to escrow, as a uniqExact state: read "
+                   "`uniqExactMerge(events)`"}),
 })
 
 

@@ -204,6 +204,9 @@ MIGRATIONS.append((9, "withdrawals keep the work's holder and title", [
 REFRESH_S = 30
 SIGNED_ACCRUAL = "if(entry_type = 'accrual_reversal', -amount_micros, amount_micros)"
 R = "{rollups}"  # filled in by migrate(): the rollups database
+# distinct outputs kept as uniqExact states, so coarser rollups and reports merge them
+# (uniqExactMerge) instead of adding per-work counts: an output counts once per group
+OUTPUTS = "AggregateFunction(uniqExact, String)"
 S = "{source}"  # and the database of the tables
 
 
@@ -216,45 +219,55 @@ def _rollup(name: str, columns: str, order: str, select: str, depends: str = "")
 ROLLUPS = {
     "earnings_day": ("day Date, holder_id String, work_id String, provider LowCardinality(String), "
                      "model_name LowCardinality(String), currency LowCardinality(String), earned_micros Int64, "
-                     "outputs UInt64, entries UInt64",
+                     f"outputs {OUTPUTS}, entries UInt64",
                      "holder_id, day, work_id, model_name, provider, currency", f"""
         SELECT toDate(p.occurred_at) AS day, l.holder_id AS holder_id, l.work_id AS work_id, p.provider AS provider,
                p.model_name AS model_name, l.currency AS currency, sum(l.signed) AS earned_micros,
-               uniqExactIf(l.event_id, l.entry_type = 'accrual') AS outputs, count() AS entries
+               uniqExactStateIf(l.event_id, l.entry_type = 'accrual') AS outputs, count() AS entries
         FROM (SELECT entry_type, holder_id, work_id, event_id, currency, {SIGNED_ACCRUAL} AS signed
               FROM {S}.ledger_entries FINAL WHERE entry_type IN ('accrual', 'accrual_reversal')) AS l
         INNER JOIN (SELECT event_id, occurred_at, provider, model_name FROM {S}.priced_events FINAL) AS p
           ON l.event_id = p.event_id
         GROUP BY day, holder_id, work_id, provider, model_name, currency""", ""),
-    "holder_day": ("day Date, holder_id String, currency LowCardinality(String), earned_micros Int64, outputs UInt64",
+    "holder_day": (f"day Date, holder_id String, currency LowCardinality(String), earned_micros Int64, outputs {OUTPUTS}",
                    "holder_id, day, currency", f"""
-        SELECT day, holder_id, currency, sum(earned_micros) AS earned_micros, sum(outputs) AS outputs
+        SELECT day, holder_id, currency, sum(earned_micros) AS earned_micros, uniqExactMergeState(outputs) AS outputs
         FROM {R}.earnings_day WHERE holder_id NOT LIKE 'escrow:%' GROUP BY day, holder_id, currency""",
                    "earnings_day"),
     "holder_model_day": ("day Date, holder_id String, model_name LowCardinality(String), "
-                         "currency LowCardinality(String), earned_micros Int64, outputs UInt64",
+                         f"currency LowCardinality(String), earned_micros Int64, outputs {OUTPUTS}",
                          "holder_id, day, model_name, currency", f"""
-        SELECT day, holder_id, model_name, currency, sum(earned_micros) AS earned_micros, sum(outputs) AS outputs
+        SELECT day, holder_id, model_name, currency, sum(earned_micros) AS earned_micros,
+               uniqExactMergeState(outputs) AS outputs
         FROM {R}.earnings_day WHERE holder_id NOT LIKE 'escrow:%'
         GROUP BY day, holder_id, model_name, currency""", "earnings_day"),
     "work_day": ("day Date, work_id String, holder_id String, currency LowCardinality(String), earned_micros Int64, "
-                 "outputs UInt64", "work_id, day, currency", f"""
-        SELECT day, work_id, holder_id, currency, sum(earned_micros) AS earned_micros, sum(outputs) AS outputs
+                 f"outputs {OUTPUTS}", "work_id, day, currency", f"""
+        SELECT day, work_id, holder_id, currency, sum(earned_micros) AS earned_micros,
+               uniqExactMergeState(outputs) AS outputs
         FROM {R}.earnings_day WHERE holder_id NOT LIKE 'escrow:%' GROUP BY day, work_id, holder_id, currency""",
                  "earnings_day"),
     "escrow_day": ("day Date, provider LowCardinality(String), model_name LowCardinality(String), "
-                   "currency LowCardinality(String), escrow_micros Int64, events UInt64",
+                   f"currency LowCardinality(String), escrow_micros Int64, events {OUTPUTS}",
                    "day, provider, model_name, currency", f"""
-        SELECT day, provider, model_name, currency, sum(earned_micros) AS escrow_micros, sum(outputs) AS events
+        SELECT day, provider, model_name, currency, sum(earned_micros) AS escrow_micros,
+               uniqExactMergeState(outputs) AS events
         FROM {R}.earnings_day WHERE holder_id = 'escrow:unattributed'
         GROUP BY day, provider, model_name, currency""", "earnings_day"),
 }
 
+CREATE_ROLLUPS = [statement for name, (columns, order, select, depends) in ROLLUPS.items()
+                  for statement in _rollup(name, columns, order, select, depends)]
+# the dependents first (a view another one depends on cannot go before it)
+DROP_ROLLUPS = [f"DROP {kind} IF EXISTS {R}.{name}{suffix}" for name in reversed(list(ROLLUPS))
+                for kind, suffix in (("VIEW", "_refresh"), ("TABLE", ""))]
+
 MIGRATIONS.append((10, f"exact rollups: refreshable materialized views, recomputed every {REFRESH_S} s from FINAL", [
-    f"CREATE DATABASE IF NOT EXISTS {R} ENGINE = Atomic",
-    *[statement for name, (columns, order, select, depends) in ROLLUPS.items()
-      for statement in _rollup(name, columns, order, select, depends)],
+    f"CREATE DATABASE IF NOT EXISTS {R} ENGINE = Atomic", *CREATE_ROLLUPS,
 ]))
+# version 10's outputs were per-work counts added up (an output crediting two works of a
+# holder counted twice); rollups are derived data: drop and rebuild
+MIGRATIONS.append((11, "rollups count each output once per group (uniqExact states)", [*DROP_ROLLUPS, *CREATE_ROLLUPS]))
 
 LATEST = MIGRATIONS[-1][0]
 

@@ -90,12 +90,12 @@ def expected(priced: list[dict], entries: list[dict]) -> dict[str, dict[tuple, t
             base[key][1].add(e["event_id"])
 
     def roll(pick, keep) -> dict[tuple, tuple]:
-        out: dict[tuple, list] = defaultdict(lambda: [0, 0])
+        out: dict[tuple, list] = defaultdict(lambda: [0, set()])
         for key, (earned, outputs) in base.items():
             if keep(key):
                 out[pick(key)][0] += earned
-                out[pick(key)][1] += len(outputs)
-        return {k: tuple(v) for k, v in out.items()}
+                out[pick(key)][1] |= outputs  # an output crediting two works of a holder counts once
+        return {k: (v[0], len(v[1])) for k, v in out.items()}
 
     holders = lambda k: not k[1].startswith("escrow:")  # noqa: E731
     return {
@@ -107,10 +107,14 @@ def expected(priced: list[dict], entries: list[dict]) -> dict[str, dict[tuple, t
 
 
 QUERIES = {
-    "holder_day": "SELECT day, holder_id, currency, earned_micros, outputs FROM {db}.holder_day",
-    "holder_model_day": "SELECT day, holder_id, model_name, currency, earned_micros, outputs FROM {db}.holder_model_day",
-    "work_day": "SELECT day, work_id, holder_id, currency, earned_micros, outputs FROM {db}.work_day",
-    "escrow_day": "SELECT day, provider, model_name, currency, escrow_micros, events FROM {db}.escrow_day",
+    "holder_day": "SELECT day, holder_id, currency, earned_micros, uniqExactMerge(outputs) FROM {db}.holder_day "
+                  "GROUP BY day, holder_id, currency, earned_micros",
+    "holder_model_day": "SELECT day, holder_id, model_name, currency, earned_micros, uniqExactMerge(outputs) "
+                        "FROM {db}.holder_model_day GROUP BY day, holder_id, model_name, currency, earned_micros",
+    "work_day": "SELECT day, work_id, holder_id, currency, earned_micros, uniqExactMerge(outputs) FROM {db}.work_day "
+                "GROUP BY day, work_id, holder_id, currency, earned_micros",
+    "escrow_day": "SELECT day, provider, model_name, currency, escrow_micros, uniqExactMerge(events) "
+                  "FROM {db}.escrow_day GROUP BY day, provider, model_name, currency, escrow_micros",
 }
 
 

@@ -427,7 +427,7 @@ def works(run: Query, holder: str) -> list[dict[str, Any]]:
 def coverage(run: Query, holder: str, since: date, until: date) -> list[list[Any]]:
     """(day, work_id, outputs) for the holder's works, from the rollups: how many outputs
     (inferences, by the day they happened) drew on each work and were credited to it."""
-    _, rows = run(f"""SELECT day, work_id, sum(outputs) FROM {reports.rollups_database(run)}.work_day
+    _, rows = run(f"""SELECT day, work_id, uniqExactMerge(outputs) FROM {reports.rollups_database(run)}.work_day
                       WHERE holder_id = {H} AND day >= {{since:Date}} AND day <= {{until:Date}}
                       GROUP BY day, work_id ORDER BY day, work_id""",
                   {"holder": holder, "since": since, "until": until})
