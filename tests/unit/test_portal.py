@@ -242,3 +242,17 @@ def test_the_sink_keeps_policies_disputes_and_withdrawals_without_losing_the_wor
     removal = {"schema_version": 1, "kind": "work_removed", "work_id": "w-emma", "title": "rights reverted"}
     [(table, row)] = to_rows("catalog-updates", 0, 9, json.dumps(removal).encode())
     assert table == "work_withdrawals" and row == {"work_id": "w-emma", "reason": "rights reverted", "catalog_offset": 9}
+
+
+def test_words_copied_from_a_work_are_shown_where_another_work_owns_the_sentence():
+    """A holder paid for words copied inside a sentence decided for another work sees that
+    sentence, their words marked (found on a trial with the Apache and Mozilla licences)."""
+    ev = {"sentences": [[0, 6], [6, 4]], "span_rule": {"shingle_words": 8},
+          "copied": [{"work_id": "w-b", "spans": [[2, 5]], "chunk_ids": []}],
+          "matches": [{"sentence": 0, "words": 6, "method": "copied", "tier": "certain", "works": ["w-a"],
+                       "text": "one two three four five six"},
+                      {"sentence": 1, "words": 4, "method": "copied", "tier": "certain", "works": ["w-a"],
+                       "text": "seven eight nine ten"}]}
+    [pair] = data.pairs(ev, "w-b")
+    assert [t for t, m in pair.output if m] == ["three four five"] and pair.work == []
+    assert len(data.pairs(ev, "w-a")) == 2

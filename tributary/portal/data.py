@@ -339,16 +339,18 @@ def pairs(ev: dict[str, Any], work_id: str) -> list[Pair]:
     k = int((ev.get("span_rule") or {}).get("shingle_words", 8))
     out = []
     for m in ev.get("matches", []):
-        if work_id not in m.get("works", []):
-            continue
         first = sentences[m["sentence"]][0] if m["sentence"] < len(sentences) else 0
+        marked = {i for i in range(m["words"]) if first + i in copied_positions}
+        # a sentence credits this work if the work is its decision, or if words of it were
+        # copied from this work (paid by the copied words although another work owns the sentence)
+        if work_id not in m.get("works", []) and not marked:
+            continue
         output_text = m.get("text", "")
         # only this work's own passage: a sentence credited to several works (a tie, a
         # phrase in two works) carries one passage per work; evidence from before that kept
         # one passage, shown only when this work was the sentence's only work
         work_text = (m["work_texts"].get(work_id, "") if "work_texts" in m
                      else m.get("work_text", "") if m.get("works") == [work_id] else "")
-        marked = {i for i in range(m["words"]) if first + i in copied_positions}
         work_marked = _shared_shingle_words(output_text, work_text, k) if marked else set()
         out.append(Pair(m["sentence"], m["method"], m["tier"], m["words"], len(marked), mark(output_text, marked),
                         mark(work_text, work_marked), m.get("score"), m.get("runner_up"), bool(m.get("altered"))))
