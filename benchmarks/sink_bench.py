@@ -1,11 +1,15 @@
 """Benchmark: the ClickHouse sink's write path and the analyst rollups, on chdb.
 
     .venv/bin/python benchmarks/sink_bench.py [--records 200000] [--batch 5000] [--rows 10000000]
+    .venv/bin/python benchmarks/sink_bench.py --rows 0     # the write paths only
 
 Prints, from one run on this machine (a fresh chdb directory under a temp dir):
   1. baseline: a raw clickhouse-connect insert loop of pre-built rows (batch --batch);
-  2. the sink's path for the same records: Kafka JSON bytes -> rows (sinks.clickhouse.rows)
-     -> ClickHouseStore.write_batch, rows/s and the ratio to (1);
+     and, for scale, the records' own bytes inserted unchecked as JSONEachRow;
+  2. the sink's path for the same records: Kafka JSON bytes -> typed, validated entries ->
+     JSON lines (sinks.clickhouse.rows) -> ClickHouseStore.write_batch, rows/s and the
+     ratio to (1), for single-entry records and for ledger-batch records as accrue
+     writes them (--per-record entries each); every run checks the rows stored;
   3. over --rows ledger rows (generated inside ClickHouse): the time to refresh the exact
      rollups, then p50/p99 of the rollup queries (earnings by holder for one week, one
      holder by model and day; --runs each) against the same answers through the FINAL
@@ -23,13 +27,16 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
+
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sinks.clickhouse.rows import to_rows  # noqa: E402
 from sinks.clickhouse.schema import REFRESH_S, migrate, refresh_rollups, rollups_database  # noqa: E402
-from sinks.clickhouse.store import ClickHouseStore  # noqa: E402
+from sinks.clickhouse.store import JSON_INSERT, ClickHouseStore  # noqa: E402
 from tributary.topics import Topic  # noqa: E402
 
 
@@ -48,28 +55,62 @@ def rate(n: int, seconds: float) -> str:
     return f"{n / seconds:,.0f} rows/s ({n:,} rows in {seconds:.2f}s)"
 
 
-def bench_inserts(store: ClickHouseStore, records: int, batch: int) -> tuple[float, float]:
+COLUMNS = ["entry_id", "entry_type", "debit_account", "credit_account", "amount_micros", "currency", "holder_id",
+           "work_id", "event_id", "source_id", "contract_id", "contract_version", "attribution_id", "payout_id",
+           "transfer_id", "created_at"]
+
+
+def prebuilt_row(raw: bytes) -> list:
+    """The baseline's input: a ledger row as clickhouse-connect wants it (typed Python
+    values), built before the clock starts."""
+    v = orjson.loads(raw)
+    return [v[c] or "" if c != "contract_version" else v[c] or 0 for c in COLUMNS[:-1]] + [
+        datetime.fromisoformat(v["created_at"])]
+
+
+def timed(store: ClickHouseStore, label: str, run, records: int, baseline: float | None = None) -> float:
+    store.client.command("TRUNCATE TABLE ledger_entries")
+    start = time.perf_counter()
+    run()
+    took = time.perf_counter() - start
+    stored = store.query("SELECT count(), sum(amount_micros) FROM ledger_entries")[1][0]
+    assert stored[0] == records, f"{label}: {stored[0]} rows stored, {records} expected"
+    ratio = "" if baseline is None else f"  = {baseline / took:.2f}x the baseline"
+    print(f"{label:<52}: {rate(records, took)}{ratio}")
+    return took
+
+
+def bench_inserts(store: ClickHouseStore, records: int, batch: int, per_record: int) -> None:
+    """The sink's write path against raw inserts of the same rows, each timed from the
+    bytes (or rows) in memory to the rows stored, in batches of ``batch`` rows."""
     raw = [ledger_record(n) for n in range(records)]
-    # 1. baseline: rows already built, straight into clickhouse-connect
-    prebuilt = [row for n in range(records) for row in to_rows(Topic.ROYALTY_LEDGER, 0, n, raw[n])]
-    columns = list(prebuilt[0][1].keys())
-    tuples = [[row[c] for c in columns] for _, row in prebuilt]
-    store.client.command("TRUNCATE TABLE ledger_entries")
-    start = time.perf_counter()
-    for i in range(0, records, batch):
-        store.client.insert("ledger_entries", tuples[i:i + batch], column_names=columns)
-    baseline = time.perf_counter() - start
-    print(f"baseline  raw clickhouse-connect insert      : {rate(records, baseline)}")
-    # 2. the sink's path: bytes -> rows -> write_batch (same batch size)
-    store.client.command("TRUNCATE TABLE ledger_entries")
-    start = time.perf_counter()
-    for i in range(0, records, batch):
-        rows = [row for n in range(i, min(i + batch, records)) for row in to_rows(Topic.ROYALTY_LEDGER, 0, n, raw[n])]
-        store.write_batch({"ledger_entries": [r for _, r in rows]})
-    sink = time.perf_counter() - start
-    print(f"sink      JSON -> rows -> write_batch        : {rate(records, sink)}  "
-          f"= {baseline / sink:.2f}x the baseline")
-    return baseline, sink
+    tuples = [prebuilt_row(r) for r in raw]
+    # accrue's shape: ledger-batch.v1 records of ``per_record`` entries (one holder's, in service)
+    batches = [orjson.dumps({"schema_version": 1, "kind": "batch",
+                             "entries": [orjson.loads(r) for r in raw[i:i + per_record]]})
+               for i in range(0, records, per_record)]
+
+    def baseline() -> None:  # 1. the issue's baseline: rows already built, clickhouse-connect's insert
+        for i in range(0, records, batch):
+            store.client.insert("ledger_entries", tuples[i:i + batch], column_names=COLUMNS)
+
+    def raw_json() -> None:  # 2. the records' bytes handed over as they are: no check, no conversion
+        for i in range(0, records, batch):
+            store.client.raw_insert("ledger_entries", None, b"\n".join(raw[i:i + batch]), fmt="JSONEachRow",
+                                    settings=JSON_INSERT)
+
+    def sink(records_in: list[bytes], per: int) -> None:  # 3. the sink: decode, validate, write_batch
+        step = max(1, batch // per)
+        for i in range(0, len(records_in), step):
+            parts = [to_rows(Topic.ROYALTY_LEDGER, 0, n, records_in[n])
+                     for n in range(i, min(i + step, len(records_in)))]
+            store.write_batch({"ledger_entries": parts})
+
+    base = timed(store, "baseline: clickhouse-connect insert, pre-built rows", baseline, records)
+    timed(store, "raw JSONEachRow insert of the bytes, unchecked", raw_json, records, base)
+    timed(store, "sink, single-entry records (balances, Stripe sink)", lambda: sink(raw, 1), records, base)
+    timed(store, f"sink, ledger-batch records of {per_record} (accrue)", lambda: sink(batches, per_record),
+          records, base)
 
 
 def fill(store: ClickHouseStore, rows: int) -> float:
@@ -117,12 +158,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000, help="rows per insert (the sink's batch size)")
     parser.add_argument("--rows", type=int, default=10_000_000, help="ledger rows for the rollup queries")
     parser.add_argument("--runs", type=int, default=100, help="runs of each rollup query (p50/p99)")
+    parser.add_argument("--per-record", type=int, default=20,
+                        help="entries per ledger-batch record in the batched sink run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tributary-sink-bench-") as tmp:
         store = ClickHouseStore(f"chdb://{tmp}/clickhouse")
         migrate(store.client)
         print(f"sink benchmark on chdb ({tmp}); batch {args.batch:,}")
-        bench_inserts(store, args.records, args.batch)
+        bench_inserts(store, args.records, args.batch, args.per_record)
+        if not args.rows:
+            return
         print(f"generating {args.rows:,} ledger rows and {args.rows // 3:,} priced events ...", flush=True)
         print(f"          generated in {fill(store, args.rows):.1f}s")
         start = time.perf_counter()

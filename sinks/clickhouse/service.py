@@ -26,6 +26,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -35,10 +36,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from confluent_kafka import KafkaException, Message, Producer
 from prometheus_client import Counter
 
-from sinks.clickhouse.rows import SOURCE_TOPICS, Row, to_rows
+from sinks.clickhouse.rows import SOURCE_TOPICS, Rows, to_rows
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import BackpressureError, ClickHouseStore, ReadOnlyQueries, RowsRefused
 from tributary import kafka
@@ -54,6 +56,7 @@ RETRIES = Counter("tributary_clickhouse_retries_total", "Batches retried after C
 QUARANTINED = Counter("tributary_clickhouse_quarantined_total",
                       "Records sent to sink-clickhouse.dlq (undecodable or refused by ClickHouse on their own)",
                       ["reason"])
+_AT_FIELD = re.compile(r"- at `\$\.?(.+)`$")
 MAX_DLQ_PAYLOAD = 500_000  # bytes of UTF-8: the dead letter stays well under Kafka's 1 MB
 
 
@@ -138,9 +141,13 @@ class Pending:
     record) or, as a whole, to quarantine (``error``)."""
 
     msg: Message
-    table: str | None = None
-    rows: list[Row] = field(default_factory=list)
+    rows: Rows | None = None
     error: str | None = None
+    bad_field: str | None = None  # the field the error is about, where the decoder names it
+
+    @property
+    def table(self) -> str | None:
+        return None if self.rows is None else self.rows.table
 
 
 def decode(messages: list[Message]) -> list[Pending]:
@@ -150,18 +157,24 @@ def decode(messages: list[Message]) -> list[Pending]:
         try:
             converted = to_rows(topic, partition, offset, msg.value())
         except Exception as exc:  # noqa: BLE001 - whatever a record does to the decoder is the record's fault
-            out.append(Pending(msg, error=f"cannot turn the record into a row: {exc!r}"[:2000]))
+            out.append(Pending(msg, error=f"cannot turn the record into a row: {exc!r}"[:2000], bad_field=error_field(exc)))
             continue
-        if converted:  # to_rows puts a record's rows in one table
-            out.append(Pending(msg, converted[0][0], [row for _, row in converted]))
+        if converted is not None and converted.count:
+            out.append(Pending(msg, converted))
     return out
 
 
-def by_table(items: list[Pending]) -> dict[str, list[Row]]:
-    batch: dict[str, list[Row]] = {}
+def error_field(exc: Exception) -> str | None:
+    """The field a typed decoder's error names (msgspec: "... - at `$.entries[3].amount_micros`")."""
+    found = _AT_FIELD.search(str(exc)) if isinstance(exc, msgspec.ValidationError) else None
+    return found.group(1) if found else None
+
+
+def by_table(items: list[Pending]) -> dict[str, list[Rows]]:
+    batch: dict[str, list[Rows]] = {}
     for item in items:
-        if item.table is not None and item.rows:
-            batch.setdefault(item.table, []).extend(item.rows)
+        if item.rows is not None:
+            batch.setdefault(item.rows.table, []).append(item.rows)
     return batch
 
 
@@ -210,14 +223,12 @@ def blame(store: ClickHouseStore, found: Isolation) -> None:
 def dead_letter(item: Pending) -> tuple[bytes, bytes]:
     topic, partition, offset = kafka.position(item.msg)
     raw = item.msg.value() or b""
-    event_id = None  # a batch record's: its first request's, as its key is
-    if item.rows and isinstance(item.rows[0].get("event_id"), str):
-        event_id = item.rows[0]["event_id"]
+    event_id = None if item.rows is None else item.rows.event_id  # a batch record's: its first item's, as its key is
     # bounded after encoding: bytes that are not UTF-8 grow threefold as U+FFFD
     payload = raw.decode("utf-8", errors="replace").encode()[:MAX_DLQ_PAYLOAD].decode("utf-8", errors="ignore")
     record = {
-        "schema_version": 1, "error_code": "unwritable_record" if item.rows else "undecodable_record",
-        "field": None, "reason": item.error or "", "event_id": event_id,
+        "schema_version": 1, "error_code": "unwritable_record" if item.rows is not None else "undecodable_record",
+        "field": item.bad_field, "reason": item.error or "", "event_id": event_id,
         "source": {"topic": topic, "partition": partition, "offset": offset},
         "payload": payload,
     }
@@ -242,7 +253,7 @@ def quarantine(dlq: Producer, items: list[Pending]) -> int:
         topic, partition, offset = kafka.position(item.msg)
         log.error("quarantined record topic=%s partition=%d offset=%d error=%s", topic, partition, offset,
                   item.error[:500])
-        QUARANTINED.labels("unwritable" if item.rows else "undecodable").inc()
+        QUARANTINED.labels("unwritable" if item.rows is not None else "undecodable").inc()
         if topic == Topic.SINK_CLICKHOUSE_DLQ:
             continue
         key, value = dead_letter(item)
@@ -271,9 +282,9 @@ def write(store: ClickHouseStore, dlq: Producer, items: list[Pending], stop: thr
         attempt += 1
         tables: dict[str, list[Pending]] = {}
         for item in items:
-            if item.rows and item.table is not None and item.table not in done:
+            if item.rows is not None and item.rows.table not in done:
                 item.error = None  # judged again on every pass
-                tables.setdefault(item.table, []).append(item)
+                tables.setdefault(item.rows.table, []).append(item)
         try:
             if attempt < tries and not any(item.error for item in items):
                 for table, group in sorted(tables.items()):

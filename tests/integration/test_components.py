@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from schemas import topic_manifests
+from sinks.clickhouse.rows import Rows
 from tributary.sample import load_catalog
 
 
@@ -41,7 +42,7 @@ def test_migrations_are_idempotent(chdb_store):
 
 @pytest.mark.clickhouse
 def test_a_redelivered_batch_is_never_visible_twice(chdb_store):
-    batch = {"ledger_entries": [entry_row("le_a", 100), entry_row("le_b", 250)]}
+    batch = {"ledger_entries": [Rows.of("ledger_entries", [entry_row("le_a", 100), entry_row("le_b", 250)])]}
     chdb_store.write_batch(batch)
     chdb_store.write_batch(batch)  # the sink crashed before committing offsets
     _, raw = chdb_store.query("SELECT count() FROM ledger_entries WHERE entry_id IN ('le_a', 'le_b')")
@@ -51,6 +52,48 @@ def test_a_redelivered_batch_is_never_visible_twice(chdb_store):
     assert final[0] == (2, 350)  # ... seen once
     _, view = chdb_store.query("SELECT accrued_micros FROM holder_balances WHERE holder_id = 'h1'")
     assert view[0][0] == 350
+
+
+@pytest.mark.clickhouse
+def test_every_shape_of_ledger_record_is_stored_as_its_values_say(chdb_store):
+    """The sink's JSON lines on the real engine: a compact single entry (its own bytes are
+    the line), a pretty-printed one (encoded again), a batch record; times with an offset
+    and fractions, nulls as the column defaults; a priced event's dict row likewise."""
+    import json
+
+    from sinks.clickhouse.rows import to_rows
+    from tributary.topics import Topic
+
+    def entry(n: int, **changes: object) -> dict:
+        return {"schema_version": 1, "entry_id": f"le_shape_{n}", "entry_type": "accrual",
+                "debit_account": "provider:p:royalty_liability", "credit_account": "holder:h-shape:payable",
+                "amount_micros": 1_000 + n, "currency": "USD", "holder_id": "h-shape", "work_id": None,
+                "event_id": f"e-shape-{n}", "source_id": f"at_{n}", "contract_id": None, "contract_version": None,
+                "attribution_id": None, "payout_id": None, "transfer_id": None,
+                "created_at": "2026-11-20T10:00:00+00:00", **changes}
+
+    records = [json.dumps(entry(0, created_at="2026-11-20T15:30:00.250+05:30")).encode(),
+               json.dumps(entry(1, work_id="w-1", contract_version=3), indent=2).encode(),
+               json.dumps({"schema_version": 1, "kind": "batch", "entries": [entry(2), entry(3)]}).encode()]
+    parts = [to_rows(Topic.ROYALTY_LEDGER, 0, n, raw) for n, raw in enumerate(records)]
+    assert [p.count for p in parts] == [1, 1, 2]
+    assert b"\n" not in parts[1].lines.rstrip(b"\n")  # the pretty one became one line
+    priced = {"schema_version": 1, "event_id": "e-shape-p", "occurred_at": "2026-11-20T00:00:00.123456Z",
+              "provider": "acme", "model": {"name": "m", "revision": "r"},
+              "contract": {"contract_id": "standard-2026", "version": 1, "royalty_rate_bps": 2000, "currency": "USD"},
+              "revenue_micros": 1_000, "pool_micros": 200, "output": {"text": "x"},
+              "source": {"topic": "inference-events", "partition": 1, "offset": 7}}
+    assert chdb_store.write_batch({"ledger_entries": parts, "priced_events": [
+        to_rows(Topic.ATTRIBUTION_REQUESTS, 0, 9, json.dumps(priced).encode())]}) == 5
+    _, rows = chdb_store.query("SELECT entry_id, amount_micros, work_id, contract_id, contract_version, "
+                               "toString(created_at) FROM ledger_entries WHERE holder_id = 'h-shape' ORDER BY entry_id")
+    assert rows == [("le_shape_0", 1_000, "", "", 0, "2026-11-20 10:00:00.250"),
+                    ("le_shape_1", 1_001, "w-1", "", 3, "2026-11-20 10:00:00.000"),
+                    ("le_shape_2", 1_002, "", "", 0, "2026-11-20 10:00:00.000"),
+                    ("le_shape_3", 1_003, "", "", 0, "2026-11-20 10:00:00.000")]
+    _, rows = chdb_store.query("SELECT toString(occurred_at), pool_micros, source_offset, metadata "
+                               "FROM priced_events WHERE event_id = 'e-shape-p'")
+    assert rows == [("2026-11-20 00:00:00.123", 200, 7, "{}")]
 
 
 @pytest.mark.model

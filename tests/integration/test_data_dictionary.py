@@ -34,3 +34,26 @@ def test_every_column_has_a_meaning(columns):
 def test_docs_tables_md_is_generated_from_the_engine(columns):
     assert DOC.read_text() == render(columns), \
         "docs/tables.md is stale: .venv/bin/python -m sinks.clickhouse.dictionary > docs/tables.md"
+
+
+def test_every_field_the_sink_writes_is_a_column(columns):
+    """The sink's JSON lines are inserted with unknown fields skipped (a ledger entry's
+    schema_version has no column): so a row field the sink names wrongly would vanish
+    silently. Every field of every row made from every valid example is a column."""
+    from schemas import examples, topic_manifests
+    from sinks.clickhouse.rows import to_rows
+
+    skipped = {"schema_version"}
+    seen = set()
+    for topic in topic_manifests():
+        for offset, (name, raw) in enumerate(examples(topic)):
+            if not name.startswith("valid-"):
+                continue
+            rows = to_rows(topic, 0, offset, raw)
+            if rows is None:
+                continue
+            names = {name for name, _ in columns[rows.table]}
+            for row in rows.dicts():
+                assert set(row) - skipped <= names, f"{topic} -> {rows.table}: not columns {set(row) - skipped - names}"
+            seen.add(rows.table)
+    assert {"ledger_entries", "priced_events", "attributions", "payout_results"} <= seen

@@ -16,6 +16,7 @@ import pytest
 
 from schemas import topic_manifests
 from sinks.clickhouse import service
+from sinks.clickhouse.rows import Rows, to_rows
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import BackpressureError, ClickHouseStore, ReadOnlyQueries
 from tributary import kafka
@@ -106,15 +107,16 @@ def test_no_bypass_writes_or_touches_the_host(owner, sql, tmp_path):
     assert store.query("SELECT count() FROM ledger_entries WHERE entry_id = 'pwned'")[1][0][0] == 0
     assert store.query("SELECT count() FROM works WHERE work_id = 'pwned'")[1][0][0] == 0
     # the writer's session is untouched by the read-only one
-    store.write_batch({"works": [{"work_id": f"w-{uuid.uuid4().hex[:6]}", "holder_id": "h", "title": "t",
-                                  "license": "l", "removed": 0, "catalog_offset": 1}]})
+    store.write_batch({"works": [Rows.of("works", [{"work_id": f"w-{uuid.uuid4().hex[:6]}", "holder_id": "h",
+                                                    "title": "t", "license": "l", "removed": 0,
+                                                    "catalog_offset": 1}])]})
 
 
 @pytest.mark.clickhouse
 def test_reads_still_work_with_values_bound_by_the_server(owner):
     store, queries, _ = owner
-    store.write_batch({"holders": [{"holder_id": "o'brien\\", "name": "O'Brien", "stripe_account": "acct_1",
-                                    "catalog_offset": 1}]})
+    store.write_batch({"holders": [Rows.of("holders", [{"holder_id": "o'brien\\", "name": "O'Brien",
+                                                        "stripe_account": "acct_1", "catalog_offset": 1}])]})
     columns, rows = queries.query("SELECT name FROM holders FINAL WHERE holder_id = {holder:String};",
                                   {"holder": "o'brien\\"})
     assert columns == ["name"] and rows == [("O'Brien",)]
@@ -345,8 +347,8 @@ def test_reports_bind_user_input_as_parameters(owner):
 
     store, queries, _ = owner
     hostile = "o'brien\\' OR 1=1 --"
-    store.write_batch({"holders": [{"holder_id": hostile, "name": "Hostile", "stripe_account": "",
-                                    "catalog_offset": 2}]})
+    store.write_batch({"holders": [Rows.of("holders", [{"holder_id": hostile, "name": "Hostile",
+                                                        "stripe_account": "", "catalog_offset": 2}])]})
 
     def run(sql, parameters):
         columns, rows = queries.query(sql, parameters)
@@ -372,17 +374,15 @@ def test_a_dead_letter_written_again_on_a_replay_is_one_row(owner):
     """The finding: `dead_letters FINAL` held 152 rows for 130 source messages, because a
     replay writes the dead letter again at a new offset of the dead-letter topic and the
     row was keyed by that offset. It is keyed by the source message now."""
-    from sinks.clickhouse.rows import to_rows
-
     store, _, _ = owner
     letter = json.dumps({"schema_version": 1, "error_code": "unknown_contract", "field": "contract_id",
                          "reason": "r", "event_id": "replayed-dl",
                          "source": {"topic": "inference-events", "partition": 3, "offset": 77},
                          "payload": "{}"}).encode()
-    rows = [row for offset in (10, 11, 250) for row in to_rows(Topic.INFERENCE_EVENTS_DLQ, 0, offset, letter)]
-    assert {row["dlq_key"] for _, row in rows} == {"inference-events:3:77"}
-    for table, row in rows:  # three writes, as three replays would make
-        store.write_batch({table: [row]})
+    converted = [to_rows(Topic.INFERENCE_EVENTS_DLQ, 0, offset, letter) for offset in (10, 11, 250)]
+    assert {row["dlq_key"] for rows in converted for row in rows.dicts()} == {"inference-events:3:77"}
+    for rows in converted:  # three writes, as three replays would make
+        store.write_batch({rows.table: [rows]})
     assert store.query("SELECT count() FROM dead_letters FINAL WHERE event_id = 'replayed-dl'")[1] == [(1,)]
 
 

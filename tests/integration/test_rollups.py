@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sinks.clickhouse.rows import to_rows
+from sinks.clickhouse.rows import Rows, to_rows
 from sinks.clickhouse.schema import migrate, refresh_rollups, rollups_database
 from sinks.clickhouse.store import ClickHouseStore
 from tributary.topics import Topic
@@ -67,13 +67,14 @@ WRITTEN: dict[str, int] = defaultdict(int)  # rows handed to ClickHouse, duplica
 
 
 def write(store: ClickHouseStore, topic: Topic, records: list[dict]) -> None:
-    rows: dict[str, list[dict]] = defaultdict(list)
+    rows: dict[str, list[Rows]] = defaultdict(list)
     for offset, record in enumerate(records):
-        for table, row in to_rows(topic, 0, offset, json.dumps(record).encode()):
-            rows[table].append(row)
+        converted = to_rows(topic, 0, offset, json.dumps(record).encode())
+        if converted is not None:
+            rows[converted.table].append(converted)
     store.write_batch(rows)
     for table, written in rows.items():
-        WRITTEN[table] += len(written)
+        WRITTEN[table] += sum(part.count for part in written)
 
 
 def expected(priced: list[dict], entries: list[dict]) -> dict[str, dict[tuple, tuple]]:

@@ -235,12 +235,14 @@ def test_the_sink_keeps_policies_disputes_and_withdrawals_without_losing_the_wor
     from sinks.clickhouse.rows import to_rows
 
     policy = {"schema_version": 1, "holder_id": "h-austen", "min_payout_micros": 5}
-    [(table, row)] = to_rows("holder-policies", 3, 7, json.dumps(policy).encode())
+    converted = to_rows("holder-policies", 3, 7, json.dumps(policy).encode())
+    table, [row] = converted.table, converted.dicts()
     assert (table, row["policy_key"], row["kind"], row["source_offset"]) == ("holder_policies", "h-austen", "policy", 7)
     account = {"kind": "account", "holder_id": "h-austen", "transfers_ready": False}
-    assert to_rows("holder-policies", 3, 8, json.dumps(account).encode())[0][1]["policy_key"] == "h-austen#account"
+    assert to_rows("holder-policies", 3, 8, json.dumps(account).encode()).dicts()[0]["policy_key"] == "h-austen#account"
     removal = {"schema_version": 1, "kind": "work_removed", "work_id": "w-emma", "title": "rights reverted"}
-    [(table, row)] = to_rows("catalog-updates", 0, 9, json.dumps(removal).encode())
+    converted = to_rows("catalog-updates", 0, 9, json.dumps(removal).encode())
+    table, [row] = converted.table, converted.dicts()
     assert table == "work_withdrawals" and row == {"work_id": "w-emma", "reason": "rights reverted", "catalog_offset": 9}
 
 

@@ -24,14 +24,18 @@ class Msg:
     def error(self): return None
 
 
-def entry(n: int, amount: object = 1_000) -> bytes:
-    return json.dumps({"entry_id": f"le-{n}", "entry_type": "accrual", "debit_account": "a", "credit_account": "b",
-                       "amount_micros": amount, "currency": "USD", "holder_id": "h", "source_id": "s",
-                       "created_at": "2026-11-20T00:00:00+00:00"}).encode()
+REFUSED = "h-refused-by-clickhouse"  # a valid ledger entry the fake store refuses, as a full column would
+
+
+def entry(n: int, amount: object = 1_000, holder: str = "h") -> bytes:
+    return json.dumps({"schema_version": 1, "entry_id": f"le-{n}", "entry_type": "accrual", "debit_account": "a",
+                       "credit_account": "b", "amount_micros": amount, "currency": "USD", "holder_id": holder,
+                       "source_id": "s", "created_at": "2026-11-20T00:00:00+00:00"}).encode()
 
 
 class Store:
-    """Refuses rows whose amount is a string (a data error); or every insert (``down``)."""
+    """Refuses rows whose amount is a string or whose holder is REFUSED (a data error); or
+    every insert (``down``)."""
 
     def __init__(self, down: Exception | None = None, ping_ok: bool = True, stop: threading.Event | None = None):
         self.down, self.ping_ok, self.stop = down, ping_ok, stop
@@ -44,8 +48,9 @@ class Store:
             self.stop.set()
         if self.down is not None:
             raise BackpressureError(str(self.down))
-        rows = [r for rs in batch.values() for r in rs]
-        if any(isinstance(r.get("amount_micros", r.get("pool_micros")), str) for r in rows):
+        rows = [r for parts in batch.values() for part in parts for r in part.dicts()]
+        if any(isinstance(r.get("amount_micros", r.get("pool_micros")), str) or r.get("holder_id") == REFUSED
+               for r in rows):
             raise RowsRefused("insert into ledger_entries failed: Unable to create native array")
         self.rows += rows
 
@@ -78,13 +83,40 @@ class Dlq:
 
 def test_a_poison_record_is_quarantined_and_the_rest_written():
     store, dlq = Store(), Dlq()
-    items = service.decode([Msg(n, entry(n, "oops" if n == 3 else 1_000)) for n in range(8)])
+    items = service.decode([Msg(n, entry(n, holder=REFUSED if n == 3 else "h")) for n in range(8)])
     assert service.write(store, dlq, items, threading.Event(), first_delay_s=0)
     assert sorted(r["entry_id"] for r in store.rows) == [f"le-{n}" for n in range(8) if n != 3]
     (key, value), = dlq.sent
     letter = json.loads(value)
     assert key == b"royalty-ledger:0:3" and letter["error_code"] == "unwritable_record"
     assert letter["source"] == {"topic": "royalty-ledger", "partition": 0, "offset": 3}
+
+
+@pytest.mark.parametrize(("amount", "field", "reason"), [
+    ("oops", "amount_micros", "Expected `int`, got `str`"),
+    (-5, "amount_micros", "Expected `int` >= 0"),
+    (25_000.0, "amount_micros", "Expected `int`, got `float`"),
+])
+def test_a_ledger_entry_that_breaks_its_schema_is_quarantined_naming_the_field(amount, field, reason):
+    """Ledger records are decoded into typed entries (schemas.payloads): a wrong value is
+    refused before any insert, and its dead letter names the field and the reason."""
+    store, dlq = Store(), Dlq()
+    items = service.decode([Msg(0, entry(0)), Msg(1, entry(1, amount))])
+    assert service.write(store, dlq, items, threading.Event(), first_delay_s=0)
+    assert [r["entry_id"] for r in store.rows] == ["le-0"] and store.inserts == 1
+    (key, value), = dlq.sent
+    letter = json.loads(value)
+    assert key == b"royalty-ledger:0:1" and letter["error_code"] == "undecodable_record"
+    assert letter["field"] == field and reason in letter["reason"]
+
+
+def test_a_bad_entry_inside_a_ledger_batch_is_named_by_its_place():
+    batch = {"schema_version": 1, "kind": "batch", "entries": [json.loads(entry(0)), json.loads(entry(1, "x"))]}
+    store, dlq = Store(), Dlq()
+    items = service.decode([Msg(0, json.dumps(batch).encode())])
+    assert service.write(store, dlq, items, threading.Event(), first_delay_s=0)
+    (_, value), = dlq.sent
+    assert json.loads(value)["field"] == "entries[1].amount_micros" and store.rows == []
 
 
 def priced(n: int, pool: object = 200) -> dict:
@@ -107,7 +139,7 @@ def test_a_batch_record_is_quarantined_whole_and_its_neighbours_written():
     topic = Topic.ATTRIBUTION_REQUESTS.value
     items = service.decode([Msg(0, entry(0)), Msg(1, requests_batch(priced(1), priced(2, "oops"), priced(3)), topic),
                             Msg(2, requests_batch(priced(4), priced(5)), topic)])
-    assert [(i.table, len(i.rows)) for i in items] == [("ledger_entries", 1), ("priced_events", 3),
+    assert [(i.table, i.rows.count) for i in items] == [("ledger_entries", 1), ("priced_events", 3),
                                                        ("priced_events", 2)]
     assert service.write(store, dlq, items, threading.Event(), first_delay_s=0)
     assert sorted(r.get("entry_id") or r["event_id"] for r in store.rows) == ["e4", "e5", "le-0"]
@@ -119,7 +151,7 @@ def test_a_batch_record_is_quarantined_whole_and_its_neighbours_written():
 
 def test_a_batch_of_one_poison_record_is_quarantined_too():
     store, dlq = Store(), Dlq()
-    items = service.decode([Msg(0, entry(0, "oops"))])
+    items = service.decode([Msg(0, entry(0, holder=REFUSED))])
     assert service.write(store, dlq, items, threading.Event(), first_delay_s=0)
     assert len(dlq.sent) == 1 and store.rows == []
 

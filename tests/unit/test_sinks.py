@@ -2,6 +2,7 @@
 flows run against stripe-mock through the real sink in tests/integration)."""
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 import stripe
@@ -79,19 +80,23 @@ def test_every_topic_record_becomes_a_row():
         "unattributed_ppm": 500_000,
         "evidence": {"model_name": "m", "model_revision": "r", "catalog_version": 3, "threshold": 0.6, "matches": []},
     }
-    [(table, row)] = to_rows(Topic.ATTRIBUTIONS, 0, 5, json.dumps(attribution).encode())
-    assert table == "attributions" and row["attributed_ppm"] == 500_000 and row["works"] == ["w1"]
+    converted = to_rows(Topic.ATTRIBUTIONS, 0, 5, json.dumps(attribution).encode())
+    [row] = converted.dicts()
+    assert converted.table == "attributions" and row["attributed_ppm"] == 500_000 and row["works"] == ["w1"]
     entries = accrue(attribution, "2026-11-20T00:00:01+00:00")
-    rows = [r for i, e in enumerate(entries) for r in to_rows(Topic.ROYALTY_LEDGER, 0, i, json.dumps(e).encode())]
-    assert {t for t, _ in rows} == {"ledger_entries"} and len(rows) == len(entries)
-    assert sum(r["amount_micros"] for _, r in rows) == 101
+    ledger = [to_rows(Topic.ROYALTY_LEDGER, 0, i, json.dumps(e).encode()) for i, e in enumerate(entries)]
+    rows = [r for converted in ledger for r in converted.dicts()]
+    assert {c.table for c in ledger} == {"ledger_entries"} and len(rows) == len(entries)
+    assert sum(r["amount_micros"] for r in rows) == 101
+    assert {datetime.fromisoformat(r["created_at"]) for r in rows} == {datetime(2026, 11, 20, 0, 0, 1, tzinfo=UTC)}
     result = result_record(PAYOUT, Outcome("paid", "tr_1", "acct_1"))
-    assert to_rows(Topic.PAYOUT_RESULTS, 0, 0, json.dumps(result).encode())[0][1]["transfer_id"] == "tr_1"
+    assert to_rows(Topic.PAYOUT_RESULTS, 0, 0, json.dumps(result).encode()).dicts()[0]["transfer_id"] == "tr_1"
     holder = {"schema_version": 1, "kind": "holder", "holder_id": "h1", "name": "H", "stripe_account": "acct_1"}
-    assert to_rows(Topic.CATALOG_UPDATES, 0, 9, json.dumps(holder).encode()) == [
-        ("holders", {"holder_id": "h1", "name": "H", "stripe_account": "acct_1", "catalog_offset": 9})]
-    assert to_rows(Topic.CATALOG_CHUNKS, 0, 0, b"{}") == []
-    assert to_rows(Topic.ROYALTY_LEDGER, 0, 0, None) == []
+    converted = to_rows(Topic.CATALOG_UPDATES, 0, 9, json.dumps(holder).encode())
+    assert (converted.table, converted.dicts()) == (
+        "holders", [{"holder_id": "h1", "name": "H", "stripe_account": "acct_1", "catalog_offset": 9}])
+    assert to_rows(Topic.CATALOG_CHUNKS, 0, 0, b"{}") is None
+    assert to_rows(Topic.ROYALTY_LEDGER, 0, 0, None) is None
 
 
 def priced_request(event_id: str) -> dict:
@@ -104,8 +109,10 @@ def priced_request(event_id: str) -> dict:
 
 def test_a_batch_record_of_requests_becomes_one_priced_event_row_per_request():
     single = to_rows(Topic.ATTRIBUTION_REQUESTS, 1, 3, json.dumps(priced_request("e0")).encode())
-    assert [(t, r["event_id"]) for t, r in single] == [("priced_events", "e0")]
+    assert (single.table, [r["event_id"] for r in single.dicts()]) == ("priced_events", ["e0"])
     batch = {"schema_version": 1, "kind": "batch", "requests": [priced_request(f"e{n}") for n in range(1, 4)]}
-    rows = to_rows(Topic.ATTRIBUTION_REQUESTS, 1, 4, json.dumps(batch).encode())
-    assert [(t, r["event_id"]) for t, r in rows] == [("priced_events", f"e{n}") for n in range(1, 4)]
-    assert all(r["source_offset"] == 7 and r["pool_micros"] == 200 for _, r in rows)
+    converted = to_rows(Topic.ATTRIBUTION_REQUESTS, 1, 4, json.dumps(batch).encode())
+    rows = converted.dicts()
+    assert converted.table == "priced_events" and converted.count == 3 and converted.event_id == "e1"
+    assert [r["event_id"] for r in rows] == [f"e{n}" for n in range(1, 4)]
+    assert all(r["source_offset"] == 7 and r["pool_micros"] == 200 for r in rows)
