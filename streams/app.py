@@ -30,7 +30,7 @@ import faust.streams as faust_streams
 import orjson
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import Counter
 
 from schemas import topic_manifests
 from schemas.batches import BATCH_MAX_EVENTS
@@ -47,6 +47,7 @@ from streams.marks import MarkStore, ensure_marks_topic, marks_topic
 from streams.offsets import OffsetGuard, records_between
 from streams.stall import StallDetector
 from tributary.config import load_pipeline, load_platform, streams_app_id
+from tributary.health import Health
 from tributary.lag import probe_partitions
 from tributary.topics import Topic
 
@@ -77,6 +78,10 @@ REQUEST_RECORD_BYTES = 800_000  # an attribution-requests record stays under Kaf
 HALTED_EXIT_CODE = 3  # stopped by the DLQ rate limit: not to be restarted blindly
 HALT_FILE = platform.streams_halt_file  # read by `tributary status`
 stalls = StallDetector(STALL_AFTER_S)
+# the same /healthz, /readyz and /metrics as every other stage (tributary.health), served by
+# Faust's web server: alive while the event loop runs the watchdog and the agent; ready
+# once the worker holds partitions
+HEALTH = Health(stall_after_s=STALL_AFTER_S + 3 * WATCHDOG_INTERVAL_S)
 
 
 def _now() -> str:
@@ -430,6 +435,7 @@ async def ingest(stream: faust.StreamT) -> None:
     requests of a take go out as one record per partition, and Faust acknowledges the
     take's records once all of it is sent."""
     async for events in stream.take_events(INGEST_TAKE, within=0.005):  # type: ignore[attr-defined]
+        HEALTH.beat()
         requests: dict[int, list[dict[str, Any]]] = {}
         counts: dict[int, list[tuple[int, int, int]]] = {}
         last: dict[int, faust.EventT] = {}
@@ -465,6 +471,7 @@ _resumed: set[tuple[str, int]] = set()
 @app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
 async def _assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
     log.info("assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned if tp.topic in SOURCES))
+    HEALTH.mark_ready(partitions=sorted(tp.partition for tp in assigned if tp.topic in SOURCES))
     _resumed.clear()
     # in-memory indexes are rebuilt from the tables, which are recovered before agents resume
     ingest_book.needs_rebuild = True
@@ -501,6 +508,7 @@ async def watchdog() -> None:
     """Exits a worker stuck on its own partitions (records waiting, no progress), and
     rewinds one whose group committed past records its agent never processed (the last
     records of a partition, which no later record reveals to the offset guard)."""
+    HEALTH.beat()  # the event loop runs (a blocked loop stops this, and /healthz says so)
     if app.rebalancing or app.in_recovery:
         stalls.reset()
         return
@@ -522,16 +530,20 @@ async def watchdog() -> None:
         os._exit(STALLED_EXIT_CODE)
 
 
-@app.page("/metrics")
-async def metrics(web: Any, request: Any) -> Any:
-    """Prometheus metrics. (Faust's own per-message Prometheus sensor cost ~20% of
-    throughput in the benchmark, so the agents keep cheap counters instead.)"""
-    return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+def _health_page(path: str) -> Callable[[Any, Any], Awaitable[Any]]:
+    async def page(web: Any, request: Any) -> Any:
+        HEALTH.detail["rebalancing"] = bool(app.rebalancing)
+        answer = HEALTH.response(path)
+        assert answer is not None
+        status, body, content_type = answer
+        return web.bytes(body, content_type=content_type.split(";")[0], status=status)
+    return page
 
 
-@app.page("/healthz")
-async def healthz(web: Any, request: Any) -> Any:
-    return web.json({"status": "ok", "rebalancing": bool(app.rebalancing)})
+# Prometheus metrics: Faust's own per-message Prometheus sensor cost ~20% of throughput
+# in the benchmark, so the agents keep cheap counters instead
+for _path in ("/healthz", "/readyz", "/metrics"):
+    app.page(_path, name=f"tributary-{_path.strip('/')}")(_health_page(_path))
 
 
 def main() -> None:

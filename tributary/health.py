@@ -1,13 +1,17 @@
-"""Health and metrics over HTTP for the non-Faust processes (attribution, indexer,
-Stripe sink): ``/healthz`` (liveness: the main loop ticked recently), ``/readyz``
-(readiness: start-up finished) and Prometheus ``/metrics``. Kubernetes probes and
-scrapers use them; so does ``tributary doctor``."""
+"""Health and metrics, one implementation for every process: ``/healthz`` (liveness: the
+main loop ticked recently), ``/readyz`` (readiness: start-up finished, and whatever the
+process's own ``ready_check`` says) and Prometheus ``/metrics``. The transactional
+stages and the Stripe sink serve it with :meth:`Health.serve`; the ClickHouse sink's
+query server, Faust's web server (ingest) and the portal's Starlette app answer those
+paths with :meth:`Health.response`. Kubernetes probes and scrapers use them; so does
+``tributary doctor``."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -20,6 +24,8 @@ class Health:
         self.ready = False
         self.detail: dict[str, Any] = {}
         self._last_beat = time.monotonic()
+        # readiness beyond start-up: None when ready, else why not (e.g. the ledger cannot be read)
+        self.ready_check: Callable[[], str | None] | None = None
 
     def beat(self) -> None:
         """Called by the main loop on every iteration (cheap)."""
@@ -45,8 +51,11 @@ class Health:
                 {"alive": ok, "seconds_since_progress": round(time.monotonic() - self._last_beat, 1),
                  **self.detail}, default=str).encode(), "application/json"
         if path == "/readyz":
-            return (200 if self.ready else 503), json.dumps(
-                {"ready": self.ready, **self.detail}, default=str).encode(), "application/json"
+            reason = None if not self.ready or self.ready_check is None else self.ready_check()
+            ready = self.ready and reason is None
+            return (200 if ready else 503), json.dumps(
+                {"ready": ready, **self.detail, **({"reason": reason} if reason else {})},
+                default=str).encode(), "application/json"
         return None
 
     def serve(self, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:

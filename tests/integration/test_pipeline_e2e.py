@@ -388,3 +388,24 @@ def test_a_probable_attribution_is_reviewed_through_the_ledger(settled, capsys):
     assert all(i["work_id"] != work or i["event_id"] != event for i in review.pending(run, 1000))
     assert main([*argv, "review", "accept", event, "--work", work, "--reason", "changed my mind"]) == 1
     assert "already decided (reject)" in capsys.readouterr().err
+
+
+def test_every_stage_answers_health_readiness_and_metrics_the_same_way(settled):
+    """One health implementation (tributary.health) behind every stage's server: Faust's
+    web server for ingest, the stages' own for the rest, the sink's query server."""
+    import urllib.error
+    import urllib.request
+
+    cfg = settled[0]
+    for stage in local.STAGES:  # the portal's are checked in tests/integration/test_portal.py
+        base = f"http://127.0.0.1:{local.stage_port(cfg, stage)}"
+        for path in ("/healthz", "/readyz"):
+            try:
+                with urllib.request.urlopen(base + path, timeout=10) as resp:
+                    status, body = resp.status, json.loads(resp.read())
+            except urllib.error.HTTPError as exc:
+                status, body = exc.code, exc.read()
+            assert status == 200, f"{stage} {path}: {status} {body!r}"
+            assert body.get("alive" if path == "/healthz" else "ready") is True, f"{stage} {path}: {body}"
+        with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
+            assert b"tributary_" in resp.read(), stage

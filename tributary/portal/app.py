@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import Counter, Histogram
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 
 from tributary import reports
 from tributary.errors import UserError
+from tributary.health import Health
 from tributary.ids import derived_id
 from tributary.money import format_micros
 from tributary.policy import PayoutPolicy
@@ -335,18 +336,24 @@ def create_app(portal: Portal) -> Starlette:
             "title": "Thank you", "message": "Stripe has your details. Payouts start as soon as Stripe enables "
             "transfers to your account; the overview says when they wait for it."})
 
-    async def health(request: Request) -> Response:
-        if request.url.path == "/metrics":
-            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-        if request.url.path == "/readyz":  # ready: the ledger can be read
-            try:
-                await run_in_threadpool(portal.run, "SELECT 1", {})
-            except Exception as exc:  # noqa: BLE001 - the probe reports it, the page never shows it
-                log.warning("readyz: the ledger cannot be read: %s", str(exc).splitlines()[0][:300] if str(exc) else exc)
-                return Response('{"ready": false, "reason": "the ledger cannot be read"}', status_code=503,
-                                media_type="application/json")
-            return Response('{"ready": true}', media_type="application/json")
-        return Response('{"alive": true}', media_type="application/json")
+    health = Health(stall_after_s=float("inf"))  # alive while uvicorn answers; ready while the ledger reads
+    health.mark_ready()
+
+    def ledger_readable() -> str | None:
+        try:
+            portal.run("SELECT 1", {})
+        except Exception as exc:  # noqa: BLE001 - the probe reports it, the page never shows it
+            log.warning("readyz: the ledger cannot be read: %s", str(exc).splitlines()[0][:300] if str(exc) else exc)
+            return "the ledger cannot be read"
+        return None
+
+    health.ready_check = ledger_readable
+
+    async def health_page(request: Request) -> Response:
+        answer = await run_in_threadpool(health.response, request.url.path)
+        assert answer is not None
+        status, body, content_type = answer
+        return Response(body, status_code=status, media_type=content_type)
 
     routes = [
         Route("/", page("overview", overview)),
@@ -363,7 +370,7 @@ def create_app(portal: Portal) -> Starlette:
         Route("/disputes", page("disputes", disputes)),
         Route("/stripe-dashboard", page("stripe_dashboard", stripe_dashboard), methods=["POST"]),
         Route("/onboarding/done", page("onboarding_done", onboarding_done, signed_in=False)),
-        Route("/healthz", health), Route("/readyz", health), Route("/metrics", health),
+        Route("/healthz", health_page), Route("/readyz", health_page), Route("/metrics", health_page),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return Starlette(routes=routes)
