@@ -15,6 +15,12 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 log = logging.getLogger("tributary.kafka")
 
 
+# librdkafka's own log lines (a broker that went away, a retried request) go through
+# Python logging, so they are JSON lines like every other (tributary.logs) instead of
+# raw "%4|...|rdkafka#producer-1|" lines on stderr; served on each poll, flush and consume
+RDKAFKA_LOGS = {"logger": logging.getLogger("rdkafka")}
+
+
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
@@ -27,6 +33,7 @@ def producer(bootstrap: str, **extra: Any) -> Producer:
         "linger.ms": 5,
         # the same key -> partition mapping as Java clients, aiokafka and Faust
         "partitioner": "murmur2_random",
+        **RDKAFKA_LOGS,
     }
     config.update(extra)
     return Producer(config)
@@ -65,6 +72,7 @@ def consumer(bootstrap: str, group_id: str, **extra: Any) -> Consumer:
         "isolation.level": "read_committed",
         "session.timeout.ms": 15000,
         "max.poll.interval.ms": 300000,
+        **RDKAFKA_LOGS,
     }
     config.update(extra)
     return Consumer(config)
