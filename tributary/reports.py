@@ -76,8 +76,8 @@ def earnings(run: Query, by: list[str], since: date | None = None, until: date |
     holders_only = "holder_id NOT LIKE 'escrow:%'"
     where = f"{where} AND {holders_only}" if where else f"WHERE {holders_only}"
     if live:
-        source, outputs = f"({LIVE_EARNINGS})", "uniqExactIf(event_id, entry_type = 'accrual')"
-        measure = "sum(signed)"
+        source, outputs = "accrual_lines", "uniqExactIf(event_id, entry_type = 'accrual')"
+        measure = "sum(signed_micros)"
     else:
         name = next(r for r, have in ROLLUP_DIMS if set(dims) <= have)
         source, outputs, measure = f"{rollups_database(run)}.{name}", "uniqExactMerge(outputs)", "sum(earned_micros)"
@@ -85,16 +85,6 @@ def earnings(run: Query, by: list[str], since: date | None = None, until: date |
         SELECT {', '.join(dims)}, currency, {measure} AS earned_micros, {outputs} AS outputs
         FROM {source} {where}
         GROUP BY {', '.join(dims)}, currency ORDER BY {', '.join(dims)}, currency""", params)
-
-
-# the journal itself, one row per accrual or reversal with its event's day, provider and model
-LIVE_EARNINGS = """
-    SELECT toDate(p.occurred_at) AS day, l.holder_id AS holder_id, l.work_id AS work_id, p.provider AS provider,
-           p.model_name AS model_name, l.currency AS currency, l.event_id AS event_id, l.entry_type AS entry_type,
-           if(l.entry_type = 'accrual_reversal', -l.amount_micros, l.amount_micros) AS signed
-    FROM (SELECT * FROM ledger_entries FINAL WHERE entry_type IN ('accrual', 'accrual_reversal')) AS l
-    INNER JOIN (SELECT event_id, occurred_at, provider, model_name FROM priced_events FINAL) AS p
-      ON l.event_id = p.event_id"""
 
 
 def escrow(run: Query, since: date | None = None, until: date | None = None) -> tuple[list[str], list[list[Any]]]:

@@ -156,16 +156,27 @@ TABLES: dict[str, Table] = {
         "The migrations applied to this database.", "version", "MergeTree; one row per applied migration",
         "the sink at start-up", {"description": "what the migration does", "applied_at": "when (UTC)"}),
     # -- views ---------------------------------------------------------------------------------
+    "accrual_lines": Table(
+        "Every accrual and accrual reversal with its event's day, provider and model: the one join of the "
+        "ledger with the priced events, read by `holder_earnings_daily`, `unattributed_escrow`, the base "
+        "rollup `earnings_day` and `tributary report earnings --live`.", "entry (one row per ledger row)",
+        "over `ledger_entries FINAL` joined with `priced_events FINAL`: exact, computed at query time; an "
+        "entry whose priced event is not stored yet is left out until it is",
+        "ledger_entries, priced_events", {
+            "day": "the day the inference happened (UTC), from the priced event",
+            "entry_type": "`accrual` or `accrual_reversal`",
+            "signed_micros": f"the amount, negative for a reversal, {MICROS}"}, view=True),
     "holder_earnings_daily": Table(
         "What each holder earned per day, work, provider, model and currency, net of refunds and review reversals.",
         "(day, holder_id, work_id, provider, model_name, currency)",
-        "over `ledger_entries FINAL` joined with `priced_events FINAL`: exact, computed at query time",
-        "ledger_entries, priced_events", {
+        "over `accrual_lines` (holders' rows): exact, computed at query time",
+        "accrual_lines", {
             "earned_micros": f"accruals minus reversals, {MICROS}", "entries": "ledger rows summed (not outputs)"},
         view=True),
     "unattributed_escrow": Table(
         "Money no registered work earned, per day, provider, model and currency.",
-        "(day, provider, model_name, currency)", "over the FINAL tables: exact", "ledger_entries, priced_events", {
+        "(day, provider, model_name, currency)", "over `accrual_lines` (rows of `escrow:unattributed`): exact",
+        "accrual_lines", {
             "escrow_micros": f"accruals to `escrow:unattributed` minus reversals, {MICROS}",
             "events": "distinct events with an escrow entry"}, view=True),
     "attribution_coverage": Table(

@@ -210,6 +210,19 @@ OUTPUTS = "AggregateFunction(uniqExact, String)"
 S = "{source}"  # and the database of the tables
 
 
+# Every accrual and its reversal with its event's day, provider and model: the one place
+# the ledger is joined with the priced events. The analyst views, the base rollup and the
+# live report (tributary.reports) all read it.
+ACCRUAL_LINES = f"""CREATE OR REPLACE VIEW accrual_lines AS
+    SELECT toDate(p.occurred_at) AS day, l.holder_id AS holder_id, l.work_id AS work_id, p.provider AS provider,
+           p.model_name AS model_name, l.currency AS currency, l.event_id AS event_id, l.entry_type AS entry_type,
+           l.signed_micros AS signed_micros
+    FROM (SELECT entry_type, holder_id, work_id, event_id, currency, {SIGNED_ACCRUAL} AS signed_micros
+          FROM ledger_entries FINAL WHERE entry_type IN ('accrual', 'accrual_reversal')) AS l
+    INNER JOIN (SELECT event_id, occurred_at, provider, model_name FROM priced_events FINAL) AS p
+      ON l.event_id = p.event_id"""
+
+
 def _rollup(name: str, columns: str, order: str, select: str, depends: str = "") -> list[str]:
     return [f"CREATE TABLE IF NOT EXISTS {R}.{name} ({columns}) ENGINE = MergeTree ORDER BY ({order})",
             f"CREATE MATERIALIZED VIEW IF NOT EXISTS {R}.{name}_refresh REFRESH EVERY {REFRESH_S} SECOND "
@@ -221,14 +234,9 @@ ROLLUPS = {
                      "model_name LowCardinality(String), currency LowCardinality(String), earned_micros Int64, "
                      f"outputs {OUTPUTS}, entries UInt64",
                      "holder_id, day, work_id, model_name, provider, currency", f"""
-        SELECT toDate(p.occurred_at) AS day, l.holder_id AS holder_id, l.work_id AS work_id, p.provider AS provider,
-               p.model_name AS model_name, l.currency AS currency, sum(l.signed) AS earned_micros,
-               uniqExactStateIf(l.event_id, l.entry_type = 'accrual') AS outputs, count() AS entries
-        FROM (SELECT entry_type, holder_id, work_id, event_id, currency, {SIGNED_ACCRUAL} AS signed
-              FROM {S}.ledger_entries FINAL WHERE entry_type IN ('accrual', 'accrual_reversal')) AS l
-        INNER JOIN (SELECT event_id, occurred_at, provider, model_name FROM {S}.priced_events FINAL) AS p
-          ON l.event_id = p.event_id
-        GROUP BY day, holder_id, work_id, provider, model_name, currency""", ""),
+        SELECT day, holder_id, work_id, provider, model_name, currency, sum(signed_micros) AS earned_micros,
+               uniqExactStateIf(event_id, entry_type = 'accrual') AS outputs, count() AS entries
+        FROM {S}.accrual_lines GROUP BY day, holder_id, work_id, provider, model_name, currency""", ""),
     "holder_day": (f"day Date, holder_id String, currency LowCardinality(String), earned_micros Int64, outputs {OUTPUTS}",
                    "holder_id, day, currency", f"""
         SELECT day, holder_id, currency, sum(earned_micros) AS earned_micros, uniqExactMergeState(outputs) AS outputs
@@ -256,18 +264,47 @@ ROLLUPS = {
         GROUP BY day, provider, model_name, currency""", "earnings_day"),
 }
 
-CREATE_ROLLUPS = [statement for name, (columns, order, select, depends) in ROLLUPS.items()
-                  for statement in _rollup(name, columns, order, select, depends)]
+def _create(rollups: dict[str, tuple[str, str, str, str]]) -> list[str]:
+    return [statement for name, (columns, order, select, depends) in rollups.items()
+            for statement in _rollup(name, columns, order, select, depends)]
+
+
+CREATE_ROLLUPS = _create(ROLLUPS)
+# versions 10 and 11 as they were written (a migration's text never changes): the base
+# rollup joined the tables itself, before accrual_lines existed
+_EARNINGS_DAY_V11 = f"""
+        SELECT toDate(p.occurred_at) AS day, l.holder_id AS holder_id, l.work_id AS work_id, p.provider AS provider,
+               p.model_name AS model_name, l.currency AS currency, sum(l.signed) AS earned_micros,
+               uniqExactStateIf(l.event_id, l.entry_type = 'accrual') AS outputs, count() AS entries
+        FROM (SELECT entry_type, holder_id, work_id, event_id, currency, {SIGNED_ACCRUAL} AS signed
+              FROM {S}.ledger_entries FINAL WHERE entry_type IN ('accrual', 'accrual_reversal')) AS l
+        INNER JOIN (SELECT event_id, occurred_at, provider, model_name FROM {S}.priced_events FINAL) AS p
+          ON l.event_id = p.event_id
+        GROUP BY day, holder_id, work_id, provider, model_name, currency"""
+CREATE_ROLLUPS_V11 = _create({**ROLLUPS, "earnings_day": (*ROLLUPS["earnings_day"][:2], _EARNINGS_DAY_V11, "")})
 # the dependents first (a view another one depends on cannot go before it)
 DROP_ROLLUPS = [f"DROP {kind} IF EXISTS {R}.{name}{suffix}" for name in reversed(list(ROLLUPS))
                 for kind, suffix in (("VIEW", "_refresh"), ("TABLE", ""))]
 
 MIGRATIONS.append((10, f"exact rollups: refreshable materialized views, recomputed every {REFRESH_S} s from FINAL", [
-    f"CREATE DATABASE IF NOT EXISTS {R} ENGINE = Atomic", *CREATE_ROLLUPS,
+    f"CREATE DATABASE IF NOT EXISTS {R} ENGINE = Atomic", *CREATE_ROLLUPS_V11,
 ]))
 # version 10's outputs were per-work counts added up (an output crediting two works of a
 # holder counted twice); rollups are derived data: drop and rebuild
-MIGRATIONS.append((11, "rollups count each output once per group (uniqExact states)", [*DROP_ROLLUPS, *CREATE_ROLLUPS]))
+MIGRATIONS.append((11, "rollups count each output once per group (uniqExact states)",
+                   [*DROP_ROLLUPS, *CREATE_ROLLUPS_V11]))
+MIGRATIONS.append((12, "accrual_lines: the ledger joined with the priced events in one view, read by the others", [
+    ACCRUAL_LINES,
+    """CREATE OR REPLACE VIEW holder_earnings_daily AS
+       SELECT day, holder_id, work_id, provider, model_name, currency, sum(signed_micros) AS earned_micros,
+              count() AS entries
+       FROM accrual_lines WHERE holder_id NOT LIKE 'escrow:%'
+       GROUP BY day, holder_id, work_id, provider, model_name, currency""",
+    """CREATE OR REPLACE VIEW unattributed_escrow AS
+       SELECT day, provider, model_name, currency, sum(signed_micros) AS escrow_micros, uniqExact(event_id) AS events
+       FROM accrual_lines WHERE holder_id = 'escrow:unattributed' GROUP BY day, provider, model_name, currency""",
+    *DROP_ROLLUPS, *CREATE_ROLLUPS,  # derived data: rebuilt on the view
+]))
 
 LATEST = MIGRATIONS[-1][0]
 
