@@ -29,6 +29,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -38,7 +39,7 @@ from typing import Any
 
 import msgspec
 from confluent_kafka import KafkaException, Message, Producer
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from sinks.clickhouse.rows import SOURCE_TOPICS, Rows, to_rows
 from sinks.clickhouse.schema import migrate
@@ -56,6 +57,11 @@ RETRIES = Counter("tributary_clickhouse_retries_total", "Batches retried after C
 QUARANTINED = Counter("tributary_clickhouse_quarantined_total",
                       "Records sent to sink-clickhouse.dlq (undecodable or refused by ClickHouse on their own)",
                       ["reason"])
+ROLLUP_AGE = Gauge("tributary_rollup_age_seconds",
+                   "Seconds since the rollup's last successful refresh (-1: never refreshed)", ["rollup"])
+ROLLUP_FAILING = Gauge("tributary_rollup_refresh_failing", "1 while the rollup's last refresh failed", ["rollup"])
+FRESHNESS_CHECK_S = 15.0
+ROLLUPS_DB = "concat(currentDatabase(), '_rollups')"
 _AT_FIELD = re.compile(r"- at `\$\.?(.+)`$")
 MAX_DLQ_PAYLOAD = 500_000  # bytes of UTF-8: the dead letter stays well under Kafka's 1 MB
 
@@ -306,6 +312,27 @@ def write(store: ClickHouseStore, dlq: Producer, items: list[Pending], stop: thr
             delay = min(delay * 2, 30)
 
 
+def record_rollup_ages(store: ClickHouseStore) -> dict[str, int]:
+    """Seconds since each rollup's last successful refresh (``system.view_refreshes``) into
+    ``tributary_rollup_age_seconds``, -1 for one never refreshed; a refresh that failed
+    sets ``tributary_rollup_refresh_failing``. Read failures are logged, never raised:
+    the sink's job is writing."""
+    try:
+        _, rows = store.query(
+            "SELECT replaceRegexpOne(view, '_refresh$', ''), "
+            "if(last_success_time IS NULL, -1, dateDiff('second', last_success_time, now())), exception != '' "
+            f"FROM system.view_refreshes WHERE database = {ROLLUPS_DB}")
+    except Exception as exc:  # noqa: BLE001 - a metric we could not read this time, not a sink failure
+        log.warning("rollup freshness unknown: %s", str(exc).splitlines()[0][:300] if str(exc) else repr(exc))
+        return {}
+    ages = {}
+    for name, age, failing in rows:
+        ages[str(name)] = int(age)
+        ROLLUP_AGE.labels(str(name)).set(int(age))
+        ROLLUP_FAILING.labels(str(name)).set(1 if failing else 0)
+    return ages
+
+
 def query_token(token_file: Path | None) -> str | None:
     """The bearer token for the query server: ``TRIBUTARY_QUERY_TOKEN`` (a Secret in the
     chart), else a random one written to ``token_file`` (0600) for the CLI."""
@@ -335,8 +362,12 @@ def run(bootstrap: str, dsn: str, query_port: int, stop: threading.Event,
     consumer = kafka.consumer(bootstrap, group_id)
     consumer.subscribe([t.value for t in SOURCE_TOPICS])
     health.mark_ready(group=group_id)
+    next_freshness = 0.0
     try:
         while not stop.is_set():
+            if time.monotonic() >= next_freshness:
+                next_freshness = time.monotonic() + FRESHNESS_CHECK_S
+                record_rollup_ages(store)
             messages = kafka.good_messages(consumer.consume(num_messages=batch_size, timeout=batch_wait_s))
             if not messages:
                 health.beat()  # idle with nothing waiting: alive
@@ -346,8 +377,8 @@ def run(bootstrap: str, dsn: str, query_port: int, stop: threading.Event,
                 return
             consumer.commit(offsets=kafka.next_offsets(messages), asynchronous=False)
             health.beat()
-            for table, rows in by_table([i for i in items if i.error is None]).items():
-                ROWS.labels(table).inc(len(rows))
+            for table, parts in by_table([i for i in items if i.error is None]).items():
+                ROWS.labels(table).inc(sum(part.count for part in parts))
             log.info("batch records=%d quarantined=%d", len(messages), sum(1 for i in items if i.error))
     finally:
         consumer.close()

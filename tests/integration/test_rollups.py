@@ -189,5 +189,15 @@ def test_a_refresh_replaces_the_rollup_whole(tmp_path):
         refresh_rollups(store.client)
         total = sum(v[0] for v in expected(priced, entries)["holder_day"].values())
         assert store.client.query(f"SELECT sum(earned_micros) FROM {db}.holder_day").result_rows[0][0] == total
+        # what operators see of it: each rollup's age since its last refresh, as the sink exports it
+        from prometheus_client import REGISTRY
+
+        from sinks.clickhouse.service import record_rollup_ages
+
+        ages = record_rollup_ages(store)
+        assert set(ages) == {"earnings_day", "holder_day", "holder_model_day", "work_day", "escrow_day"}
+        assert all(0 <= age < 60 for age in ages.values()), ages
+        assert REGISTRY.get_sample_value("tributary_rollup_age_seconds", {"rollup": "holder_day"}) == ages["holder_day"]
+        assert REGISTRY.get_sample_value("tributary_rollup_refresh_failing", {"rollup": "holder_day"}) == 0
     finally:
         store.close()
