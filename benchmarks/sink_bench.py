@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sinks.clickhouse.rows import to_rows  # noqa: E402
 from sinks.clickhouse.schema import REFRESH_S, migrate, refresh_rollups, rollups_database  # noqa: E402
 from sinks.clickhouse.store import JSON_INSERT, ClickHouseStore  # noqa: E402
+from tributary import kafka  # noqa: E402
 from tributary.topics import Topic  # noqa: E402
 
 
@@ -86,8 +87,8 @@ def bench_inserts(store: ClickHouseStore, records: int, batch: int, per_record: 
     raw = [ledger_record(n) for n in range(records)]
     tuples = [prebuilt_row(r) for r in raw]
     # accrue's shape: ledger-batch.v1 records of ``per_record`` entries (one holder's, in service)
-    batches = [orjson.dumps({"schema_version": 1, "kind": "batch",
-                             "entries": [orjson.loads(r) for r in raw[i:i + per_record]]})
+    batches = [kafka.dumps({"schema_version": 1, "kind": "batch",  # sorted keys, as accrue encodes them
+                            "entries": [orjson.loads(r) for r in raw[i:i + per_record]]})
                for i in range(0, records, per_record)]
 
     def baseline() -> None:  # 1. the baseline: rows already built, clickhouse-connect's insert

@@ -66,15 +66,21 @@ class _Shape(msgspec.Struct):
 _SHAPE = msgspec.json.Decoder(_Shape)
 
 
-_BATCH_START = b'{"schema_version":1,"kind":"batch"'  # how tributary's own writers (orjson) begin one
+# how a batch record begins as tributary's own writers encode it: sorted keys (accrue,
+# tributary.kafka.dumps) or the schema's order
+_BATCH_STARTS = (b'{"entries":', b'{"schema_version":1,"kind":"batch"')
 
 
 def ledger_entries(value: bytes) -> list[LedgerEntry]:
     """The entries of one ``royalty-ledger`` record: a single entry or a batch. Raises
     ``msgspec.ValidationError`` naming the field (``$.entries[3].amount_micros``) and the
     reason, or ``msgspec.DecodeError`` for bytes that are not JSON."""
-    if value.startswith(_BATCH_START):
-        return _BATCH.decode(value).entries
+    if value.startswith(_BATCH_STARTS):
+        try:
+            return _BATCH.decode(value).entries
+        except msgspec.ValidationError:
+            if _SHAPE.decode(value).kind == "batch":
+                raise  # a batch with a bad entry: its own error, not the single-entry one
     try:
         return [_ENTRY.decode(value)]
     except msgspec.ValidationError:

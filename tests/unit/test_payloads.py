@@ -84,6 +84,13 @@ def test_single_entries_and_batches_both_decode_and_a_batchs_error_is_its_own():
     batch["entries"][1]["amount_micros"] = -1
     with pytest.raises(msgspec.ValidationError, match=r"`\$\.entries\[1\]\.amount_micros`"):
         ledger_entries(json.dumps(batch).encode())
+    # as accrue writes it: sorted keys, so "entries" comes first
+    from tributary import kafka
+
+    assert [e.amount_micros for e in ledger_entries(kafka.dumps({**batch, "entries": batch["entries"][:1]}))] == [
+        single["amount_micros"]]
+    with pytest.raises(msgspec.ValidationError, match=r"`\$\.entries\[1\]\.amount_micros`"):
+        ledger_entries(kafka.dumps(batch))
     # an entry whose text happens to contain "batch" is still a single entry
     assert ledger_entries(json.dumps(entry(work_id="batch")).encode())[0].work_id == "batch"
     with pytest.raises(msgspec.ValidationError):
