@@ -9,7 +9,7 @@ to the ledger module's ``LedgerEntry`` TypedDict, so the three cannot drift apar
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import msgspec
 
@@ -19,7 +19,8 @@ import msgspec
 # (tributary.ledger builds every entry; ids come from tributary.ids). Lengths, types,
 # ranges, enums and required fields are all checked.
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Micros = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000_000)]
+Micros = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000_000_000)]
+Version = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]  # ClickHouse's UInt32
 Currency = Annotated[str, msgspec.Meta(min_length=3, max_length=3)]
 EntryType = Literal["accrual", "accrual_reversal", "reservation", "payout", "payout_reversal"]
 
@@ -41,10 +42,15 @@ class LedgerEntry(msgspec.Struct, kw_only=True):
     work_id: str | None = None
     event_id: str | None = None
     contract_id: str | None = None
-    contract_version: int | None = None
+    contract_version: Version | None = None
     attribution_id: str | None = None
     payout_id: str | None = None
     transfer_id: str | None = None
+
+
+class ExactLedgerEntry(LedgerEntry, kw_only=True, forbid_unknown_fields=True):
+    """A ledger entry with no field the schema does not name: its own bytes can be stored
+    as they are (nothing in them but checked columns: no ``ingested_at`` of its own)."""
 
 
 class LedgerBatch(msgspec.Struct, kw_only=True):
@@ -56,6 +62,7 @@ class LedgerBatch(msgspec.Struct, kw_only=True):
 
 
 _ENTRY = msgspec.json.Decoder(LedgerEntry)
+_EXACT = msgspec.json.Decoder(ExactLedgerEntry)
 _BATCH = msgspec.json.Decoder(LedgerBatch)
 
 
@@ -64,26 +71,34 @@ class _Shape(msgspec.Struct):
 
 
 _SHAPE = msgspec.json.Decoder(_Shape)
-
-
 # how a batch record begins as tributary's own writers encode it: sorted keys (accrue,
 # tributary.kafka.dumps) or the schema's order
 _BATCH_STARTS = (b'{"entries":', b'{"schema_version":1,"kind":"batch"')
 
 
-def ledger_entries(value: bytes) -> list[LedgerEntry]:
+class LedgerRecord(NamedTuple):
+    entries: list[LedgerEntry]
+    exact: bool  # a single entry whose bytes hold only the schema's fields, all checked
+
+
+def ledger_record(value: bytes) -> LedgerRecord:
     """The entries of one ``royalty-ledger`` record: a single entry or a batch. Raises
     ``msgspec.ValidationError`` naming the field (``$.entries[3].amount_micros``) and the
     reason, or ``msgspec.DecodeError`` for bytes that are not JSON."""
     if value.startswith(_BATCH_STARTS):
         try:
-            return _BATCH.decode(value).entries
+            return LedgerRecord(_BATCH.decode(value).entries, False)
         except msgspec.ValidationError:
             if _SHAPE.decode(value).kind == "batch":
                 raise  # a batch with a bad entry: its own error, not the single-entry one
     try:
-        return [_ENTRY.decode(value)]
+        return LedgerRecord([_EXACT.decode(value)], True)
     except msgspec.ValidationError:
-        if _SHAPE.decode(value).kind != "batch":
-            raise
-    return _BATCH.decode(value).entries  # a batch written in another key order: its own errors
+        pass  # a field outside the schema, a batch in another key order, or a bad entry
+    if _SHAPE.decode(value).kind == "batch":
+        return LedgerRecord(_BATCH.decode(value).entries, False)
+    return LedgerRecord([_ENTRY.decode(value)], False)
+
+
+def ledger_entries(value: bytes) -> list[LedgerEntry]:
+    return ledger_record(value).entries

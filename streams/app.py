@@ -504,11 +504,17 @@ async def refresh_contracts() -> None:
 
 
 @app.timer(interval=WATCHDOG_INTERVAL_S)
+async def heartbeat() -> None:
+    """Liveness: the event loop runs timers (a blocked loop stops this, and /healthz says
+    so). Its own timer: the watchdog's Kafka probes may wait on a slow broker."""
+    HEALTH.beat()
+
+
+@app.timer(interval=WATCHDOG_INTERVAL_S)
 async def watchdog() -> None:
     """Exits a worker stuck on its own partitions (records waiting, no progress), and
     rewinds one whose group committed past records its agent never processed (the last
     records of a partition, which no later record reveals to the offset guard)."""
-    HEALTH.beat()  # the event loop runs (a blocked loop stops this, and /healthz says so)
     if app.rebalancing or app.in_recovery:
         stalls.reset()
         return

@@ -16,12 +16,24 @@ import msgspec
 import orjson
 
 from schemas.batches import items
-from schemas.payloads import ledger_entries
+from schemas.payloads import ledger_record
 from tributary.topics import Topic
 from tributary.topology import CLICKHOUSE_SOURCES
 
 Row = dict[str, Any]
 _LINES = msgspec.json.Encoder()
+
+_INT64 = (-(2**63), 2**63 - 1)
+# every integer column the dict-built rows fill, and the range its ClickHouse type holds
+# (tests/integration/test_data_dictionary.py checks this against the engine's types)
+INT_COLUMNS: dict[str, tuple[int, int]] = {
+    **dict.fromkeys(("revenue_micros", "pool_micros", "amount_micros", "catalog_offset", "source_offset",
+                     "price_per_1k_input_tokens_micros", "price_per_1k_output_tokens_micros"), _INT64),
+    **dict.fromkeys(("attributed_ppm", "unattributed_ppm", "contract_version", "version", "royalty_rate_bps",
+                     "probable_weight_bps"), (0, 2**32 - 1)),
+    **dict.fromkeys(("catalog_version", "sequence"), (0, 2**64 - 1)),
+    "source_partition": (-(2**31), 2**31 - 1), "removed": (0, 255),
+}
 
 
 @dataclass(slots=True)
@@ -36,13 +48,23 @@ class Rows:
 
     @classmethod
     def of(cls, table: str, rows: list[Row]) -> Rows:
+        """Rows built from a record's fields: each value checked as the column will hold it
+        (ClickHouse's JSON input would store a null as 0 or "" and wrap an integer that
+        does not fit), so such a record is refused here, naming the field."""
+        for row in rows:
+            for name, value in row.items():
+                if value is None:
+                    raise ValueError(f"field {name}: null where a value is required")
+                bounds = INT_COLUMNS.get(name)
+                if bounds is not None and (type(value) is not int or not bounds[0] <= value <= bounds[1]):
+                    raise ValueError(f"field {name}: {value!r} is not an integer from {bounds[0]} to {bounds[1]}")
         event_id = rows[0].get("event_id") if rows else None
         return cls(table, b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in rows), len(rows),
                    event_id if isinstance(event_id, str) else None)
 
     def dicts(self) -> list[Row]:
         """The rows decoded again (tests, and reading a row back for a message)."""
-        return [orjson.loads(line) for line in self.lines.splitlines()]
+        return [orjson.loads(line) for line in self.lines.split(b"\n") if line.strip()]
 
 
 def _time(value: str | None) -> datetime:
@@ -175,10 +197,10 @@ def to_rows(topic: str, partition: int, offset: int, value: bytes | None) -> Row
     if value is None:
         return None
     if topic == Topic.ROYALTY_LEDGER:  # typed and validated in one pass, encoded in one call
-        entries = ledger_entries(value)
-        if len(entries) == 1 and b"\n" not in value:
-            # a single entry that passed its checks is its own line: ClickHouse skips the
-            # fields that are not columns (schema_version) and parses the same values
+        entries, exact = ledger_record(value)
+        if exact and b"\n" not in value:
+            # a single entry holding only the schema's fields, every one checked, is its own
+            # line: ClickHouse skips schema_version (not a column) and parses the same values
             return Rows("ledger_entries", value + b"\n", 1, entries[0].event_id)
         return Rows("ledger_entries", _LINES.encode_lines(entries), len(entries), entries[0].event_id)
     v = orjson.loads(value)  # C: ~7x json's speed (measured in benchmarks/sink_bench.py)

@@ -58,11 +58,14 @@ QUARANTINED = Counter("tributary_clickhouse_quarantined_total",
                       "Records sent to sink-clickhouse.dlq (undecodable or refused by ClickHouse on their own)",
                       ["reason"])
 ROLLUP_AGE = Gauge("tributary_rollup_age_seconds",
-                   "Seconds since the rollup's last successful refresh (-1: never refreshed)", ["rollup"])
+                   "Seconds since the rollup's last successful refresh (never refreshed: since the sink started)",
+                   ["rollup"])
 ROLLUP_FAILING = Gauge("tributary_rollup_refresh_failing", "1 while the rollup's last refresh failed", ["rollup"])
 FRESHNESS_CHECK_S = 15.0
 ROLLUPS_DB = "concat(currentDatabase(), '_rollups')"
 _AT_FIELD = re.compile(r"- at `\$\.?(.+)`$")
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
+_BUILDER_FIELD = re.compile(r"field (\w+): ")
 MAX_DLQ_PAYLOAD = 500_000  # bytes of UTF-8: the dead letter stays well under Kafka's 1 MB
 
 
@@ -171,9 +174,17 @@ def decode(messages: list[Message]) -> list[Pending]:
 
 
 def error_field(exc: Exception) -> str | None:
-    """The field a typed decoder's error names (msgspec: "... - at `$.entries[3].amount_micros`")."""
-    found = _AT_FIELD.search(str(exc)) if isinstance(exc, msgspec.ValidationError) else None
-    return found.group(1) if found else None
+    """The field a typed decoder's error names (msgspec: "... - at `$.entries[3].amount_micros`",
+    "Object missing required field `source_id` - at `$.entries[1]`"), or a row builder's
+    ("field pool_micros: ...")."""
+    text = str(exc)
+    if not isinstance(exc, msgspec.ValidationError):
+        found = _BUILDER_FIELD.match(text) if isinstance(exc, ValueError) else None
+        return found.group(1) if found else None
+    at = _AT_FIELD.search(text)
+    missing = _MISSING_FIELD.search(text)
+    parts = [p for p in (at.group(1) if at else None, missing.group(1) if missing else None) if p]
+    return ".".join(parts) or None
 
 
 def by_table(items: list[Pending]) -> dict[str, list[Rows]]:
@@ -312,24 +323,31 @@ def write(store: ClickHouseStore, dlq: Producer, items: list[Pending], stop: thr
             delay = min(delay * 2, 30)
 
 
+_STARTED = time.time()
+_LAST_REFRESH: dict[str, float] = {}  # rollup -> unix time of its last successful refresh, as last read
+
+
 def record_rollup_ages(store: ClickHouseStore) -> dict[str, int]:
     """Seconds since each rollup's last successful refresh (``system.view_refreshes``) into
-    ``tributary_rollup_age_seconds``, -1 for one never refreshed; a refresh that failed
-    sets ``tributary_rollup_refresh_failing``. Read failures are logged, never raised:
-    the sink's job is writing."""
+    ``tributary_rollup_age_seconds`` (one never refreshed counts from the sink's start);
+    a refresh that failed sets ``tributary_rollup_refresh_failing``. When they cannot be
+    read the ages keep growing from the last reading (the alert still fires); the failure
+    is logged, never raised: the sink's job is writing."""
     try:
         _, rows = store.query(
             "SELECT replaceRegexpOne(view, '_refresh$', ''), "
-            "if(last_success_time IS NULL, -1, dateDiff('second', last_success_time, now())), exception != '' "
+            "if(last_success_time IS NULL, 0, toUnixTimestamp(last_success_time)), exception != '' "
             f"FROM system.view_refreshes WHERE database = {ROLLUPS_DB}")
     except Exception as exc:  # noqa: BLE001 - a metric we could not read this time, not a sink failure
         log.warning("rollup freshness unknown: %s", str(exc).splitlines()[0][:300] if str(exc) else repr(exc))
-        return {}
-    ages = {}
-    for name, age, failing in rows:
-        ages[str(name)] = int(age)
-        ROLLUP_AGE.labels(str(name)).set(int(age))
+        rows = []
+    for name, last, failing in rows:
+        _LAST_REFRESH[str(name)] = float(last) or _LAST_REFRESH.get(str(name), 0.0)
         ROLLUP_FAILING.labels(str(name)).set(1 if failing else 0)
+    now = time.time()
+    ages = {name: int(now - (last or _STARTED)) for name, last in _LAST_REFRESH.items()}
+    for name, age in ages.items():
+        ROLLUP_AGE.labels(name).set(age)
     return ages
 
 

@@ -72,11 +72,17 @@ def test_every_shape_of_ledger_record_is_stored_as_its_values_say(chdb_store):
                 "attribution_id": None, "payout_id": None, "transfer_id": None,
                 "created_at": "2026-11-20T10:00:00+00:00", **changes}
 
+    from tributary import kafka
+
     records = [json.dumps(entry(0, created_at="2026-11-20T15:30:00.250+05:30")).encode(),
                json.dumps(entry(1, work_id="w-1", contract_version=3), indent=2).encode(),
-               json.dumps({"schema_version": 1, "kind": "batch", "entries": [entry(2), entry(3)]}).encode()]
+               json.dumps({"schema_version": 1, "kind": "batch", "entries": [entry(2), entry(3)]}).encode(),
+               # a batch of one, as accrue writes it (sorted keys): its entry, not the record, is the row
+               kafka.dumps({"schema_version": 1, "kind": "batch", "entries": [entry(4)]}),
+               # a field outside the schema never reaches a column (ingested_at orders the versions)
+               json.dumps(entry(5, ingested_at="2099-01-01 00:00:00")).encode()]
     parts = [to_rows(Topic.ROYALTY_LEDGER, 0, n, raw) for n, raw in enumerate(records)]
-    assert [p.count for p in parts] == [1, 1, 2]
+    assert [p.count for p in parts] == [1, 1, 2, 1, 1]
     assert b"\n" not in parts[1].lines.rstrip(b"\n")  # the pretty one became one line
     priced = {"schema_version": 1, "event_id": "e-shape-p", "occurred_at": "2026-11-20T00:00:00.123456Z",
               "provider": "acme", "model": {"name": "m", "revision": "r"},
@@ -84,13 +90,18 @@ def test_every_shape_of_ledger_record_is_stored_as_its_values_say(chdb_store):
               "revenue_micros": 1_000, "pool_micros": 200, "output": {"text": "x"},
               "source": {"topic": "inference-events", "partition": 1, "offset": 7}}
     assert chdb_store.write_batch({"ledger_entries": parts, "priced_events": [
-        to_rows(Topic.ATTRIBUTION_REQUESTS, 0, 9, json.dumps(priced).encode())]}) == 5
+        to_rows(Topic.ATTRIBUTION_REQUESTS, 0, 9, json.dumps(priced).encode())]}) == 7
     _, rows = chdb_store.query("SELECT entry_id, amount_micros, work_id, contract_id, contract_version, "
                                "toString(created_at) FROM ledger_entries WHERE holder_id = 'h-shape' ORDER BY entry_id")
     assert rows == [("le_shape_0", 1_000, "", "", 0, "2026-11-20 10:00:00.250"),
                     ("le_shape_1", 1_001, "w-1", "", 3, "2026-11-20 10:00:00.000"),
                     ("le_shape_2", 1_002, "", "", 0, "2026-11-20 10:00:00.000"),
-                    ("le_shape_3", 1_003, "", "", 0, "2026-11-20 10:00:00.000")]
+                    ("le_shape_3", 1_003, "", "", 0, "2026-11-20 10:00:00.000"),
+                    ("le_shape_4", 1_004, "", "", 0, "2026-11-20 10:00:00.000"),
+                    ("le_shape_5", 1_005, "", "", 0, "2026-11-20 10:00:00.000")]
+    _, rows = chdb_store.query("SELECT count() FROM ledger_entries WHERE holder_id = 'h-shape' "
+                               "AND (entry_id = '' OR ingested_at > now64(3) + INTERVAL 1 DAY)")
+    assert rows == [(0,)]
     _, rows = chdb_store.query("SELECT toString(occurred_at), pool_micros, source_offset, metadata "
                                "FROM priced_events WHERE event_id = 'e-shape-p'")
     assert rows == [("2026-11-20 00:00:00.123", 200, 7, "{}")]

@@ -3,6 +3,7 @@ migrations create, on the real ClickHouse engine (chdb), and is up to date."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def test_every_field_the_sink_writes_is_a_column(columns):
     schema_version has no column): so a row field the sink names wrongly would vanish
     silently. Every field of every row made from every valid example is a column."""
     from schemas import examples, topic_manifests
-    from sinks.clickhouse.rows import to_rows
+    from sinks.clickhouse.rows import INT_COLUMNS, to_rows
 
     skipped = {"schema_version"}
     seen = set()
@@ -55,5 +56,13 @@ def test_every_field_the_sink_writes_is_a_column(columns):
             names = {name for name, _ in columns[rows.table]}
             for row in rows.dicts():
                 assert set(row) - skipped <= names, f"{topic} -> {rows.table}: not columns {set(row) - skipped - names}"
+                for name, kind in columns[rows.table]:  # each integer column's range is checked as the engine's
+                    if name in row and rows.table != "ledger_entries" and re.fullmatch(r"U?Int\d+", kind):
+                        assert INT_COLUMNS.get(name) == int_range(kind), f"{rows.table}.{name} {kind}"
             seen.add(rows.table)
     assert {"ledger_entries", "priced_events", "attributions", "payout_results"} <= seen
+
+
+def int_range(kind: str) -> tuple[int, int]:
+    bits = int(kind.lstrip("UInt"))
+    return (0, 2**bits - 1) if kind.startswith("U") else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from schemas import examples, first_problem, schema
-from schemas.payloads import LedgerBatch, LedgerEntry, ledger_entries
+from schemas.payloads import LedgerBatch, LedgerEntry, ledger_entries, ledger_record
 from tributary import ledger
 
 
@@ -55,7 +55,8 @@ def entry(**changes: object) -> dict:
 @pytest.mark.parametrize(("changes", "field"), [
     ({"amount_micros": "100"}, "amount_micros"),
     ({"amount_micros": 100.0}, "amount_micros"),  # not an integer as written: never an Int64 by accident
-    ({"amount_micros": 10**13}, "amount_micros"),
+    ({"amount_micros": 10**15 + 1}, "amount_micros"),
+    ({"contract_version": 2**32}, "contract_version"),
     ({"currency": "dollars"}, "currency"),
     ({"entry_type": "gift"}, "entry_type"),
     ({"holder_id": ""}, "holder_id"),
@@ -91,6 +92,16 @@ def test_single_entries_and_batches_both_decode_and_a_batchs_error_is_its_own():
         single["amount_micros"]]
     with pytest.raises(msgspec.ValidationError, match=r"`\$\.entries\[1\]\.amount_micros`"):
         ledger_entries(kafka.dumps(batch))
+    # a batch of one is a batch (its entry is stored, not the record as a row)
+    one = kafka.dumps({"schema_version": 1, "kind": "batch", "entries": [single]})
+    entries, exact = ledger_record(one)
+    assert not exact and msgspec.to_builtins(entries) == msgspec.to_builtins(ledger_entries(json.dumps(single).encode()))
+    # a single entry is stored as its own bytes only when it holds nothing but the schema's fields
+    assert ledger_record(json.dumps(single).encode()).exact
+    injected = ledger_record(json.dumps({**single, "ingested_at": "2099-01-01 00:00:00"}).encode())
+    assert not injected.exact and injected.entries[0].entry_id == single["entry_id"]
+    # a yen payout above a million yen (10**12 micros) is a valid entry
+    assert ledger_entries(json.dumps(entry(amount_micros=15 * 10**11, currency="JPY")).encode())
     # an entry whose text happens to contain "batch" is still a single entry
     assert ledger_entries(json.dumps(entry(work_id="batch")).encode())[0].work_id == "batch"
     with pytest.raises(msgspec.ValidationError):

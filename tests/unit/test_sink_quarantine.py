@@ -34,7 +34,7 @@ def entry(n: int, amount: object = 1_000, holder: str = "h") -> bytes:
 
 
 class Store:
-    """Refuses rows whose amount is a string or whose holder is REFUSED (a data error); or
+    """Refuses rows whose holder or provider is REFUSED (a data error); or
     every insert (``down``)."""
 
     def __init__(self, down: Exception | None = None, ping_ok: bool = True, stop: threading.Event | None = None):
@@ -49,8 +49,7 @@ class Store:
         if self.down is not None:
             raise BackpressureError(str(self.down))
         rows = [r for parts in batch.values() for part in parts for r in part.dicts()]
-        if any(isinstance(r.get("amount_micros", r.get("pool_micros")), str) or r.get("holder_id") == REFUSED
-               for r in rows):
+        if any(REFUSED in (r.get("holder_id"), r.get("provider")) for r in rows):
             raise RowsRefused("insert into ledger_entries failed: Unable to create native array")
         self.rows += rows
 
@@ -119,8 +118,8 @@ def test_a_bad_entry_inside_a_ledger_batch_is_named_by_its_place():
     assert json.loads(value)["field"] == "entries[1].amount_micros" and store.rows == []
 
 
-def priced(n: int, pool: object = 200) -> dict:
-    return {"schema_version": 1, "event_id": f"e{n}", "occurred_at": "2026-11-20T00:00:00Z", "provider": "acme",
+def priced(n: int, pool: object = 200, provider: str = "acme") -> dict:
+    return {"schema_version": 1, "event_id": f"e{n}", "occurred_at": "2026-11-20T00:00:00Z", "provider": provider,
             "model": {"name": "m", "revision": "r"},
             "contract": {"contract_id": "standard-2026", "version": 1, "royalty_rate_bps": 2000, "currency": "USD"},
             "revenue_micros": 1_000, "pool_micros": pool, "output": {"text": "x"},
@@ -137,7 +136,8 @@ def test_a_batch_record_is_quarantined_whole_and_its_neighbours_written():
     request, its event_id is the first's, as its key is); the other records' rows go in."""
     store, dlq = Store(), Dlq()
     topic = Topic.ATTRIBUTION_REQUESTS.value
-    items = service.decode([Msg(0, entry(0)), Msg(1, requests_batch(priced(1), priced(2, "oops"), priced(3)), topic),
+    items = service.decode([Msg(0, entry(0)), Msg(1, requests_batch(priced(1), priced(2, provider=REFUSED), priced(3)),
+                                                topic),
                             Msg(2, requests_batch(priced(4), priced(5)), topic)])
     assert [(i.table, i.rows.count) for i in items] == [("ledger_entries", 1), ("priced_events", 3),
                                                        ("priced_events", 2)]
@@ -147,6 +147,36 @@ def test_a_batch_record_is_quarantined_whole_and_its_neighbours_written():
     letter = json.loads(value)
     assert key == b"attribution-requests:0:1" and letter["error_code"] == "unwritable_record"
     assert letter["event_id"] == "e1" and len(json.loads(letter["payload"])["requests"]) == 3
+
+
+@pytest.mark.parametrize(("pool", "reason"), [
+    ("oops", "field pool_micros: 'oops' is not an integer"),
+    (None, "field pool_micros: null where a value is required"),
+    (2**63, "field pool_micros: 9223372036854775808 is not an integer"),
+])
+def test_a_value_the_column_cannot_hold_is_refused_before_the_insert_naming_its_field(pool, reason):
+    """ClickHouse's JSON input would store a null as 0 and wrap an integer that does not
+    fit: the sink refuses such a record itself, and its dead letter says which field."""
+    store, dlq = Store(), Dlq()
+    topic = Topic.ATTRIBUTION_REQUESTS.value
+    items = service.decode([Msg(0, json.dumps(priced(0, pool)).encode(), topic), Msg(1, entry(1))])
+    assert service.write(store, dlq, items, threading.Event(), first_delay_s=0)
+    assert [r["entry_id"] for r in store.rows] == ["le-1"]
+    (_, value), = dlq.sent
+    letter = json.loads(value)
+    assert letter["error_code"] == "undecodable_record" and reason in letter["reason"]
+    assert letter["field"] == "pool_micros"
+
+
+def test_a_missing_field_inside_a_batch_is_named_with_its_place():
+    second = json.loads(entry(1))
+    del second["source_id"]
+    batch = {"schema_version": 1, "kind": "batch", "entries": [json.loads(entry(0)), second]}
+    store, dlq = Store(), Dlq()
+    assert service.write(store, dlq, service.decode([Msg(0, json.dumps(batch).encode())]), threading.Event(),
+                         first_delay_s=0)
+    (_, value), = dlq.sent
+    assert json.loads(value)["field"] == "entries[1].source_id"
 
 
 def test_a_batch_of_one_poison_record_is_quarantined_too():
