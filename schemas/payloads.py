@@ -25,7 +25,7 @@ Currency = Annotated[str, msgspec.Meta(min_length=3, max_length=3)]
 EntryType = Literal["accrual", "accrual_reversal", "reservation", "payout", "payout_reversal"]
 
 
-class LedgerEntry(msgspec.Struct, kw_only=True):
+class LedgerEntry(msgspec.Struct, kw_only=True, gc=False):
     """ledger-entry.v1: one double-entry line on ``royalty-ledger``."""
 
     schema_version: Literal[1]
