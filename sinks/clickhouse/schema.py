@@ -322,8 +322,19 @@ def refresh_rollups(client: Any) -> None:
         client.command(f"SYSTEM WAIT VIEW {db}.{name}_refresh")
 
 
+def _quoted(name: str) -> str:
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def _statement(client: Any, statement: str) -> str:
+    source = str(client.query("SELECT currentDatabase()").result_rows[0][0])
+    return statement.replace(R, _quoted(f"{source}_rollups")).replace(S, _quoted(source))
+
+
 def migrate(client: Any) -> list[int]:
-    """Apply every migration newer than the recorded version; returns those applied."""
+    """Apply every migration newer than the recorded version; returns those applied. Then
+    make sure the rollups exist (derived data: a rollups database dropped by hand, or lost
+    with its disk, is created again, empty until its first refresh)."""
     client.command(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, description String, "
         "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version"
@@ -333,9 +344,11 @@ def migrate(client: Any) -> list[int]:
     for version, description, statements in MIGRATIONS:
         if version <= current:
             continue
-        source = client.query("SELECT currentDatabase()").result_rows[0][0]
         for statement in statements:
-            client.command(statement.replace(R, f"{source}_rollups").replace(S, str(source)))
+            client.command(_statement(client, statement))
         client.insert("schema_migrations", [[version, description]], column_names=["version", "description"])
         applied.append(version)
+    if max([current, *applied]) == LATEST:  # the rollups as the latest version defines them
+        for statement in (f"CREATE DATABASE IF NOT EXISTS {R} ENGINE = Atomic", *CREATE_ROLLUPS):
+            client.command(_statement(client, statement))  # each IF NOT EXISTS: nothing happens when there
     return applied

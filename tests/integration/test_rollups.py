@@ -201,3 +201,22 @@ def test_a_refresh_replaces_the_rollup_whole(tmp_path):
         assert REGISTRY.get_sample_value("tributary_rollup_refresh_failing", {"rollup": "holder_day"}) == 0
     finally:
         store.close()
+
+
+def test_a_lost_rollups_database_is_built_again_at_start(tmp_path):
+    """Rollups are derived data: if their database is dropped (by hand, or lost with its
+    disk), the sink's start-up creates it again and the next refresh fills it exactly."""
+    store = ClickHouseStore(f"chdb://{tmp_path}/clickhouse")
+    try:
+        migrate(store.client)
+        priced, entries = journal(5, events=40)
+        write(store, Topic.ATTRIBUTION_REQUESTS, priced)
+        write(store, Topic.ROYALTY_LEDGER, entries)
+        db = rollups_database(store.client)
+        store.client.command(f"DROP DATABASE {db}")
+        assert migrate(store.client) == []  # no migration is due; the rollups are made anyway
+        refresh_rollups(store.client)
+        total = sum(v[0] for v in expected(priced, entries)["holder_day"].values())
+        assert store.client.query(f"SELECT sum(earned_micros) FROM {db}.holder_day").result_rows[0][0] == total
+    finally:
+        store.close()
