@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 from confluent_kafka import Message
+from prometheus_client import Counter
 
 from gpu_workers.embedder import Embedder
 from gpu_workers.segment import sentences, units
@@ -67,6 +68,10 @@ def published_chunks(bootstrap: str) -> dict[str, list[str]]:
     return out
 
 
+WORKS = Counter("tributary_indexer_works_total", "Catalog works indexed or withdrawn", ["outcome"])
+CHUNKS = Counter("tributary_indexer_chunks_total", "Catalog chunks embedded and published")
+
+
 def run(bootstrap: str, embedder: Embedder, stop: threading.Event, health: Health | None = None) -> None:
     health = health or Health()
     consumer = kafka.consumer(bootstrap, GROUP_ID)
@@ -93,6 +98,7 @@ def run(bootstrap: str, embedder: Embedder, stop: threading.Event, health: Healt
                 for old in published.pop(work_id, []):
                     producer.produce(Topic.CATALOG_CHUNKS.value, key=old.encode(), value=None)
                 if kind == "work_removed":
+                    WORKS.labels("withdrawn").inc()
                     log.info("work withdrawn work_id=%s", work_id)
                     continue
                 version = kafka.position(msg)[2] + 1  # catalog-updates has one partition: offsets order versions
@@ -101,6 +107,8 @@ def run(bootstrap: str, embedder: Embedder, stop: threading.Event, health: Healt
                     producer.produce(Topic.CATALOG_CHUNKS.value, key=rec["chunk_id"].encode(),
                                      value=kafka.dumps(rec))
                 published[work_id] = [r["chunk_id"] for r in records]
+                WORKS.labels("indexed").inc()
+                CHUNKS.inc(len(records))
                 log.info("indexed work_id=%s holder_id=%s chunks=%d catalog_version=%d",
                          work_id, update["holder_id"], len(records), version)
             if messages:

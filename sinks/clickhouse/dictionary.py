@@ -247,7 +247,8 @@ def engine_columns(client: object) -> dict[str, list[tuple[str, str]]]:
     rows = client.query(  # type: ignore[attr-defined]
         "SELECT database != currentDatabase(), table, name, type FROM system.columns "
         "WHERE database IN (currentDatabase(), concat(currentDatabase(), '_rollups')) "
-        "AND table NOT LIKE '%_refresh' AND NOT startsWith(table, '.') "  # the views, a refresh's temporary table
+        # the refresh views themselves, and a refresh's temporary tables (`.tmp...`, `_tmp_replace_...`)
+        "AND table NOT LIKE '%_refresh' AND NOT startsWith(table, '.') AND NOT startsWith(table, '_tmp_replace_') "
         "ORDER BY database, table, position"
     ).result_rows
     out: dict[str, list[tuple[str, str]]] = {}

@@ -207,7 +207,7 @@ def test_the_sink_holds_its_offsets_while_clickhouse_refuses_then_writes_everyth
     group = f"bp-test-{run_id}"
     producer = kafka.producer(platform_cfg.bootstrap_servers)
     for n in range(50):
-        entry = {"entry_id": f"bp-{run_id}-{n}", "entry_type": "accrual", "debit_account": "provider:p:royalty_liability",
+        entry = {"schema_version": 1, "entry_id": f"bp-{run_id}-{n}", "entry_type": "accrual", "debit_account": "provider:p:royalty_liability",
                  "credit_account": "holder:h-bp:payable", "amount_micros": 1_000 + n, "currency": "USD",
                  "holder_id": "h-bp", "work_id": "w1", "event_id": f"e-bp-{run_id}-{n}", "source_id": "at",
                  "created_at": "2026-11-20T00:00:00+00:00"}

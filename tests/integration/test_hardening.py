@@ -203,11 +203,12 @@ def priced(event_id: str, revenue: object = 25_000) -> bytes:
 @pytest.mark.clickhouse
 def test_a_record_clickhouse_refuses_goes_to_the_sink_dlq_and_the_sink_moves_on(platform_cfg, owner):
     """The finding: one priced event with ``"revenue_micros": 25000.0`` stopped the sink for
-    good (the same batch retried every 30 s: clickhouse-connect cannot serialize a float
-    among the ints of an Int64 column). Now the batch is split: that record is written on
-    its own (exactly: 25000), a record ClickHouse refuses even alone (a revenue beyond
-    Int64) is quarantined with its error, source offset and payload, and every other
-    record is written and committed."""
+    good (the same batch retried every 30 s: clickhouse-connect could not serialize a float
+    among the ints of an Int64 column). Now a value the column cannot hold (25000.0 written
+    as a float, a revenue beyond Int64) is refused by the sink before any insert, naming
+    the field; a record ClickHouse itself refuses (a ledger entry with a key written twice)
+    is found by splitting the batch and quarantined with its error, source offset and
+    payload; every other record is written and committed."""
     from confluent_kafka import TopicPartition
 
     from tributary.lag import LagReader
@@ -221,7 +222,14 @@ def test_a_record_clickhouse_refuses_goes_to_the_sink_dlq_and_the_sink_moves_on(
         value = priced(event_id, {17: 25000.0, 23: 10**20}.get(n, 25_000))
         producer.produce(Topic.ATTRIBUTION_REQUESTS.value, key=event_id.encode(), value=value)
     producer.produce(Topic.ATTRIBUTION_REQUESTS.value, key=b"x", value=b"{not json")  # undecodable
+    twice = (b'{"schema_version": 1, "entry_id": "le-twice-' + run_id.encode() + b'", "entry_type": "accrual", '
+             b'"debit_account": "provider:p:royalty_liability", "credit_account": "holder:h-twice:payable", '
+             b'"amount_micros": 5, "amount_micros": 7, "currency": "USD", "holder_id": "h-twice", '
+             b'"event_id": "e-twice-' + run_id.encode() + b'", "source_id": "at", '
+             b'"created_at": "2026-11-20T00:00:00+00:00"}')
+    producer.produce(Topic.ROYALTY_LEDGER.value, key=b"h-twice", value=twice)
     assert producer.flush(30) == 0
+    unwritable = service.QUARANTINED.labels("unwritable")._value.get()
     stop = threading.Event()
     worker = threading.Thread(target=service.run, args=(platform_cfg.bootstrap_servers, "chdb://unused", 0, stop),
                               kwargs={"group_id": group, "store": Borrowed(store), "batch_wait_s": 0.2})
@@ -229,7 +237,7 @@ def test_a_record_clickhouse_refuses_goes_to_the_sink_dlq_and_the_sink_moves_on(
     try:
         deadline = time.monotonic() + 90
         while store.query(f"SELECT count() FROM priced_events FINAL WHERE event_id LIKE 'poison-{run_id}-%'"
-                          )[1][0][0] < 39 or service.QUARANTINED.labels("undecodable")._value.get() < 1:
+                          )[1][0][0] < 38 or service.QUARANTINED.labels("unwritable")._value.get() < unwritable + 1:
             assert time.monotonic() < deadline and worker.is_alive()
             time.sleep(0.2)
     finally:
@@ -237,11 +245,11 @@ def test_a_record_clickhouse_refuses_goes_to_the_sink_dlq_and_the_sink_moves_on(
         worker.join(60)
     stored = {r[0] for r in store.query(f"SELECT event_id FROM priced_events FINAL "
                                         f"WHERE event_id LIKE 'poison-{run_id}-%'")[1]}
-    assert stored == set(ids) - {ids[23]}
-    assert store.query(f"SELECT revenue_micros FROM priced_events FINAL WHERE event_id = '{ids[17]}'"
-                       )[1] == [(25_000,)]
-    partitions = [TopicPartition(Topic.ATTRIBUTION_REQUESTS.value, p)
-                  for p in range(topic_manifests()[Topic.ATTRIBUTION_REQUESTS].partitions)]
+    assert stored == set(ids) - {ids[17], ids[23]}
+    assert store.query(f"SELECT count() FROM ledger_entries WHERE holder_id = 'h-twice' "
+                       f"AND event_id = 'e-twice-{run_id}'")[1] == [(0,)]
+    partitions = [TopicPartition(topic.value, p) for topic in (Topic.ATTRIBUTION_REQUESTS, Topic.ROYALTY_LEDGER)
+                  for p in range(topic_manifests()[topic].partitions)]
     reader = LagReader(platform_cfg.bootstrap_servers)
     committed = reader.committed(group, partitions)
     reader.close()
@@ -263,11 +271,14 @@ def test_a_record_clickhouse_refuses_goes_to_the_sink_dlq_and_the_sink_moves_on(
             letters.append(json.loads(msg.value()))
     consumer.close()
     mine = [d for d in letters if run_id in d["payload"] or d["payload"] == "{not json"]
-    codes = {d["error_code"]: d for d in mine}
-    assert set(codes) == {"unwritable_record", "undecodable_record"}
-    poison = codes["unwritable_record"]
-    assert poison["event_id"] == ids[23] and str(10**20) in poison["payload"] and poison["reason"]
-    assert poison["source"]["topic"] == Topic.ATTRIBUTION_REQUESTS.value and poison["source"]["offset"] >= 0
+    refused = {e: d for d in mine for e in (ids[17], ids[23])
+               if d["error_code"] == "undecodable_record" and f'"{e}"' in d["payload"]}
+    assert sorted(refused) == [ids[17], ids[23]]  # 25000.0 written as a float; 10**20, beyond Int64
+    assert all(d["field"] == "revenue_micros" and "is not an integer" in d["reason"] for d in refused.values())
+    assert any(d["payload"] == "{not json" and d["error_code"] == "undecodable_record" for d in mine)
+    [poison] = [d for d in mine if d["error_code"] == "unwritable_record"]
+    assert poison["event_id"] == f"e-twice-{run_id}" and '"amount_micros": 7' in poison["payload"]
+    assert poison["source"]["topic"] == Topic.ROYALTY_LEDGER.value and "refused" in poison["reason"]
 
 
 @pytest.mark.kafka
