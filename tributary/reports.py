@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from sinks.clickhouse.schema import ROLLUPS_DB_SQL, quoted
 from tributary.config import PlatformConfig
 from tributary.errors import UserError
 from tributary.money import format_micros
@@ -54,10 +55,9 @@ ROLLUP_DIMS = (("holder_day", {"holder_id", "day"}), ("holder_model_day", {"hold
 
 
 def rollups_database(run: Query) -> str:
-    """The rollups' database (``<database>_rollups``), quoted for SQL text (a name the engine
-    gave, never user input)."""
-    _, rows = run("SELECT currentDatabase()", {})
-    return f"`{str(rows[0][0]).replace('`', '')}_rollups`"
+    """The rollups' database, quoted for SQL text."""
+    _, rows = run(f"SELECT {ROLLUPS_DB_SQL}", {})
+    return quoted(str(rows[0][0]))
 
 
 def earnings(run: Query, by: list[str], since: date | None = None, until: date | None = None,

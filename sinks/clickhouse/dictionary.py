@@ -13,6 +13,8 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 
+from sinks.clickhouse.schema import ROLLUPS_DB_SQL, migrate
+
 MICROS = "micro-units of `currency` (1,000,000 = one unit: 1 USD, 1 EUR, 1 JPY)"
 READ_FINAL = "ReplacingMergeTree on the key; read with `FINAL` (or through the views), so a retried insert or a replayed record is one row"
 
@@ -246,7 +248,7 @@ def engine_columns(client: object) -> dict[str, list[tuple[str, str]]]:
     """table -> [(column, type)] as the engine has them."""
     rows = client.query(  # type: ignore[attr-defined]
         "SELECT database != currentDatabase(), table, name, type FROM system.columns "
-        "WHERE database IN (currentDatabase(), concat(currentDatabase(), '_rollups')) "
+        f"WHERE database IN (currentDatabase(), {ROLLUPS_DB_SQL}) "
         # the refresh views themselves, and a refresh's temporary tables (`.tmp...`, `_tmp_replace_...`)
         "AND table NOT LIKE '%_refresh' AND NOT startsWith(table, '.') AND NOT startsWith(table, '_tmp_replace_') "
         "ORDER BY database, table, position"
@@ -280,7 +282,6 @@ def render(columns: dict[str, list[tuple[str, str]]]) -> str:
 
 
 def migrated_columns() -> dict[str, list[tuple[str, str]]]:
-    from sinks.clickhouse.schema import migrate
     from sinks.clickhouse.store import open_client
 
     with tempfile.TemporaryDirectory() as folder:

@@ -309,8 +309,18 @@ MIGRATIONS.append((12, "accrual_lines: the ledger joined with the priced events 
 LATEST = MIGRATIONS[-1][0]
 
 
+# the rollups' database, named after the tables' own: the one rule, as SQL (the sink's
+# freshness query, the data dictionary) and as a name (rollups_database, migrate)
+ROLLUPS_DB_SQL = "concat(currentDatabase(), '_rollups')"
+
+
+def quoted(name: str) -> str:
+    """A database name quoted for SQL text (an identifier the engine gave, never user input)."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
 def rollups_database(client: Any) -> str:
-    return f"{client.query('SELECT currentDatabase()').result_rows[0][0]}_rollups"
+    return str(client.query(f"SELECT {ROLLUPS_DB_SQL}").result_rows[0][0])
 
 
 def refresh_rollups(client: Any) -> None:
@@ -322,15 +332,6 @@ def refresh_rollups(client: Any) -> None:
         client.command(f"SYSTEM WAIT VIEW {db}.{name}_refresh")
 
 
-def _quoted(name: str) -> str:
-    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
-
-
-def _statement(client: Any, statement: str) -> str:
-    source = str(client.query("SELECT currentDatabase()").result_rows[0][0])
-    return statement.replace(R, _quoted(f"{source}_rollups")).replace(S, _quoted(source))
-
-
 def migrate(client: Any) -> list[int]:
     """Apply every migration newer than the recorded version; returns those applied. Then
     make sure the rollups exist (derived data: a rollups database dropped by hand, or lost
@@ -340,15 +341,20 @@ def migrate(client: Any) -> list[int]:
         "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version"
     )
     current = int(client.query("SELECT max(version) FROM schema_migrations").result_rows[0][0] or 0)
+    source, rollups = client.query(f"SELECT currentDatabase(), {ROLLUPS_DB_SQL}").result_rows[0]
+
+    def named(statement: str) -> str:
+        return statement.replace(R, quoted(str(rollups))).replace(S, quoted(str(source)))
+
     applied = []
     for version, description, statements in MIGRATIONS:
         if version <= current:
             continue
         for statement in statements:
-            client.command(_statement(client, statement))
+            client.command(named(statement))
         client.insert("schema_migrations", [[version, description]], column_names=["version", "description"])
         applied.append(version)
     if max([current, *applied]) == LATEST:  # the rollups as the latest version defines them
         for statement in (f"CREATE DATABASE IF NOT EXISTS {R} ENGINE = Atomic", *CREATE_ROLLUPS):
-            client.command(_statement(client, statement))  # each IF NOT EXISTS: nothing happens when there
+            client.command(named(statement))  # each IF NOT EXISTS: nothing happens when there
     return applied

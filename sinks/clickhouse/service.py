@@ -42,7 +42,7 @@ from confluent_kafka import KafkaException, Message, Producer
 from prometheus_client import Counter, Gauge
 
 from sinks.clickhouse.rows import SOURCE_TOPICS, Rows, to_rows
-from sinks.clickhouse.schema import migrate
+from sinks.clickhouse.schema import ROLLUPS_DB_SQL, migrate
 from sinks.clickhouse.store import BackpressureError, ClickHouseStore, ReadOnlyQueries, RowsRefused
 from tributary import kafka
 from tributary.health import Health
@@ -62,7 +62,6 @@ ROLLUP_AGE = Gauge("tributary_rollup_age_seconds",
                    ["rollup"])
 ROLLUP_FAILING = Gauge("tributary_rollup_refresh_failing", "1 while the rollup's last refresh failed", ["rollup"])
 FRESHNESS_CHECK_S = 15.0
-ROLLUPS_DB = "concat(currentDatabase(), '_rollups')"
 _AT_FIELD = re.compile(r"- at `\$\.?(.+)`$")
 _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 _BUILDER_FIELD = re.compile(r"field (\w+): ")
@@ -337,7 +336,7 @@ def record_rollup_ages(store: ClickHouseStore) -> dict[str, int]:
         _, rows = store.query(
             "SELECT replaceRegexpOne(view, '_refresh$', ''), "
             "if(last_success_time IS NULL, 0, toUnixTimestamp(last_success_time)), exception != '' "
-            f"FROM system.view_refreshes WHERE database = {ROLLUPS_DB}")
+            f"FROM system.view_refreshes WHERE database = {ROLLUPS_DB_SQL}")
     except Exception as exc:  # noqa: BLE001 - a metric we could not read this time, not a sink failure
         log.warning("rollup freshness unknown: %s", str(exc).splitlines()[0][:300] if str(exc) else repr(exc))
         rows = []
