@@ -98,7 +98,3 @@ def ledger_record(value: bytes) -> LedgerRecord:
     if _SHAPE.decode(value).kind == "batch":
         return LedgerRecord(_BATCH.decode(value).entries, False)
     return LedgerRecord([_ENTRY.decode(value)], False)
-
-
-def ledger_entries(value: bytes) -> list[LedgerEntry]:
-    return ledger_record(value).entries

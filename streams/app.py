@@ -79,8 +79,8 @@ HALTED_EXIT_CODE = 3  # stopped by the DLQ rate limit: not to be restarted blind
 HALT_FILE = platform.streams_halt_file  # read by `tributary status`
 stalls = StallDetector(STALL_AFTER_S)
 # the same /healthz, /readyz and /metrics as every other stage (tributary.health), served by
-# Faust's web server: alive while the event loop runs the watchdog and the agent; ready
-# once the worker holds partitions
+# Faust's web server: alive while the event loop runs its heartbeat timer (and the agent
+# its takes); ready after the first partition assignment
 HEALTH = Health(stall_after_s=STALL_AFTER_S + 3 * WATCHDOG_INTERVAL_S)
 
 

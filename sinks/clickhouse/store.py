@@ -31,8 +31,9 @@ class RowsRefused(BackpressureError):
 
 
 # how the sink's JSON lines are read: times in any RFC 3339 / ISO 8601 spelling (with
-# their offset), null as the column's default ("" or 0, as the rows mean it), and a
-# payload field that is not a column (a ledger entry's schema_version) skipped;
+# their offset), null as the column's default ("" or 0: only a ledger entry's optional
+# fields are ever null; rows.Rows.of refuses a null elsewhere), and a payload field that
+# is not a column (a ledger entry's schema_version) skipped;
 # tests/integration/test_data_dictionary.py checks every other row field is a column
 JSON_INSERT = {"date_time_input_format": "best_effort", "input_format_null_as_default": 1,
                "input_format_skip_unknown_fields": 1}
