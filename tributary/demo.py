@@ -295,8 +295,8 @@ def summary(cfg: PlatformConfig, sample: dict[str, Any], published: int, invalid
     print(f"{base} review list --limit 5              # probable (paraphrase) attributions to accept or reject")
     print(f"{base} sql \"SELECT reason, count() FROM dead_letters FINAL GROUP BY reason\"")
     print(f"{base} trial-balance                    # every ledger account per currency: do the books close?")
-    print("  views: holder_earnings_daily, unattributed_escrow, attribution_coverage, holder_balances, "
-          "account_balances")
+    print("  views: accrual_lines, holder_earnings_daily, unattributed_escrow, attribution_coverage, "
+          "holder_balances, account_balances (every column: docs/tables.md)")
     print("==========================================================\n")
     return balanced and payable_only
 

@@ -38,7 +38,8 @@ READ_NODES = frozenset({"SelectWithUnionQuery", "SelectQuery", "SelectIntersectE
 # the system tables an analyst needs to find their way; the others show other users'
 # queries, settings, paths and grants
 SAFE_SYSTEM_TABLES = frozenset({"one", "numbers", "zeros", "tables", "columns", "databases", "functions",
-                                "table_functions", "data_type_families"})
+                                "table_functions", "data_type_families",
+                                "view_refreshes"})  # the rollups' refresh status (README runbook)
 # scalar functions that read the host's files
 HOST_FUNCTIONS = frozenset({"file"})
 # table functions that reach the host, the network or other systems: refused by name even

@@ -125,6 +125,9 @@ def test_reads_still_work_with_values_bound_by_the_server(owner):
     assert queries.query("DESCRIBE TABLE ledger_entries")[1]
     assert queries.query("EXPLAIN SELECT 1")[1]
     assert queries.query("SELECT name FROM system.tables WHERE name = 'works'")[1] == [("works",)]
+    # the TributaryRollupsStale runbook's command: which rollup refreshes, and why one fails
+    refreshes = queries.query("SELECT view, status, exception FROM system.view_refreshes")[1]
+    assert {row[0] for row in refreshes} >= {"earnings_day_refresh", "holder_day_refresh"}
     assert queries.query("SELECT '\u2018quoted\u2019 text' AS s")[1] == [("\u2018quoted\u2019 text",)]
     assert queries.query("SELECT 'a; DROP TABLE x' AS s, $$INTO OUTFILE$$ AS t")[1] == [("a; DROP TABLE x",
                                                                                         "INTO OUTFILE")]
